@@ -1,0 +1,80 @@
+//! # framealloc
+//!
+//! Frame allocation for x86_64 kernels and bootloaders, built around the
+//! [`x86_64`] crate's page-table API.
+//!
+//! `x86_64`'s mappers take a [`FrameAllocator<S>`]. Real allocators rarely
+//! fit that trait directly: a bootloader allocates *by region type*, a kernel
+//! wants to hand over a closure or a pool of preallocated frames, a reclaim
+//! path needs an allocator that never allocates. This crate supplies those
+//! shapes as zero-cost adapters, so none of them needs a wrapper struct with
+//! explicit lifetimes and a hand-written `unsafe impl`:
+//!
+//! | you have | you write | module |
+//! |---|---|---|
+//! | a closure returning `Option<PhysFrame<S>>` | `unsafe { from_fn(\|\| …) }` | [`adapters`] |
+//! | an allocator whose allocation takes a region type, zone or flags | `alloc.tagged(tag)` | [`tagged`] |
+//! | nothing to give (reclaim or memory-pressure path) | [`NoAllocator`] | [`adapters`] |
+//! | a handful of preallocated frames | [`FramePool`] | [`pool`] |
+//!
+//! The traits are `x86_64`'s own ([`FrameAllocator`], [`FrameDeallocator`]),
+//! re-exported here, so everything in this crate also works with
+//! `x86_64::structures::paging::OffsetPageTable` and friends. The `x86_64`
+//! crate itself is re-exported as [`framealloc::x86_64`](crate::x86_64) so
+//! that versions always match.
+//!
+//! ```
+//! use framealloc::{from_fn, FrameAllocator, PhysFrame, Size4KiB};
+//! use framealloc::x86_64::PhysAddr;
+//!
+//! let mut next = 0x10_0000u64;
+//! // SAFETY: every call yields a frame that was never handed out before.
+//! let mut frames = unsafe {
+//!     from_fn(|| {
+//!         let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(next));
+//!         next += 4096;
+//!         Some(frame)
+//!     })
+//! };
+//! let a = frames.allocate_frame().unwrap();
+//! let b = frames.allocate_frame().unwrap();
+//! assert_ne!(a, b);
+//! ```
+//!
+//! ## Features
+//!
+//! - `std`: hosted helpers. Off by default; the crate is `#![no_std]`.
+//! - `emu`: an emulated x86_64 MMU and TLB for host tests (implies `std`).
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod adapters;
+pub mod pool;
+pub mod tagged;
+
+pub use x86_64;
+pub use x86_64::structures::paging::{
+    FrameAllocator, FrameDeallocator, PageSize, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+};
+
+pub use adapters::{FnAllocator, NoAllocator, from_fn, from_fns};
+pub use pool::{FramePool, PoolFull, WithOverflow};
+pub use tagged::{Tagged, TaggedFrameAllocator};
+
+/// Derive macro: see [`framealloc_macros::FrameAllocator`].
+pub use framealloc_macros::{FrameAllocator, frame_allocator};
+
+/// Implementation details of the macros. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::adapters::{from_fn, from_fns};
+    pub use crate::tagged::TaggedFrameAllocator;
+    pub use core;
+    pub use x86_64::structures::paging::{
+        FrameAllocator, FrameDeallocator, PageSize, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+    };
+}
