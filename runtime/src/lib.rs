@@ -53,6 +53,7 @@
 extern crate std;
 
 pub mod adapters;
+pub mod paging;
 pub mod pool;
 pub mod tagged;
 

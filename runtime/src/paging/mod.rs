@@ -1,0 +1,5 @@
+//! Page tables: the [`Backend`] seam (and, as it lands, `RecursivePageTable`).
+
+pub mod backend;
+
+pub use backend::Backend;
