@@ -53,6 +53,9 @@
 extern crate std;
 
 pub mod adapters;
+pub mod alloc;
+#[cfg(feature = "emu")]
+pub mod emu;
 pub mod paging;
 pub mod pool;
 pub mod tagged;

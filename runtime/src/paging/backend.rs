@@ -13,6 +13,7 @@
 //! emulated MMU and TLB.
 
 use x86_64::VirtAddr;
+use x86_64::structures::paging::PhysFrame;
 
 /// Access to the page tables of the active address space, and to its TLB.
 ///
@@ -28,6 +29,9 @@ use x86_64::VirtAddr;
 /// named translations from every TLB the page-table code relies on. Page-table
 /// code trusts these facts to uphold memory safety.
 pub unsafe trait Backend {
+    /// The frame of the active level-4 table (what CR3 points to).
+    fn level_4_frame(&self) -> PhysFrame;
+
     /// Reads entry `index` of the table at recursive address `table`.
     fn read_entry(&self, table: VirtAddr, index: usize) -> u64;
 
@@ -50,6 +54,10 @@ pub unsafe trait Backend {
 
 // SAFETY: forwards every call to `B`, which upholds the contract.
 unsafe impl<B: Backend + ?Sized> Backend for &mut B {
+    #[inline]
+    fn level_4_frame(&self) -> PhysFrame {
+        (**self).level_4_frame()
+    }
     #[inline]
     fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
         (**self).read_entry(table, index)

@@ -1,0 +1,1 @@
+//! Stock frame allocators over a firmware memory map.
