@@ -456,38 +456,7 @@ impl<B: Backend> RecursivePageTable<B> {
         for (addr, level, n) in pieces(start, end, phys, largest) {
             let pos48 = addr.as_u64() & LOW_48;
             let first = phys.as_u64() + (pos48 - start48);
-            let result = match level {
-                3 => self.map_run::<Size1GiB, _>(
-                    pos48,
-                    n,
-                    flags.bits() | HUGE,
-                    want,
-                    &mut Consecutive {
-                        first,
-                        tables: &mut *allocator,
-                    },
-                ),
-                2 => self.map_run::<Size2MiB, _>(
-                    pos48,
-                    n,
-                    flags.bits() | HUGE,
-                    want,
-                    &mut Consecutive {
-                        first,
-                        tables: &mut *allocator,
-                    },
-                ),
-                _ => self.map_run::<Size4KiB, _>(
-                    pos48,
-                    n,
-                    flags.bits(),
-                    want,
-                    &mut Consecutive {
-                        first,
-                        tables: &mut *allocator,
-                    },
-                ),
-            };
+            let result = self.map_piece(level, pos48, n, first, flags, want, allocator);
             let per = 1u64 << (9 * (level as u64 - 1));
             match result {
                 Ok(()) => {
@@ -531,6 +500,32 @@ impl<B: Backend> RecursivePageTable<B> {
                     error,
                 })
             }
+        }
+    }
+
+    /// One piece of a mixed map: `n` pages at `level` from `pos48`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private helper of map_range_mixed"
+    )]
+    fn map_piece<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        level: usize,
+        pos48: u64,
+        n: u64,
+        first: u64,
+        flags: PageTableFlags,
+        want: u64,
+        allocator: &mut A,
+    ) -> Result<(), (u64, MapFail)> {
+        let mut source = Consecutive {
+            first,
+            tables: allocator,
+        };
+        match level {
+            3 => self.map_run::<Size1GiB, _>(pos48, n, flags.bits() | HUGE, want, &mut source),
+            2 => self.map_run::<Size2MiB, _>(pos48, n, flags.bits() | HUGE, want, &mut source),
+            _ => self.map_run::<Size4KiB, _>(pos48, n, flags.bits(), want, &mut source),
         }
     }
 
