@@ -293,3 +293,37 @@ fn changed_table_entries_reach_uncached_addresses_at_once() {
         "uncached address walks the new table"
     );
 }
+
+#[test]
+fn translation_reports_the_flags_the_cpu_uses() {
+    let mut t = tagged();
+    let page = 0x0000_0200_0000_0000;
+    t.map(
+        page,
+        0x4000_0000,
+        LeafSize::Size1GiB,
+        F::WRITABLE | F::NO_CACHE,
+    );
+    let used = t
+        .machine
+        .translation(virt(page + 0x1234), Access::KERNEL_READ)
+        .unwrap();
+    assert_eq!((used.page, used.size), (virt(page), LeafSize::Size1GiB));
+    assert!(
+        used.flags
+            .contains(F::NO_CACHE | F::WRITABLE | F::HUGE_PAGE)
+    );
+    t.map(page, 0x4000_0000, LeafSize::Size1GiB, F::NO_EXECUTE);
+    let stale = t
+        .machine
+        .translation(virt(page), Access::KERNEL_READ)
+        .unwrap();
+    assert_eq!(stale, used);
+    t.machine.invlpg(virt(page + 0x3fff_f000));
+    let fresh = t
+        .machine
+        .translation(virt(page), Access::KERNEL_READ)
+        .unwrap();
+    assert_eq!(fresh.flags, F::PRESENT | F::HUGE_PAGE | F::NO_EXECUTE);
+    assert_eq!(Ok(fresh), t.machine.walk(virt(page), Access::KERNEL_READ));
+}
