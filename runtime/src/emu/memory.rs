@@ -2,10 +2,11 @@
 
 use core::fmt;
 use std::boxed::Box;
-use std::collections::HashMap;
 
 use x86_64::PhysAddr;
 use x86_64::structures::paging::{PageTableIndex, PhysFrame};
+
+use super::hash::PageMap;
 
 const FRAME: u64 = 4096;
 
@@ -28,7 +29,7 @@ const FRAME: u64 = 4096;
 /// ```
 #[derive(Clone, Default)]
 pub struct PhysMemory {
-    frames: HashMap<u64, Box<[u8; FRAME as usize]>>,
+    frames: PageMap<Box<[u8; FRAME as usize]>>,
 }
 
 /// A physical access that would run past the top of the 52-bit physical

@@ -87,6 +87,7 @@
 
 mod backend;
 mod fault;
+mod hash;
 mod machine;
 mod memory;
 mod mmu;
