@@ -35,9 +35,10 @@
 //! # Model
 //!
 //! EFER.NXE, CR0.WP and CR4.PGE are on; SMEP, SMAP, protection keys, PCIDs
-//! and 5-level paging are off; physical addresses have 52 bits. The TLB is
-//! unbounded (nothing is evicted behind your back) and holds leaf
-//! translations only: paging-structure caches are not modelled, so a change
+//! and 5-level paging are off; 1 GiB pages are supported; physical addresses
+//! have 52 bits. The TLB is unbounded (nothing is evicted behind your back)
+//! and holds leaf translations only: paging-structure caches are not
+//! modelled, so a change
 //! to a non-leaf entry affects addresses that are not in the TLB at once
 //! (hardware may keep using the old entry until any `invlpg` or CR3 write).
 //! Accessed and dirty bits are never set. A protection fault raised by a
