@@ -6,7 +6,7 @@
 mod paging_model;
 mod paging_support;
 
-use framealloc::emu::Machine;
+use framealloc::emu::{Machine, PhysMemory};
 use framealloc::paging::{LeafSize, MaxPageSize, RangeError, RecursivePageTable};
 use framealloc::x86_64::structures::paging::mapper::{
     FlagUpdateError, MapToError, MappedFrame, TranslateError, TranslateResult, UnmapError,
@@ -298,33 +298,39 @@ impl Harness {
                     tokens,
                 };
                 let expected = self.model.map(level, va, mapping, &mut available);
+                let before = self.snapshot_if_failing(expected);
                 let got = match level {
                     1 => self.map::<Size4KiB>(va, frame, flags),
                     2 => self.map::<Size2MiB>(va, frame, flags),
                     _ => self.map::<Size1GiB>(va, frame, flags),
                 };
+                self.unchanged(before.as_ref())?;
                 self.frames.budget = None;
                 prop_assert_eq!(got, expected, "map {} at {:#x}", page_size(level), va);
             }
             Op::Unmap { level, at } => {
                 let va = address(level, at);
                 let expected = self.model.unmap_or_update(level, va, None);
+                let before = self.snapshot_if_failing(expected);
                 let got = match level {
                     1 => self.unmap::<Size4KiB>(va),
                     2 => self.unmap::<Size2MiB>(va),
                     _ => self.unmap::<Size1GiB>(va),
                 };
+                self.unchanged(before.as_ref())?;
                 prop_assert_eq!(got, expected, "unmap {} at {:#x}", page_size(level), va);
             }
             Op::Update { level, at, flags } => {
                 let va = address(level, at);
                 let flags = FLAG_CHOICES[flags];
                 let expected = self.model.unmap_or_update(level, va, Some(flags.bits()));
+                let before = self.snapshot_if_failing(expected);
                 let got = match level {
                     1 => self.update::<Size4KiB>(va, flags),
                     2 => self.update::<Size2MiB>(va, flags),
                     _ => self.update::<Size1GiB>(va, flags),
                 };
+                self.unchanged(before.as_ref())?;
                 prop_assert_eq!(got, expected, "update {} at {:#x}", page_size(level), va);
             }
             Op::Translate { level, at } => {
@@ -518,6 +524,25 @@ impl Harness {
             }
         }
         self.check()
+    }
+
+    /// Physical memory before an operation the model says fails.
+    fn snapshot_if_failing(&self, expected: Outcome) -> Option<PhysMemory> {
+        (!matches!(expected, Outcome::Ok | Outcome::OkFrame(_)))
+            .then(|| self.table.backend().memory().clone())
+    }
+
+    /// A failed operation left every byte of physical memory as it was.
+    fn unchanged(&self, before: Option<&PhysMemory>) -> Result<(), TestCaseError> {
+        if let Some(before) = before {
+            let memory = self.table.backend().memory();
+            prop_assert!(
+                memory == before,
+                "failed operation changed frames {:?}",
+                memory.differing_frames(before)
+            );
+        }
+        Ok(())
     }
 
     /// Writes two fresh tokens into the frame (first and last word).
