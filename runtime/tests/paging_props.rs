@@ -172,6 +172,16 @@ fn op() -> impl Strategy<Value = Op> {
 
 const LOW_48: u64 = (1 << 48) - 1;
 
+/// The flush decision for `pages` changed entries: one `invlpg` each up to
+/// the threshold, one full flush above.
+fn decision(pages: u64) -> (u64, u64) {
+    if pages > framealloc::paging::FLUSH_ALL_THRESHOLD {
+        (0, 1)
+    } else {
+        (pages, 0)
+    }
+}
+
 fn page<S: PageSize>(va: u64) -> Page<S> {
     Page::from_start_address(VirtAddr::new(va)).unwrap()
 }
@@ -279,6 +289,12 @@ impl Harness {
 
     #[allow(clippy::too_many_lines, reason = "one arm per operation, each short")]
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let flushes_before = self.flushes();
+        let tables_before = self.model.tables.len() as u64;
+        // (invlpg, full flushes) the operation must have performed: exactly
+        // the ones it needs, none missing (the reads catch those) and none
+        // needless.
+        let mut expect: Option<(u64, u64)> = None;
         match *op {
             Op::Map {
                 level,
@@ -307,6 +323,12 @@ impl Harness {
                 self.unchanged(before.as_ref())?;
                 self.frames.budget = None;
                 prop_assert_eq!(got, expected, "map {} at {:#x}", page_size(level), va);
+                let created = self.model.tables.len() as u64 - tables_before;
+                expect = Some(if got == Outcome::Ok {
+                    (created + 1, 0)
+                } else {
+                    (0, 0)
+                });
             }
             Op::Unmap { level, at } => {
                 let va = address(level, at);
@@ -319,6 +341,11 @@ impl Harness {
                 };
                 self.unchanged(before.as_ref())?;
                 prop_assert_eq!(got, expected, "unmap {} at {:#x}", page_size(level), va);
+                expect = Some(if let Outcome::OkFrame(_) = got {
+                    (1, 0)
+                } else {
+                    (0, 0)
+                });
             }
             Op::Update { level, at, flags } => {
                 let va = address(level, at);
@@ -332,6 +359,11 @@ impl Harness {
                 };
                 self.unchanged(before.as_ref())?;
                 prop_assert_eq!(got, expected, "update {} at {:#x}", page_size(level), va);
+                expect = Some(if let Outcome::OkFrame(_) = got {
+                    (1, 0)
+                } else {
+                    (0, 0)
+                });
             }
             Op::Translate { level, at } => {
                 let va = address(level, at);
@@ -342,12 +374,14 @@ impl Harness {
                     _ => self.translate_page::<Size1GiB>(va),
                 };
                 prop_assert_eq!(got, expected, "translate {} at {:#x}", page_size(level), va);
+                expect = Some((0, 0));
             }
             Op::CleanUp => {
                 let expected = self.model.clean_up();
                 // SAFETY: every table frame belongs to this hierarchy only.
                 let freed = unsafe { self.table.clean_up(&mut self.frames) };
                 prop_assert_eq!(freed, expected, "tables freed by clean_up");
+                expect = Some((freed as u64, 0));
             }
             Op::MapRange {
                 level,
@@ -387,6 +421,9 @@ impl Harness {
                 };
                 self.frames.budget = None;
                 prop_assert_eq!(got, expected, "map_range {} x{} at {:#x}", size, len, va);
+                let created = self.model.tables.len() as u64 - tables_before;
+                let (invlpg, full) = decision(got.0);
+                expect = Some((invlpg + created, full));
             }
             Op::MapMixed {
                 at,
@@ -474,7 +511,14 @@ impl Harness {
                     2 => self.unmap_range::<Size2MiB>(va, len),
                     _ => self.unmap_range::<Size1GiB>(va, len),
                 };
-                prop_assert_eq!(got, (expected, frames), "unmap_range x{} at {:#x}", len, va);
+                prop_assert_eq!(
+                    &got,
+                    &(expected, frames),
+                    "unmap_range x{} at {:#x}",
+                    len,
+                    va
+                );
+                expect = Some(decision(got.0.0));
             }
             Op::UnmapRangeFree {
                 level,
@@ -521,9 +565,25 @@ impl Harness {
                     _ => self.update_range::<Size1GiB>(va, len, flags),
                 };
                 prop_assert_eq!(got, expected, "update_flags_range x{} at {:#x}", len, va);
+                expect = Some(decision(got.0));
             }
         }
+        if let Some(expected) = expect {
+            let (invlpg, full) = self.flushes();
+            prop_assert_eq!(
+                (invlpg - flushes_before.0, full - flushes_before.1),
+                expected,
+                "TLB invalidations of {:?}",
+                op
+            );
+        }
         self.check()
+    }
+
+    /// (invlpg, full flushes) so far.
+    fn flushes(&self) -> (u64, u64) {
+        let counters = self.table.backend().counters();
+        (counters.invlpg, counters.full_flushes)
     }
 
     /// Physical memory before an operation the model says fails.
