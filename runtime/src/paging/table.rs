@@ -400,17 +400,25 @@ impl<B: Backend> RecursivePageTable<B> {
         ((v >> (3 + 9 * level)) & 511) as usize
     }
 
+    /// Recursive address of `v`'s entry in its level-`level` table: the
+    /// table's address and the index times 8, in one shift and mask.
+    #[inline(always)]
+    pub(crate) fn entry_address(&self, level: usize, v: u64) -> VirtAddr {
+        let mask = ((1u64 << (9 * (5 - level))) - 1) << 3;
+        let addr = self.bases[level - 1] | ((v >> (9 * level)) & mask);
+        // SAFETY: canonical, as in `table`.
+        unsafe { VirtAddr::new_unsafe(addr) }
+    }
+
     #[inline(always)]
     pub(crate) fn read(&self, level: usize, v: u64) -> u64 {
-        self.backend
-            .read_entry(self.table(level, v), Self::index(level, v))
+        self.backend.read_entry_at(self.entry_address(level, v))
     }
 
     #[inline(always)]
     pub(crate) fn write(&mut self, level: usize, v: u64, value: u64) {
-        let table = self.table(level, v);
-        self.backend
-            .write_entry(table, Self::index(level, v), value);
+        let entry = self.entry_address(level, v);
+        self.backend.write_entry_at(entry, value);
     }
 
     /// Whether `v` lies in the recursive window.
