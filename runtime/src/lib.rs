@@ -66,6 +66,7 @@ pub use x86_64::structures::paging::{
 };
 
 pub use adapters::{FnAllocator, NoAllocator, from_fn, from_fns};
+pub use alloc::{BitmapAllocator, BumpAllocator, MemoryMap, RegionKind};
 pub use pool::{FramePool, PoolFull, WithOverflow};
 pub use tagged::{Tagged, TaggedFrameAllocator};
 

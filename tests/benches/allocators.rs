@@ -1,0 +1,2 @@
+//! Per-frame cost of the stock allocators (placeholder until the benchmark lands).
+fn main() {}
