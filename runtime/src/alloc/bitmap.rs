@@ -368,7 +368,12 @@ impl<'a> BitmapAllocator<'a> {
         if self.free_frames == 0 {
             return None;
         }
-        let word = self.find_set(self.summary_at, self.words, self.word_hint)?;
+        // Next fit: the hint word usually still has a free frame.
+        let word = if self.storage[self.word_hint] != 0 {
+            self.word_hint
+        } else {
+            self.find_set(self.summary_at, self.words, self.word_hint)?
+        };
         let bits = self.storage[word];
         let bit = bits.trailing_zeros();
         let remaining = bits & (bits - 1);

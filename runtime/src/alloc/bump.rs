@@ -76,18 +76,20 @@ impl core::error::Error for BumpError {}
 /// storage, so switching purposes often needs more runs; see
 /// [`BumpError::RunLogFull`].
 ///
-/// Frames skipped to align a 2 MiB allocation stay usable in the hand-off map
-/// (the bump allocator does not go back for them; the kernel's allocator
-/// will).
+/// Frames skipped to align a 2 MiB allocation, or left at the end of a
+/// region too small for one, stay usable in the hand-off map (the bump
+/// allocator does not go back for them; the kernel's allocator will).
 #[derive(Debug)]
 pub struct BumpAllocator<'a> {
     map: MemoryMap<'a>,
     runs: &'a mut [MemoryRegion],
     run_count: usize,
-    /// Index of the region the cursor is in.
+    /// Index of the next region to enter.
     region: usize,
-    /// The lowest address not yet handed out (in `region`, or before it).
+    /// The lowest address not yet handed out in the current region.
     next: u64,
+    /// The end of the current usable region (0 before the first).
+    limit: u64,
 }
 
 impl<'a> BumpAllocator<'a> {
@@ -99,6 +101,7 @@ impl<'a> BumpAllocator<'a> {
             run_count: 0,
             region: 0,
             next: 0,
+            limit: 0,
         }
     }
 
@@ -115,25 +118,34 @@ impl<'a> BumpAllocator<'a> {
         if purpose.is_usable() {
             return Err(BumpError::UsableIsNoPurpose);
         }
-        let regions = self.map.regions();
-        while let Some(region) = regions.get(self.region) {
-            if region.kind.is_usable() {
-                let start = self.next.max(region.start).next_multiple_of(S::SIZE);
-                if let Some(end) = start.checked_add(S::SIZE)
-                    && end <= region.end
-                {
-                    self.log(start, end, purpose)?;
-                    self.next = end;
-                    // SAFETY: `start` is a multiple of `S::SIZE` below 2^52.
-                    let frame = unsafe {
-                        PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start))
-                    };
-                    return Ok(frame);
-                }
+        loop {
+            // Fast path: room left in the current region.
+            let start = self.next.next_multiple_of(S::SIZE);
+            let end = start + S::SIZE;
+            if end <= self.limit {
+                self.log(start, end, purpose)?;
+                self.next = end;
+                // SAFETY: `start` is a multiple of `S::SIZE` below 2^52.
+                let frame = unsafe {
+                    PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start))
+                };
+                return Ok(frame);
             }
-            self.region += 1;
+            // Enter the next usable region (each region is entered once).
+            let region = loop {
+                let region = self
+                    .map
+                    .regions()
+                    .get(self.region)
+                    .ok_or(BumpError::OutOfFrames)?;
+                self.region += 1;
+                if region.kind.is_usable() {
+                    break region;
+                }
+            };
+            self.next = region.start;
+            self.limit = region.end;
         }
-        Err(BumpError::OutOfFrames)
     }
 
     /// Records `[start, end)` as used for `purpose`, extending the last run

@@ -412,8 +412,9 @@ impl<'a> MemoryMap<'a> {
 
     /// Every usable 4 KiB frame's start address, in order.
     ///
-    /// This is the iterator the well-known tutorial allocator calls `.nth(n)`
-    /// on for its `n`-th allocation, which makes that allocator O(n) per frame;
+    /// Allocating the `n`-th frame as `usable_frames().nth(n)` (the way a
+    /// well-known tutorial does, with a `map` to `PhysFrame` that stops `nth`
+    /// from skipping ahead) costs O(n) per frame;
     /// [`BumpAllocator`](super::BumpAllocator) is the O(1) alternative.
     pub fn usable_frames(&self) -> impl Iterator<Item = u64> + 'a {
         self.usable()
