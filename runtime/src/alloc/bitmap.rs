@@ -326,6 +326,7 @@ impl<'a> BitmapAllocator<'a> {
         words.iter().all(|&w| w == value)
     }
 
+    #[inline]
     fn chunk_bit(&self, part: usize, chunk: usize) -> bool {
         self.storage[part + chunk / 64] & (1 << (chunk % 64)) != 0
     }
@@ -359,11 +360,13 @@ impl<'a> BitmapAllocator<'a> {
     }
 
     /// The address of relative frame `index`.
+    #[inline]
     fn addr_of(&self, index: u64) -> u64 {
         (self.base_frame + index) * FRAME_SIZE
     }
 
     /// Allocates a 4 KiB frame, or `None` if none is free. O(1) amortised.
+    #[inline]
     pub fn allocate_4kib(&mut self) -> Option<PhysFrame<Size4KiB>> {
         if self.free_frames == 0 {
             return None;
@@ -381,10 +384,13 @@ impl<'a> BitmapAllocator<'a> {
         if remaining == 0 {
             self.storage[self.summary_at + word / 64] &= !(1 << (word % 64));
         }
-        let chunk = word / CHUNK_WORDS;
-        if self.chunk_bit(self.chunk_free_at, chunk) {
-            self.set_chunk_bit(self.chunk_free_at, chunk, false);
-            self.free_chunks -= 1;
+        // Only a word that was all free can belong to a free chunk.
+        if bits == u64::MAX {
+            let chunk = word / CHUNK_WORDS;
+            if self.chunk_bit(self.chunk_free_at, chunk) {
+                self.set_chunk_bit(self.chunk_free_at, chunk, false);
+                self.free_chunks -= 1;
+            }
         }
         self.free_frames -= 1;
         self.word_hint = word;
@@ -396,6 +402,7 @@ impl<'a> BitmapAllocator<'a> {
 
     /// Allocates a 2 MiB frame (512 free, aligned 4 KiB frames), or `None`
     /// if no such run is free. O(1) amortised.
+    #[inline]
     pub fn allocate_2mib(&mut self) -> Option<PhysFrame<Size2MiB>> {
         if self.free_chunks == 0 {
             return None;

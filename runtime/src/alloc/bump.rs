@@ -120,7 +120,8 @@ impl<'a> BumpAllocator<'a> {
         }
         loop {
             // Fast path: room left in the current region.
-            let start = self.next.next_multiple_of(S::SIZE);
+            // Page sizes are powers of two; `next` is below 2^52.
+            let start = (self.next + S::SIZE - 1) & !(S::SIZE - 1);
             let end = start + S::SIZE;
             if end <= self.limit {
                 self.log(start, end, purpose)?;
@@ -150,6 +151,7 @@ impl<'a> BumpAllocator<'a> {
 
     /// Records `[start, end)` as used for `purpose`, extending the last run
     /// when it is adjacent and of the same purpose.
+    #[inline]
     fn log(&mut self, start: u64, end: u64, purpose: RegionKind) -> Result<(), BumpError> {
         if let Some(last) = self
             .run_count
