@@ -73,6 +73,35 @@ impl Arena {
         frame.start_address().as_u64() / 4096 < self.frames.len() as u64
     }
 
+    /// Frames of every page table reachable from the level-4 table in frame 0
+    /// (level 4 included), in walk order. A frame reachable twice appears
+    /// twice, so callers can check that tables are not shared by mistake.
+    #[must_use]
+    pub fn reachable_tables(&self) -> Vec<PhysFrame<Size4KiB>> {
+        use framealloc::x86_64::structures::paging::PageTableFlags;
+        let mut found = vec![self.frame(0)];
+        let mut stack = vec![(0usize, 4u8)];
+        while let Some((index, level)) = stack.pop() {
+            if level == 1 {
+                continue;
+            }
+            for entry in self.frames[index].iter() {
+                let flags = entry.flags();
+                if !flags.contains(PageTableFlags::PRESENT)
+                    || flags.contains(PageTableFlags::HUGE_PAGE)
+                {
+                    continue;
+                }
+                let frame = PhysFrame::containing_address(entry.addr());
+                found.push(frame);
+                if self.contains(frame) {
+                    stack.push(((frame.start_address().as_u64() / 4096) as usize, level - 1));
+                }
+            }
+        }
+        found
+    }
+
     /// `x86_64`'s `OffsetPageTable` with frame 0 as its level-4 table.
     pub fn mapper(&mut self) -> OffsetPageTable<'_> {
         let offset = self.physical_memory_offset();
