@@ -21,10 +21,13 @@ const TIMEOUT: Duration = Duration::from_mins(2);
 /// Platforms the kernel runs every scenario on, and the scenarios whose
 /// outcome on that platform is recorded rather than required, with the
 /// outcome observed (and documented in the README).
-const PLATFORMS: &[(&str, &[(&str, &str)])] = &[(
-    "qemu/x86_64",
-    &[("reclaim_then_remap", X86_64_RECLAIM_THEN_REMAP)],
-)];
+const PLATFORMS: &[(&str, &[(&str, &str)])] = &[
+    ("qemu/ours", &[]),
+    (
+        "qemu/x86_64",
+        &[("reclaim_then_remap", X86_64_RECLAIM_THEN_REMAP)],
+    ),
+];
 
 /// What `x86_64` 0.15.5's `RecursivePageTable` + `CleanUp` does on the
 /// reclaim-then-remap steps under QEMU.

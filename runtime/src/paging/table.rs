@@ -476,7 +476,10 @@ impl<B: Backend> RecursivePageTable<B> {
     /// # Safety
     ///
     /// As [`map_to`](Self::map_to).
-    #[allow(clippy::type_complexity, reason = "the frame and its flush token, as `unmap`")]
+    #[allow(
+        clippy::type_complexity,
+        reason = "the frame and its flush token, as `unmap`"
+    )]
     pub unsafe fn map_allocated<S: LeafSize, A>(
         &mut self,
         page: Page<S>,

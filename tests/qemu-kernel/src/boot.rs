@@ -3,15 +3,13 @@
 //! QEMU's `-kernel` loads an ELF with a `XEN_ELFNOTE_PHYS32_ENTRY` note and
 //! starts it in 32-bit protected mode with paging off. The trampoline below
 //! maps the first GiB with 2 MiB pages (identity), installs the recursive
-//! entry at [`RECURSIVE_INDEX`], turns on PAE, long mode, NX and paging
+//! entry at [`RECURSIVE_INDEX`] (510), turns on PAE, long mode, NX and paging
 //! (with CR0.WP, so read-only pages fault on kernel writes), loads a minimal
 //! 64-bit GDT and calls [`crate::kernel_main`] on a 256 KiB stack.
 
 use core::arch::global_asm;
 
-/// Level-4 index of the recursive entry (the last one: tables appear at
-/// `0xffff_ff80_0000_0000` and above).
-pub const RECURSIVE_INDEX: u16 = 511;
+use scenarios::RECURSIVE_INDEX;
 
 global_asm!(
     r#"

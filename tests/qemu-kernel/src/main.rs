@@ -20,14 +20,15 @@ mod x86_table;
 
 use core::panic::PanicInfo;
 
-use framealloc::x86_64::{PhysAddr, VirtAddr};
-use scenarios::{Frames, Platform};
+use framealloc::paging::{Mmu, RecursivePageTable};
+use framealloc::x86_64::PhysAddr;
+use framealloc::x86_64::structures::paging::PageTableIndex;
+use scenarios::{
+    FRAMES_BASE, Frames, MAX_FRAMES, OURS_REGION, Ours, Platform, RECURSIVE_INDEX, X86_64_REGION,
+};
 
+use probe::Probes;
 use serial::{Exit, Serial, exit};
-
-/// First physical address handed to the scenarios' frame allocator (the
-/// kernel image, its stacks and boot tables lie below).
-const FRAMES_BASE: u64 = 32 << 20;
 
 #[derive(Default)]
 struct Tally {
@@ -36,9 +37,8 @@ struct Tally {
     observed: u32,
 }
 
-/// Runs every scenario on `platform`, each in its own level-4 region
-/// starting at `first_region`. Scenarios named in `observe_only` are
-/// reported but do not decide the run.
+/// Runs every scenario on `platform` and reports each on the serial port.
+/// Scenarios named in `observe_only` are reported but do not decide the run.
 fn run<P: Platform>(
     platform: &mut P,
     frames: &mut Frames,
@@ -46,26 +46,27 @@ fn run<P: Platform>(
     observe_only: &[&str],
     tally: &mut Tally,
 ) {
-    for (i, scenario) in (0u64..).zip(scenarios::all::<P>()) {
-        let base = VirtAddr::new((first_region + i) << 39);
-        let outcome = scenario.run_in(platform, frames, base);
-        let observe = observe_only.contains(&scenario.name);
-        let verdict = match (outcome, observe) {
-            (Ok(_), false) => "PASS",
-            (Err(_), false) => "FAIL",
-            (_, true) => "OBSERVED",
+    let name = platform.name();
+    scenarios::run_all(platform, frames, first_region, |scenario, outcome| {
+        let verdict = match (outcome, observe_only.contains(&scenario)) {
+            (_, true) => {
+                tally.observed += 1;
+                "OBSERVED"
+            }
+            (Ok(_), false) => {
+                tally.passed += 1;
+                "PASS"
+            }
+            (Err(_), false) => {
+                tally.failed += 1;
+                "FAIL"
+            }
         };
-        print!("SCENARIO {} {} {verdict} ", platform.name(), scenario.name);
         match outcome {
-            Ok(remark) => println!("ok {remark}"),
-            Err(failure) => println!("{failure}"),
+            Ok(remark) => println!("SCENARIO {name} {scenario} {verdict} ok {remark}"),
+            Err(failure) => println!("SCENARIO {name} {scenario} {verdict} {failure}"),
         }
-        match verdict {
-            "PASS" => tally.passed += 1,
-            "FAIL" => tally.failed += 1,
-            _ => tally.observed += 1,
-        }
-    }
+    });
 }
 
 /// Entered from the boot trampoline in long mode, interrupts off.
@@ -74,18 +75,32 @@ extern "C" fn kernel_main() -> ! {
     println!("BOOT framealloc test kernel");
     cpu::init();
 
-    // SAFETY: QEMU is started with 320 MiB of RAM; [32 MiB, 288 MiB) holds
-    // nothing of the kernel, which lies below 32 MiB.
-    let mut frames = unsafe { Frames::new(PhysAddr::new(FRAMES_BASE), scenarios::MAX_FRAMES) };
-
+    // SAFETY: QEMU is started with 320 MiB of RAM; the 256 MiB from
+    // FRAMES_BASE (32 MiB) hold nothing of the kernel, which lies below.
+    let mut frames = unsafe { Frames::new(PhysAddr::new(FRAMES_BASE), MAX_FRAMES) };
     let mut tally = Tally::default();
-    // SAFETY: the trampoline installed the recursive entry; only this
-    // table value modifies the page tables from here on.
-    let mut x86 = unsafe { x86_table::X86Table::new(boot::RECURSIVE_INDEX) };
+
+    // SAFETY: ring 0, 4-level paging, and the trampoline made entry
+    // RECURSIVE_INDEX of the active level-4 table point to itself; from here
+    // on only the table values below change the page tables, one at a time.
+    let mmu = unsafe { Mmu::new() };
+    match RecursivePageTable::new(mmu, PageTableIndex::new(RECURSIVE_INDEX)) {
+        Ok(table) => {
+            let mut ours = Ours::<_, Probes>::new(table, "qemu/ours");
+            run(&mut ours, &mut frames, OURS_REGION, &[], &mut tally);
+        }
+        Err(error) => {
+            println!("FATAL framealloc's RecursivePageTable::new refused the tables: {error}");
+            exit(Exit::Failed);
+        }
+    }
+
+    // SAFETY: as above; framealloc's table is gone, this one takes over.
+    let mut x86 = unsafe { x86_table::X86Table::new(RECURSIVE_INDEX) };
     run(
         &mut x86,
         &mut frames,
-        64,
+        X86_64_REGION,
         &["reclaim_then_remap"],
         &mut tally,
     );

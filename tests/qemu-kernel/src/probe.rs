@@ -8,6 +8,7 @@
 
 use core::arch::global_asm;
 
+use framealloc::paging::Mmu;
 use framealloc::x86_64::VirtAddr;
 use scenarios::Fault;
 
@@ -116,4 +117,19 @@ pub unsafe fn write_u64(addr: VirtAddr, value: u64) -> Result<(), Fault> {
     // SAFETY: `probe_write` writes one u64 at `addr` (the caller vouches for
     // the write); a fault there is recovered by `recover`.
     outcome(&unsafe { probe_write(addr.as_u64(), value) }).map(|_| ())
+}
+
+/// Recoverable accesses for [`scenarios::Ours`] on the hardware backend.
+pub struct Probes;
+
+impl scenarios::Memory<Mmu> for Probes {
+    fn read_u64(_: &mut Mmu, addr: VirtAddr) -> Result<u64, Fault> {
+        // SAFETY: scenarios only touch their own regions.
+        unsafe { read_u64(addr) }
+    }
+
+    fn write_u64(_: &mut Mmu, addr: VirtAddr, value: u64) -> Result<(), Fault> {
+        // SAFETY: scenarios only touch their own regions.
+        unsafe { write_u64(addr, value) }
+    }
 }

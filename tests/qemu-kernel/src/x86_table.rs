@@ -4,8 +4,7 @@
 use framealloc::x86_64::VirtAddr;
 use framealloc::x86_64::instructions::tlb;
 use framealloc::x86_64::structures::paging::mapper::{
-    CleanUp, FlagUpdateError, MapToError, MappedFrame, Mapper, MapperFlush, Translate,
-    TranslateResult, UnmapError,
+    CleanUp, MappedFrame, Mapper, MapperFlush, Translate, TranslateResult,
 };
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::{
@@ -42,29 +41,6 @@ impl X86Table {
     }
 }
 
-fn map_error<S: PageSize>(error: MapToError<S>) -> PagingError {
-    match error {
-        MapToError::FrameAllocationFailed => PagingError::FrameAllocationFailed,
-        MapToError::ParentEntryHugePage => PagingError::HugePage,
-        MapToError::PageAlreadyMapped(_) => PagingError::AlreadyMapped,
-    }
-}
-
-fn unmap_error(error: UnmapError) -> PagingError {
-    match error {
-        UnmapError::PageNotMapped => PagingError::NotMapped,
-        UnmapError::ParentEntryHugePage => PagingError::HugePage,
-        UnmapError::InvalidFrameAddress(_) => PagingError::Other("invalid frame address"),
-    }
-}
-
-fn flag_error(error: FlagUpdateError) -> PagingError {
-    match error {
-        FlagUpdateError::PageNotMapped => PagingError::NotMapped,
-        FlagUpdateError::ParentEntryHugePage => PagingError::HugePage,
-    }
-}
-
 impl X86Table {
     fn map<S: PageSize, A: FrameAllocator<Size4KiB> + ?Sized>(
         &mut self,
@@ -78,7 +54,7 @@ impl X86Table {
     {
         // SAFETY: scenarios map frames of their own allocator (or alias
         // frames they own) into their own regions, never kernel memory.
-        unsafe { self.table.map_to(page, frame, flags, tables) }.map_err(map_error)
+        unsafe { self.table.map_to(page, frame, flags, tables) }.map_err(PagingError::from)
     }
 }
 
@@ -128,19 +104,19 @@ impl Platform for X86Table {
     }
 
     fn unmap_4k(&mut self, page: Page<Size4KiB>) -> Result<PhysFrame<Size4KiB>, PagingError> {
-        let (frame, flush) = self.table.unmap(page).map_err(unmap_error)?;
+        let (frame, flush) = self.table.unmap(page).map_err(PagingError::from)?;
         flush.flush();
         Ok(frame)
     }
 
     fn unmap_2m(&mut self, page: Page<Size2MiB>) -> Result<PhysFrame<Size2MiB>, PagingError> {
-        let (frame, flush) = self.table.unmap(page).map_err(unmap_error)?;
+        let (frame, flush) = self.table.unmap(page).map_err(PagingError::from)?;
         flush.flush();
         Ok(frame)
     }
 
     fn unmap_1g(&mut self, page: Page<Size1GiB>) -> Result<PhysFrame<Size1GiB>, PagingError> {
-        let (frame, flush) = self.table.unmap(page).map_err(unmap_error)?;
+        let (frame, flush) = self.table.unmap(page).map_err(PagingError::from)?;
         flush.flush();
         Ok(frame)
     }
@@ -151,7 +127,7 @@ impl Platform for X86Table {
         flags: PageTableFlags,
     ) -> Result<(), PagingError> {
         // SAFETY: the page belongs to the scenario's own region.
-        let flush = unsafe { self.table.update_flags(page, flags) }.map_err(flag_error)?;
+        let flush = unsafe { self.table.update_flags(page, flags) }.map_err(PagingError::from)?;
         flush.flush();
         Ok(())
     }
@@ -209,7 +185,7 @@ impl Platform for X86Table {
             match self.table.unmap(page) {
                 Ok((_, flush)) => flush.ignore(),
                 Err(e) => {
-                    result = Err(unmap_error(e));
+                    result = Err(e.into());
                     break;
                 }
             }
@@ -229,7 +205,7 @@ impl Platform for X86Table {
             match unsafe { self.table.update_flags(page, flags) } {
                 Ok(flush) => flush.ignore(),
                 Err(e) => {
-                    result = Err(flag_error(e));
+                    result = Err(e.into());
                     break;
                 }
             }

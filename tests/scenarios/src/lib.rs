@@ -10,10 +10,12 @@
 
 mod frames;
 mod list;
+mod ours;
 mod platform;
 
 pub use frames::{Frames, MAX_FRAMES};
 pub use list::{NAMES, Scenario, all};
+pub use ours::{Memory, Ours};
 
 pub use platform::{Fault, PagingError, Platform, Translation};
 
@@ -116,6 +118,34 @@ impl<P: Platform> Scenario<P> {
             )),
             None => Err(Failure::new("more frames freed than allocated")),
         }
+    }
+}
+
+/// Level-4 index of the recursive entry on both machines.
+pub const RECURSIVE_INDEX: u16 = 510;
+
+/// Physical memory the scenarios' [`Frames`] manage on both machines:
+/// 256 MiB from 32 MiB.
+pub const FRAMES_BASE: u64 = 32 << 20;
+
+/// First level-4 region of the runs on framealloc's table (scenario `i`
+/// works in region `OURS_REGION + i`).
+pub const OURS_REGION: u64 = 1;
+
+/// First level-4 region of the runs on `x86_64`'s table.
+pub const X86_64_REGION: u64 = 64;
+
+/// Runs every scenario on `platform`, scenario `i` in the level-4 region
+/// `first_region + i`, and hands each name and outcome to `report`.
+pub fn run_all<P: Platform>(
+    platform: &mut P,
+    frames: &mut Frames,
+    first_region: u64,
+    mut report: impl FnMut(&'static str, Outcome),
+) {
+    for (i, scenario) in (0u64..).zip(all::<P>()) {
+        let base = VirtAddr::new((first_region + i) << 39);
+        report(scenario.name, scenario.run_in(platform, frames, base));
     }
 }
 

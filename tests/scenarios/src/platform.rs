@@ -1,5 +1,7 @@
 //! [`Platform`]: what differs between the QEMU kernel and the emulator.
 
+use framealloc::x86_64::structures::paging::PageSize;
+use framealloc::x86_64::structures::paging::mapper::{FlagUpdateError, MapToError, UnmapError};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
@@ -40,6 +42,35 @@ pub enum PagingError {
     HugePage,
     /// Anything else the implementation reports.
     Other(&'static str),
+}
+
+impl<S: PageSize> From<MapToError<S>> for PagingError {
+    fn from(error: MapToError<S>) -> Self {
+        match error {
+            MapToError::FrameAllocationFailed => PagingError::FrameAllocationFailed,
+            MapToError::ParentEntryHugePage => PagingError::HugePage,
+            MapToError::PageAlreadyMapped(_) => PagingError::AlreadyMapped,
+        }
+    }
+}
+
+impl From<UnmapError> for PagingError {
+    fn from(error: UnmapError) -> Self {
+        match error {
+            UnmapError::PageNotMapped => PagingError::NotMapped,
+            UnmapError::ParentEntryHugePage => PagingError::HugePage,
+            UnmapError::InvalidFrameAddress(_) => PagingError::Other("invalid frame address"),
+        }
+    }
+}
+
+impl From<FlagUpdateError> for PagingError {
+    fn from(error: FlagUpdateError) -> Self {
+        match error {
+            FlagUpdateError::PageNotMapped => PagingError::NotMapped,
+            FlagUpdateError::ParentEntryHugePage => PagingError::HugePage,
+        }
+    }
 }
 
 /// What `translate` found for an address.
