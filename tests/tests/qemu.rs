@@ -69,13 +69,16 @@ fn scenarios_on_qemu() {
     let qemu = provision::qemu(target_dir).unwrap_or_else(|e| panic!("QEMU unavailable: {e}"));
     let version = qemu.version().unwrap_or_else(|e| panic!("{e}"));
     println!("qemu: {version} ({})", qemu.origin);
+    let provisioned = started.elapsed();
+    let building = Instant::now();
     let kernel =
         kernel::build(&workspace.join("tests/qemu-kernel")).unwrap_or_else(|e| panic!("{e}"));
-    let prepared = started.elapsed();
+    let built = building.elapsed();
     let run = kernel::boot(&qemu, &kernel, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "provisioning + kernel build: {:.2?}, boot + scenarios: {:.2?}",
-        prepared, run.elapsed
+        "finding/provisioning QEMU: {provisioned:.2?}, kernel build: {built:.2?}, \
+         boot + scenarios: {:.2?}",
+        run.elapsed
     );
 
     let lines = parse(&run.serial);
