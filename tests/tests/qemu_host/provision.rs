@@ -157,7 +157,7 @@ fn unpack(base: &Path, root: &Path) -> Result<(), String> {
     let archives = format!("Dir::Cache::archives={}", debs.display());
     // `--download-only` into our own directory: nothing is installed or
     // removed, whatever the printed plan says.
-    apt(&[
+    let download = [
         "install",
         "--download-only",
         "--no-install-recommends",
@@ -165,7 +165,12 @@ fn unpack(base: &Path, root: &Path) -> Result<(), String> {
         "-o",
         &archives,
         "qemu-system-x86",
-    ])?;
+    ];
+    if apt(&download).is_err() {
+        // The package lists may name versions the mirror no longer has.
+        apt(&["update"])?;
+        apt(&download)?;
+    }
     let staging = base.join("root.partial");
     if staging.exists() {
         fs::remove_dir_all(&staging)
