@@ -68,6 +68,7 @@ pub use x86_64::structures::paging::{
 pub use adapters::{
     FnAllocator, NoAllocator, StateAllocator, from_fn, from_fns, from_state, from_state_fns,
 };
+pub use paging::RecursivePageTable;
 pub use pool::{FramePool, PoolFull, WithOverflow};
 pub use tagged::{Tagged, TaggedFrameAllocator};
 

@@ -112,4 +112,56 @@ impl Arena {
         // `offset` and borrowed mutably for the mapper's lifetime.
         unsafe { OffsetPageTable::new(level_4, offset) }
     }
+
+    /// Entry `index` of the table in `frame` (which must lie in the arena).
+    ///
+    /// # Panics
+    ///
+    /// If `frame` is outside the arena or `index >= 512`.
+    #[must_use]
+    pub fn entry(&self, frame: PhysFrame<Size4KiB>, index: usize) -> u64 {
+        let table = &self.frames[(frame.start_address().as_u64() / 4096) as usize];
+        table[index].addr().as_u64() | table[index].flags().bits()
+    }
+}
+
+/// Hands out the frames `first, first + 4 KiB, …` and takes freed frames back
+/// (last freed, first reused), recording every deallocation; two instances
+/// fed the same calls hand out the same frames.
+#[derive(Debug, Default, Clone)]
+pub struct SequentialFrames {
+    next: u64,
+    free: Vec<u64>,
+    /// Frames handed to `deallocate_frame`, in order.
+    pub freed: Vec<u64>,
+}
+
+impl SequentialFrames {
+    /// Starts handing out at physical address `first`.
+    #[must_use]
+    pub fn new(first: u64) -> Self {
+        SequentialFrames {
+            next: first,
+            ..Self::default()
+        }
+    }
+}
+
+// SAFETY: a frame is handed out again only after it was deallocated.
+unsafe impl framealloc::FrameAllocator<Size4KiB> for SequentialFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let addr = self.free.pop().unwrap_or_else(|| {
+            self.next += 4096;
+            self.next - 4096
+        });
+        Some(PhysFrame::containing_address(PhysAddr::new(addr)))
+    }
+}
+
+impl framealloc::FrameDeallocator<Size4KiB> for SequentialFrames {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame<Size4KiB>) {
+        let addr = frame.start_address().as_u64();
+        self.freed.push(addr);
+        self.free.push(addr);
+    }
 }
