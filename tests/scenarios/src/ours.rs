@@ -173,34 +173,26 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
         flags: PageTableFlags,
         tables: &mut A,
     ) -> Result<(), PagingError> {
-        let mut result = Ok(());
-        for (i, page) in (0u64..).zip(pages) {
-            // SAFETY: scenarios map frames they own into their own regions.
-            match unsafe { self.table.map_to(page, first + i, flags, tables) } {
-                Ok(flush) => flush.ignore(),
-                Err(error) => {
-                    result = Err(error.into());
-                    break;
-                }
+        let count = pages.end - pages.start;
+        let frames = PhysFrame::range(first, first + count);
+        // SAFETY: scenarios map frames they own into their own regions.
+        match unsafe { self.table.map_range(pages, frames, flags, tables) } {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
             }
+            Err(error) => Err(error.error.into()),
         }
-        self.table.backend_mut().flush_all();
-        result
     }
 
     fn unmap_range_4k(&mut self, pages: PageRange<Size4KiB>) -> Result<(), PagingError> {
-        let mut result = Ok(());
-        for page in pages {
-            match self.table.unmap(page) {
-                Ok((_, flush)) => flush.ignore(),
-                Err(error) => {
-                    result = Err(error.into());
-                    break;
-                }
+        match self.table.unmap_range(pages, drop) {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
             }
+            Err(error) => Err(error.error.into()),
         }
-        self.table.backend_mut().flush_all();
-        result
     }
 
     fn update_range_4k(
@@ -208,19 +200,14 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
         pages: PageRange<Size4KiB>,
         flags: PageTableFlags,
     ) -> Result<(), PagingError> {
-        let mut result = Ok(());
-        for page in pages {
-            // SAFETY: the pages belong to the scenario's own region.
-            match unsafe { self.table.update_flags(page, flags) } {
-                Ok(flush) => flush.ignore(),
-                Err(error) => {
-                    result = Err(error.into());
-                    break;
-                }
+        // SAFETY: the pages belong to the scenario's own region.
+        match unsafe { self.table.update_flags_range(pages, flags) } {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
             }
+            Err(error) => Err(error.error.into()),
         }
-        self.table.backend_mut().flush_all();
-        result
     }
 
     fn reclaim<D: FrameDeallocator<Size4KiB>>(
