@@ -10,6 +10,7 @@
 
 mod frames;
 mod list;
+mod macros;
 mod ours;
 mod platform;
 

@@ -8,6 +8,7 @@ use framealloc::x86_64::structures::paging::{
 };
 use framealloc::{FramePool, NoAllocator};
 
+use crate::macros::{derive_frame_allocator, frame_allocator_macro};
 use crate::{Env, Failure, Fault, Outcome, PagingError, Platform, Translation};
 
 /// One named scenario.
@@ -51,12 +52,14 @@ scenarios![
     reclaim_then_remap,
     reclaim_keeps_used_tables,
     adapters_closure_pool_none,
+    derive_frame_allocator,
+    frame_allocator_macro,
 ];
 
-const RW: Flags = Flags::PRESENT.union(Flags::WRITABLE);
+pub(crate) const RW: Flags = Flags::PRESENT.union(Flags::WRITABLE);
 const RANGE_PAGES: u64 = 10_000;
 
-fn ensure(condition: bool, what: &'static str) -> Result<(), Failure> {
+pub(crate) fn ensure(condition: bool, what: &'static str) -> Result<(), Failure> {
     if condition {
         Ok(())
     } else {
@@ -64,16 +67,23 @@ fn ensure(condition: bool, what: &'static str) -> Result<(), Failure> {
     }
 }
 
-fn paging(result: Result<impl Sized, PagingError>, what: &'static str) -> Result<(), Failure> {
+pub(crate) fn paging(
+    result: Result<impl Sized, PagingError>,
+    what: &'static str,
+) -> Result<(), Failure> {
     result.map(drop).map_err(|_| Failure::new(what))
 }
 
-fn read(p: &mut impl Platform, addr: VirtAddr, what: &'static str) -> Result<u64, Failure> {
+pub(crate) fn read(
+    p: &mut impl Platform,
+    addr: VirtAddr,
+    what: &'static str,
+) -> Result<u64, Failure> {
     p.read_u64(addr)
         .map_err(|fault| Failure::fault(what, fault))
 }
 
-fn write(
+pub(crate) fn write(
     p: &mut impl Platform,
     addr: VirtAddr,
     value: u64,
@@ -83,7 +93,7 @@ fn write(
         .map_err(|fault| Failure::fault(what, fault))
 }
 
-fn expect(
+pub(crate) fn expect(
     p: &mut impl Platform,
     addr: VirtAddr,
     want: u64,
@@ -97,7 +107,7 @@ fn expect(
     }
 }
 
-fn faults(
+pub(crate) fn faults(
     result: Result<impl Copy, Fault>,
     addr: VirtAddr,
     what: &'static str,
@@ -109,13 +119,13 @@ fn faults(
     }
 }
 
-fn frame(env: &mut Env<'_>) -> Result<PhysFrame<Size4KiB>, Failure> {
+pub(crate) fn frame(env: &mut Env<'_>) -> Result<PhysFrame<Size4KiB>, Failure> {
     env.frames
         .allocate_frame()
         .ok_or(Failure::new("out of frames"))
 }
 
-fn page<S: PageSize>(env: &Env<'_>, offset: u64) -> Page<S> {
+pub(crate) fn page<S: PageSize>(env: &Env<'_>, offset: u64) -> Page<S> {
     Page::containing_address(env.base + offset)
 }
 
