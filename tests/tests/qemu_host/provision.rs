@@ -157,15 +157,21 @@ fn unpack(base: &Path, root: &Path) -> Result<(), String> {
     let archives = format!("Dir::Cache::archives={}", debs.display());
     // `--download-only` into our own directory: nothing is installed or
     // removed, whatever the printed plan says.
-    let download = [
+    let mut download = vec![
         "install",
         "--download-only",
         "--no-install-recommends",
         "-y",
         "-o",
         &archives,
-        "qemu-system-x86",
     ];
+    if !is_root() {
+        // apt takes dpkg's system-wide lock even to download; without root
+        // that fails. Downloading into our own directory changes nothing
+        // that lock protects, so skip it.
+        download.extend(["-o", "Debug::NoLocking=1"]);
+    }
+    download.push("qemu-system-x86");
     if apt(&download).is_err() {
         // The package lists may name versions the mirror no longer has.
         apt(&["update"])?;
@@ -203,6 +209,13 @@ fn unpack(base: &Path, root: &Path) -> Result<(), String> {
         fs::remove_dir_all(root).map_err(|e| format!("cannot remove {}: {e}", root.display()))?;
     }
     fs::rename(&staging, root).map_err(|e| format!("cannot rename to {}: {e}", root.display()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
 }
 
 /// Runs `apt-get`, retrying while another process holds apt's locks.
