@@ -111,6 +111,7 @@ impl<'a> BumpAllocator<'a> {
     ///
     /// [`BumpError::UsableIsNoPurpose`], [`BumpError::OutOfFrames`],
     /// [`BumpError::RunLogFull`]; the allocator is unchanged on error.
+    #[inline]
     pub fn try_allocate<S: PageSize>(
         &mut self,
         purpose: RegionKind,
