@@ -9,12 +9,14 @@
 //!   `x86_64`'s `Mapper`, `Translate` and `CleanUp`.
 
 pub mod backend;
+mod dump;
 mod flush;
 #[allow(
     clippy::inline_always,
     reason = "entry accesses must inline into every walk to match a hand-written one"
 )]
 mod hardware;
+mod range;
 mod reclaim;
 mod size;
 #[allow(
@@ -25,7 +27,9 @@ mod table;
 mod x86_64_impls;
 
 pub use backend::Backend;
-pub use flush::Flush;
+pub use dump::{Dump, Mapping, Mappings};
+pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
 pub use hardware::{Mmu, NoFlushMmu};
+pub use range::{MaxPageSize, RangeError};
 pub use size::LeafSize;
 pub use table::{InvalidRecursiveTable, RecursivePageTable};

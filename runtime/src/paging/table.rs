@@ -504,9 +504,7 @@ impl<B: Backend> RecursivePageTable<B> {
             .take_tables(count, allocator)
             .map_err(MapFail::into_error_existing)?;
         let Some(frame) = <A as FrameAllocator<S>>::allocate_frame(allocator) else {
-            for &table in &tables[..count] {
-                self.spare.push(table);
-            }
+            self.return_tables(&tables[..count]);
             return Err(MapToError::FrameAllocationFailed);
         };
         self.commit::<S>(
@@ -577,6 +575,19 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Read-only walk: finds every reason the map would fail, and what it
     /// has to change.
     pub(crate) fn plan<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
+        let plan = self.plan_parents::<S>(v, want)?;
+        if plan.create_level == 0 {
+            let old = self.read(S::LEVEL, v);
+            if old != 0 {
+                return Err(MapFail::AlreadyMapped(old));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The parent part of [`Self::plan`]: errors above the leaf, missing
+    /// tables and missing flags.
+    pub(crate) fn plan_parents<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
         if self.in_window(v) {
             return Err(MapFail::Huge);
         }
@@ -597,10 +608,6 @@ impl<B: Backend> RecursivePageTable<B> {
                 or_levels |= 1 << level;
             }
             level -= 1;
-        }
-        let old = self.read(S::LEVEL, v);
-        if old != 0 {
-            return Err(MapFail::AlreadyMapped(old));
         }
         Ok(Plan {
             create_level: 0,
@@ -625,9 +632,7 @@ impl<B: Backend> RecursivePageTable<B> {
             } else if let Some(frame) = allocator.allocate_frame() {
                 frame.start_address().as_u64()
             } else {
-                for &table in &tables[..i] {
-                    self.spare.push(table);
-                }
+                self.return_tables(&tables[..i]);
                 return Err(MapFail::NoFrame);
             };
             tables[i] = frame;
@@ -647,6 +652,18 @@ impl<B: Backend> RecursivePageTable<B> {
         want: u64,
         leaf: u64,
     ) {
+        self.commit_parents::<S>(v, plan, tables, want);
+        self.write(S::LEVEL, v, leaf);
+    }
+
+    /// The parent part of [`Self::commit`].
+    pub(crate) fn commit_parents<S: LeafSize>(
+        &mut self,
+        v: u64,
+        plan: Plan,
+        tables: &[u64; 3],
+        want: u64,
+    ) {
         let mut level = 4;
         while level > S::LEVEL && level != plan.create_level {
             if plan.or_levels & (1 << level) != 0 {
@@ -664,7 +681,14 @@ impl<B: Backend> RecursivePageTable<B> {
             self.backend.zero_table(child);
             level -= 1;
         }
-        self.write(S::LEVEL, v, leaf);
+    }
+
+    /// Makes `frames` spare page-table frames again (after a later step of
+    /// the same operation failed).
+    pub(crate) fn return_tables(&mut self, tables: &[u64]) {
+        for &table in tables {
+            self.spare.push(table);
+        }
     }
 
     // ---------------------------------------------------------- walk
@@ -900,6 +924,12 @@ impl<B: Backend> RecursivePageTable<B> {
 }
 
 impl Plan {
+    /// Whether an existing parent entry needs flags added.
+    #[inline]
+    pub(crate) fn has_flags_to_add(self) -> bool {
+        self.or_levels != 0
+    }
+
     #[inline]
     pub(crate) fn tables_needed<S: LeafSize>(self) -> usize {
         if self.create_level == 0 {
