@@ -228,3 +228,41 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Bootloader to kernel: the bitmap built from the hand-off map hands out
+    /// exactly the usable frames the bump allocator did not use.
+    #[test]
+    fn hand_off_gives_the_kernel_exactly_the_unused_frames(
+        firmware in firmware(),
+        ops in prop::collection::vec(op(), 0..100),
+    ) {
+        let regions = normalized(&firmware);
+        let map = MemoryMap::from_regions(&regions).unwrap();
+        let mut runs = vec![MemoryRegion::default(); ops.len()];
+        let mut boot = BumpAllocator::new(map, &mut runs);
+        let mut used = std::collections::BTreeSet::new();
+        for op in &ops {
+            let got = match *op {
+                Op::Small(p) => boot.try_allocate::<Size4KiB>(p).map(|f| (f.start_address().as_u64(), K)),
+                Op::Huge(p) => boot.try_allocate::<Size2MiB>(p).map(|f| (f.start_address().as_u64(), M2)),
+            };
+            if let Ok((start, size)) = got {
+                used.extend((start..start + size).step_by(K as usize));
+            }
+        }
+        let mut out = vec![MemoryRegion::default(); boot.hand_off_len()];
+        let hand_off = boot.hand_off(&mut out).unwrap();
+        let mut storage = vec![0u64; framealloc::BitmapAllocator::words_needed(&hand_off)];
+        let mut kernel = framealloc::BitmapAllocator::from_map(&mut storage, &hand_off).unwrap();
+        let mut given = std::collections::BTreeSet::new();
+        while let Some(f) = kernel.allocate_4kib() {
+            prop_assert!(given.insert(f.start_address().as_u64()));
+        }
+        let unused: std::collections::BTreeSet<u64> =
+            map.usable_frames().filter(|f| !used.contains(f)).collect();
+        prop_assert_eq!(given, unused);
+    }
+}
