@@ -266,3 +266,27 @@ proptest! {
         prop_assert_eq!(given, unused);
     }
 }
+
+#[test]
+fn a_run_across_adjacent_usable_regions_of_an_unmerged_map() {
+    // `from_regions` accepts touching regions of one kind; a run may span them.
+    let regions = [
+        MemoryRegion::new(0x1000, 0x3000, Usable),
+        MemoryRegion::new(0x3000, 0x5000, Usable),
+    ];
+    let mut runs = [MemoryRegion::default(); 2];
+    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    for _ in 0..3 {
+        boot.allocate_tagged(Kernel).unwrap();
+    }
+    assert_eq!(boot.runs(), [MemoryRegion::new(0x1000, 0x4000, Kernel)]);
+    let mut out = vec![MemoryRegion::default(); boot.hand_off_len()];
+    let map = boot.hand_off(&mut out).unwrap();
+    assert_eq!(
+        map.regions(),
+        [
+            MemoryRegion::new(0x1000, 0x4000, Kernel),
+            MemoryRegion::new(0x4000, 0x5000, Usable)
+        ]
+    );
+}

@@ -110,7 +110,7 @@ impl<'a> BumpAllocator<'a> {
     /// # Errors
     ///
     /// [`BumpError::UsableIsNoPurpose`], [`BumpError::OutOfFrames`],
-    /// [`BumpError::RunLogFull`]; the allocator is unchanged on error.
+    /// [`BumpError::RunLogFull`]; on error no frame is used up.
     #[inline]
     pub fn try_allocate<S: PageSize>(
         &mut self,
@@ -194,7 +194,7 @@ impl<'a> BumpAllocator<'a> {
 
     /// The number of regions [`hand_off`](Self::hand_off) needs at most.
     pub fn hand_off_len(&self) -> usize {
-        self.map.regions().len() + 2 * self.run_count
+        2 * self.map.regions().len() + 2 * self.run_count
     }
 
     /// Writes the hand-off map into `storage`: the original map with every
@@ -207,19 +207,28 @@ impl<'a> BumpAllocator<'a> {
     /// [`MapError::StorageTooSmall`] with the exact need.
     pub fn hand_off<'s>(&self, storage: &'s mut [MemoryRegion]) -> Result<MemoryMap<'s>, MapError> {
         let mut out = RegionWriter::new(storage);
-        let mut runs = self.runs().iter().peekable();
+        // Runs are sorted and lie in usable regions; one may span adjacent
+        // usable regions of a map built by `MemoryMap::from_regions`.
+        let runs = self.runs();
+        let mut next_run = 0;
         for region in self.map.regions() {
             if !region.kind.is_usable() {
                 out.push(*region);
                 continue;
             }
             let mut at = region.start;
-            while let Some(run) = runs.next_if(|run| run.end <= region.end) {
-                if run.start > at {
-                    out.push(MemoryRegion::new(at, run.start, RegionKind::Usable));
+            while let Some(run) = runs.get(next_run).filter(|run| run.start < region.end) {
+                let start = run.start.max(region.start);
+                let end = run.end.min(region.end);
+                if start > at {
+                    out.push(MemoryRegion::new(at, start, RegionKind::Usable));
                 }
-                out.push(*run);
-                at = run.end;
+                out.push(MemoryRegion::new(start, end, run.kind));
+                at = end;
+                if run.end > region.end {
+                    break;
+                }
+                next_run += 1;
             }
             if at < region.end {
                 out.push(MemoryRegion::new(at, region.end, RegionKind::Usable));
