@@ -290,3 +290,16 @@ fn a_run_across_adjacent_usable_regions_of_an_unmerged_map() {
         ]
     );
 }
+
+#[test]
+fn a_failed_2_mib_request_leaves_the_4_kib_frames_available() {
+    let regions = normalized(&[FirmwareRegion::new(0x10_0000, 0x8_0000, Usable)]);
+    let mut runs = [MemoryRegion::default(); 2];
+    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    assert_eq!(
+        boot.try_allocate::<Size2MiB>(Kernel),
+        Err(BumpError::OutOfFrames)
+    );
+    let frames = std::iter::from_fn(|| boot.allocate_tagged(Kernel)).count();
+    assert_eq!(frames, 0x80);
+}

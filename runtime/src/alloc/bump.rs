@@ -110,7 +110,7 @@ impl<'a> BumpAllocator<'a> {
     /// # Errors
     ///
     /// [`BumpError::UsableIsNoPurpose`], [`BumpError::OutOfFrames`],
-    /// [`BumpError::RunLogFull`]; on error no frame is used up.
+    /// [`BumpError::RunLogFull`]; the allocator is unchanged on error.
     #[inline]
     pub fn try_allocate<S: PageSize>(
         &mut self,
@@ -119,35 +119,63 @@ impl<'a> BumpAllocator<'a> {
         if purpose.is_usable() {
             return Err(BumpError::UsableIsNoPurpose);
         }
-        loop {
-            // Fast path: room left in the current region.
-            // Page sizes are powers of two; `next` is below 2^52.
-            let start = (self.next + S::SIZE - 1) & !(S::SIZE - 1);
-            let end = start + S::SIZE;
-            if end <= self.limit {
-                self.log(start, end, purpose)?;
-                self.next = end;
-                // SAFETY: `start` is a multiple of `S::SIZE` below 2^52.
-                let frame = unsafe {
-                    PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start))
-                };
-                return Ok(frame);
-            }
-            // Enter the next usable region (each region is entered once).
-            let region = loop {
-                let region = self
-                    .map
-                    .regions()
-                    .get(self.region)
-                    .ok_or(BumpError::OutOfFrames)?;
-                self.region += 1;
-                if region.kind.is_usable() {
-                    break region;
-                }
+        // Fast path: room left in the current region.
+        if let Some(frame) = self.allocate_here(purpose)? {
+            return Ok(frame);
+        }
+        self.allocate_in_next_regions(purpose)
+    }
+
+    /// Allocates from the current region if it has room for an `S` frame.
+    #[inline]
+    fn allocate_here<S: PageSize>(
+        &mut self,
+        purpose: RegionKind,
+    ) -> Result<Option<PhysFrame<S>>, BumpError> {
+        // Page sizes are powers of two; `next` is below 2^52.
+        let start = (self.next + S::SIZE - 1) & !(S::SIZE - 1);
+        let end = start + S::SIZE;
+        if end > self.limit {
+            return Ok(None);
+        }
+        self.log(start, end, purpose)?;
+        self.next = end;
+        // SAFETY: `start` is a multiple of `S::SIZE` below 2^52.
+        let frame =
+            unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start)) };
+        Ok(Some(frame))
+    }
+
+    /// Moves the cursor through the following usable regions until one has
+    /// room. On failure the cursor goes back where it was, so that a failed
+    /// 2 MiB request does not strand the 4 KiB frames behind it.
+    #[cold]
+    fn allocate_in_next_regions<S: PageSize>(
+        &mut self,
+        purpose: RegionKind,
+    ) -> Result<PhysFrame<S>, BumpError> {
+        let saved = (self.region, self.next, self.limit);
+        let regions = self.map.regions();
+        let result = loop {
+            let Some(region) = regions.get(self.region) else {
+                break Err(BumpError::OutOfFrames);
             };
+            self.region += 1;
+            if !region.kind.is_usable() {
+                continue;
+            }
             self.next = region.start;
             self.limit = region.end;
+            match self.allocate_here(purpose) {
+                Ok(Some(frame)) => break Ok(frame),
+                Ok(None) => {}
+                Err(error) => break Err(error),
+            }
+        };
+        if result.is_err() {
+            (self.region, self.next, self.limit) = saved;
         }
+        result
     }
 
     /// Records `[start, end)` as used for `purpose`, extending the last run
