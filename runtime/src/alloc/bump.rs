@@ -120,30 +120,14 @@ impl<'a> BumpAllocator<'a> {
             return Err(BumpError::UsableIsNoPurpose);
         }
         // Fast path: room left in the current region.
-        if let Some(frame) = self.allocate_here(purpose)? {
-            return Ok(frame);
+        let start = align_up::<S>(self.next);
+        let end = start + S::SIZE;
+        if end <= self.limit {
+            self.log(start, end, purpose)?;
+            self.next = end;
+            return Ok(frame_at(start));
         }
         self.allocate_in_next_regions(purpose)
-    }
-
-    /// Allocates from the current region if it has room for an `S` frame.
-    #[inline]
-    fn allocate_here<S: PageSize>(
-        &mut self,
-        purpose: RegionKind,
-    ) -> Result<Option<PhysFrame<S>>, BumpError> {
-        // Page sizes are powers of two; `next` is below 2^52.
-        let start = (self.next + S::SIZE - 1) & !(S::SIZE - 1);
-        let end = start + S::SIZE;
-        if end > self.limit {
-            return Ok(None);
-        }
-        self.log(start, end, purpose)?;
-        self.next = end;
-        // SAFETY: `start` is a multiple of `S::SIZE` below 2^52.
-        let frame =
-            unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start)) };
-        Ok(Some(frame))
     }
 
     /// Moves the cursor through the following usable regions until one has
@@ -154,28 +138,24 @@ impl<'a> BumpAllocator<'a> {
         &mut self,
         purpose: RegionKind,
     ) -> Result<PhysFrame<S>, BumpError> {
-        let saved = (self.region, self.next, self.limit);
         let regions = self.map.regions();
-        let result = loop {
-            let Some(region) = regions.get(self.region) else {
-                break Err(BumpError::OutOfFrames);
-            };
-            self.region += 1;
+        let mut index = self.region;
+        while let Some(region) = regions.get(index) {
+            index += 1;
             if !region.kind.is_usable() {
                 continue;
             }
-            self.next = region.start;
-            self.limit = region.end;
-            match self.allocate_here(purpose) {
-                Ok(Some(frame)) => break Ok(frame),
-                Ok(None) => {}
-                Err(error) => break Err(error),
+            let start = align_up::<S>(region.start);
+            let end = start + S::SIZE;
+            if end <= region.end {
+                self.log(start, end, purpose)?;
+                self.region = index;
+                self.next = end;
+                self.limit = region.end;
+                return Ok(frame_at(start));
             }
-        };
-        if result.is_err() {
-            (self.region, self.next, self.limit) = saved;
         }
-        result
+        Err(BumpError::OutOfFrames)
     }
 
     /// Records `[start, end)` as used for `purpose`, extending the last run
@@ -264,6 +244,20 @@ impl<'a> BumpAllocator<'a> {
         }
         MemoryMap::from_regions(out.finish()?)
     }
+}
+
+/// `addr` rounded up to a multiple of `S::SIZE` (a power of two); `addr`
+/// is below 2^52, so this cannot overflow.
+#[inline]
+fn align_up<S: PageSize>(addr: u64) -> u64 {
+    (addr + S::SIZE - 1) & !(S::SIZE - 1)
+}
+
+/// The frame starting at `start`, a multiple of `S::SIZE` below 2^52.
+#[inline]
+fn frame_at<S: PageSize>(start: u64) -> PhysFrame<S> {
+    // SAFETY: the callers pass aligned addresses inside a normalised map.
+    unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start)) }
 }
 
 // SAFETY: the cursor only moves up through the usable regions of a
