@@ -11,7 +11,7 @@
 //!    page is verified through the emulated MMU and TLB: the translation,
 //!    and a data word written to the frame and read back at the virtual
 //!    address. The stack's guard page must fault.
-//! 4. The hand-off map, the mapping dump and the frames used per purpose are
+//! 4. The mapping dump, the hand-off map and the frames used per purpose are
 //!    printed; the kernel builds a [`BitmapAllocator`] from the hand-off map.
 //!
 //! `cargo run --release --example boot [-- --svg memory.svg]`; with
@@ -283,56 +283,6 @@ fn verify(machine: &mut Machine, area: &Area) -> Result<usize> {
     Ok(area.phys.len())
 }
 
-/// The mappings of `area`'s virtual range as the MMU sees them, merged into
-/// runs of contiguous pages of one size and flag set.
-fn dump(machine: &Machine, area: &Area, out: &mut String) -> Result<()> {
-    let end = area.virt + area.phys.iter().map(|(_, s)| s.bytes()).sum::<u64>();
-    let mut virt = area.virt;
-    let mut run: Option<(u64, u64, u64, LeafSize, Flags)> = None;
-    let flush = |run: (u64, u64, u64, LeafSize, Flags), out: &mut String| {
-        let (v, p, len, size, flags) = run;
-        let size = match size {
-            LeafSize::Size4KiB => "4 KiB",
-            LeafSize::Size2MiB => "2 MiB",
-            LeafSize::Size1GiB => "1 GiB",
-        };
-        let _ = writeln!(
-            out,
-            "  {:#018x}..{:#018x} -> {:#012x}..{:#012x}  {:>9}  {size} pages  {flags:?}  {}",
-            v,
-            v + len,
-            p,
-            p + len,
-            self::size(len),
-            area.name
-        );
-    };
-    while virt < end {
-        let leaf = machine.walk(VirtAddr::new(virt), Access::KERNEL_READ)?;
-        let phys = leaf.frame.as_u64();
-        let bytes = leaf.size.bytes();
-        let leaf_flags = leaf.flags - Flags::HUGE_PAGE;
-        run = match run {
-            Some((start, frame, len, page_size, flags))
-                if page_size == leaf.size && flags == leaf_flags && frame + len == phys =>
-            {
-                Some((start, frame, len + bytes, page_size, flags))
-            }
-            other => {
-                if let Some(done) = other {
-                    flush(done, out);
-                }
-                Some((virt, phys, bytes, leaf.size, leaf_flags))
-            }
-        };
-        virt += bytes;
-    }
-    if let Some(done) = run {
-        flush(done, out);
-    }
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let started = Instant::now();
     let svg_path = parse_args()?;
@@ -471,12 +421,18 @@ fn build_address_space(boot: &mut BumpAllocator<'_>) -> Result<()> {
         },
     ];
     let guard = VirtAddr::new(stack_base - Size4KiB::SIZE);
-    verify_and_dump(table.backend_mut(), &areas, guard)
+    verify_and_dump(&mut table, &areas, guard)
 }
 
 /// Verifies every page of every area through the emulated MMU, checks that
-/// the guard page faults, and prints the mapping dump.
-fn verify_and_dump(machine: &mut Machine, areas: &[Area], guard: VirtAddr) -> Result<()> {
+/// nothing else is mapped and that the guard page faults, and prints the
+/// table's mapping dump.
+fn verify_and_dump(
+    table: &mut RecursivePageTable<Machine>,
+    areas: &[Area],
+    guard: VirtAddr,
+) -> Result<()> {
+    let machine = table.backend_mut();
     let mut verified = 0;
     for area in areas {
         verified += verify(machine, area)?;
@@ -485,17 +441,24 @@ fn verify_and_dump(machine: &mut Machine, areas: &[Area], guard: VirtAddr) -> Re
         .read_u64(guard)
         .err()
         .ok_or("the stack's guard page is mapped")?;
-
-    let mut mapping_dump = String::new();
-    for area in areas {
-        dump(machine, area, &mut mapping_dump)?;
-    }
-    println!("\nMapping dump (walked through the emulated MMU, contiguous runs merged)");
-    print!("{mapping_dump}");
     let counters = machine.counters();
+    let mapped = table.mappings().count();
+    if mapped != verified {
+        return Err(format!("{mapped} pages mapped, {verified} expected").into());
+    }
+
+    println!("\nMapping dump (the page table's own view, contiguous runs merged)");
+    for area in areas {
+        println!("  {:#018x}  {}", area.virt, area.name);
+    }
+    for line in table.dump().to_string().lines() {
+        println!("  {line}");
+    }
     println!(
-        "  verified {verified} pages: translation, size, flags and a data word per page \
-         ({} TLB misses, {} hits, {} invlpg); guard page below the stack faults: {guard_fault}",
+        "  verified all {verified} pages through the emulated MMU: translation, size, flags \
+         and a data word written to the frame and read back at the virtual address \
+         ({} TLB misses, {} hits, {} invlpg); no other page is mapped; the guard page \
+         below the stack faults: {guard_fault}",
         counters.tlb_misses, counters.tlb_hits, counters.invlpg
     );
     Ok(())

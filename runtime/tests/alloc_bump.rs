@@ -228,3 +228,78 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Bootloader to kernel: the bitmap built from the hand-off map hands out
+    /// exactly the usable frames the bump allocator did not use.
+    #[test]
+    fn hand_off_gives_the_kernel_exactly_the_unused_frames(
+        firmware in firmware(),
+        ops in prop::collection::vec(op(), 0..100),
+    ) {
+        let regions = normalized(&firmware);
+        let map = MemoryMap::from_regions(&regions).unwrap();
+        let mut runs = vec![MemoryRegion::default(); ops.len()];
+        let mut boot = BumpAllocator::new(map, &mut runs);
+        let mut used = std::collections::BTreeSet::new();
+        for op in &ops {
+            let got = match *op {
+                Op::Small(p) => boot.try_allocate::<Size4KiB>(p).map(|f| (f.start_address().as_u64(), K)),
+                Op::Huge(p) => boot.try_allocate::<Size2MiB>(p).map(|f| (f.start_address().as_u64(), M2)),
+            };
+            if let Ok((start, size)) = got {
+                used.extend((start..start + size).step_by(K as usize));
+            }
+        }
+        let mut out = vec![MemoryRegion::default(); boot.hand_off_len()];
+        let hand_off = boot.hand_off(&mut out).unwrap();
+        let mut storage = vec![0u64; framealloc::BitmapAllocator::words_needed(&hand_off)];
+        let mut kernel = framealloc::BitmapAllocator::from_map(&mut storage, &hand_off).unwrap();
+        let mut given = std::collections::BTreeSet::new();
+        while let Some(f) = kernel.allocate_4kib() {
+            prop_assert!(given.insert(f.start_address().as_u64()));
+        }
+        let unused: std::collections::BTreeSet<u64> =
+            map.usable_frames().filter(|f| !used.contains(f)).collect();
+        prop_assert_eq!(given, unused);
+    }
+}
+
+#[test]
+fn a_run_across_adjacent_usable_regions_of_an_unmerged_map() {
+    // `from_regions` accepts touching regions of one kind; a run may span them.
+    let regions = [
+        MemoryRegion::new(0x1000, 0x3000, Usable),
+        MemoryRegion::new(0x3000, 0x5000, Usable),
+    ];
+    let mut runs = [MemoryRegion::default(); 2];
+    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    for _ in 0..3 {
+        boot.allocate_tagged(Kernel).unwrap();
+    }
+    assert_eq!(boot.runs(), [MemoryRegion::new(0x1000, 0x4000, Kernel)]);
+    let mut out = vec![MemoryRegion::default(); boot.hand_off_len()];
+    let map = boot.hand_off(&mut out).unwrap();
+    assert_eq!(
+        map.regions(),
+        [
+            MemoryRegion::new(0x1000, 0x4000, Kernel),
+            MemoryRegion::new(0x4000, 0x5000, Usable)
+        ]
+    );
+}
+
+#[test]
+fn a_failed_2_mib_request_leaves_the_4_kib_frames_available() {
+    let regions = normalized(&[FirmwareRegion::new(0x10_0000, 0x8_0000, Usable)]);
+    let mut runs = [MemoryRegion::default(); 2];
+    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    assert_eq!(
+        boot.try_allocate::<Size2MiB>(Kernel),
+        Err(BumpError::OutOfFrames)
+    );
+    let frames = std::iter::from_fn(|| boot.allocate_tagged(Kernel)).count();
+    assert_eq!(frames, 0x80);
+}

@@ -461,3 +461,17 @@ proptest! {
         prop_assert_eq!(report.entries_in, firmware.len());
     }
 }
+
+#[test]
+fn normalize_to_vec_matches_normalize() {
+    // This package's tests run with `emu`, hence `std`.
+    let firmware = [
+        fw(0x1000, 3 * K, Usable),
+        fw(0x2800, 0x100, AcpiNvs),
+        fw(0x9000, K, Kernel),
+    ];
+    let (regions, report) = framealloc::alloc::normalize_to_vec(&firmware, NormalizeOptions::new());
+    assert_eq!(regions, run(&firmware, NormalizeOptions::new()).0);
+    assert_eq!(report.regions_out, regions.len());
+    assert_eq!(regions.len(), 4);
+}

@@ -1,11 +1,22 @@
 //! Per-frame cost of the stock allocators as they fill, side by side with a
 //! tutorial-style allocator (`usable_frames().nth(n)`).
 //!
-//! `cargo bench -p tests --bench allocators` (about a minute). Each bump and
-//! bitmap figure is the mean cost per frame of filling a fresh allocator
-//! with N frames (set-up not timed); each tutorial figure is the cost of one
-//! allocation once N frames have been handed out. A summary table with the
-//! ratios is printed at the end.
+//! `cargo bench -p tests --bench allocators` (under a minute). Each bump and
+//! bitmap figure is the cost per frame of filling a fresh allocator with N
+//! frames (median over samples); each tutorial figure is the cost of one allocation once N
+//! frames have been handed out. A summary table with the ratios is printed
+//! at the end.
+//!
+//! Every iteration's allocator is built before the clock starts, and one
+//! sample times all its iterations as one block, so that every size is timed
+//! in blocks of similar length: on a shared machine, preemption then weighs
+//! on all sizes alike instead of only on the long fills.
+//!
+//! Instruction counts, which a busy machine does not disturb:
+//! `cargo bench -p tests --bench allocators --no-run` prints the binary;
+//! `valgrind --tool=callgrind --toggle-collect='*fill_bitmap*' <binary>
+//! --fill-only bitmap 1048576` counts the instructions of one fill (likewise
+//! `fill_bump`/`bump`).
 
 #![allow(
     clippy::cast_precision_loss,
@@ -16,7 +27,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use framealloc::alloc::{
     BitmapAllocator, BumpAllocator, FRAME_SIZE, FirmwareRegion, MemoryMap, MemoryRegion,
     NormalizeOptions, RegionKind, normalize,
@@ -92,86 +103,95 @@ unsafe impl FrameAllocator<Size4KiB> for TutorialAllocator<'_> {
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("fill");
+    // Equal-length samples: every sample times one block of similar length.
+    group.sampling_mode(SamplingMode::Flat);
     for n in FILL_SIZES {
         let regions = normalized(n);
         let map = MemoryMap::from_regions(&regions).unwrap();
         group.throughput(Throughput::Elements(n));
+        // Runs: one per usable block crossed, plus slack.
+        let runs_each = (n / (1 << 14) + 4) as usize;
         group.bench_function(BenchmarkId::new("bump", n), |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut runs = vec![MemoryRegion::default(); 64];
-                for _ in 0..iters {
-                    let mut bump = BumpAllocator::new(map, &mut runs);
-                    let start = Instant::now();
+                let mut runs = vec![MemoryRegion::default(); runs_each * iters as usize];
+                let mut bumps: Vec<_> = runs
+                    .chunks_mut(runs_each)
+                    .map(|runs| BumpAllocator::new(map, runs))
+                    .collect();
+                let start = Instant::now();
+                for bump in &mut bumps {
                     for _ in 0..n {
                         black_box(bump.allocate_tagged(RegionKind::Kernel));
                     }
-                    total += start.elapsed();
                 }
-                total
+                start.elapsed()
             });
         });
         let words = BitmapAllocator::words_needed(&map);
         group.bench_function(BenchmarkId::new("bitmap", n), |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut storage = vec![0u64; words];
-                for _ in 0..iters {
-                    let mut bitmap = BitmapAllocator::from_map(&mut storage, &map).unwrap();
-                    let start = Instant::now();
+                let mut storage = vec![0u64; words * iters as usize];
+                let mut bitmaps: Vec<_> = storage
+                    .chunks_mut(words)
+                    .map(|words| BitmapAllocator::from_map(words, &map).unwrap())
+                    .collect();
+                let start = Instant::now();
+                for bitmap in &mut bitmaps {
                     for _ in 0..n {
                         black_box(bitmap.allocate_4kib());
                     }
-                    total += start.elapsed();
                 }
-                total
+                start.elapsed()
             });
         });
     }
     group.finish();
 
     let mut group = c.benchmark_group("tutorial");
+    group.sampling_mode(SamplingMode::Flat);
     for n in TUTORIAL_SIZES {
         let regions = normalized(n + TUTORIAL_BATCH);
         let map = MemoryMap::from_regions(&regions).unwrap();
         group.throughput(Throughput::Elements(TUTORIAL_BATCH));
         group.bench_function(BenchmarkId::new("nth", n), |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let mut tutorial = TutorialAllocator {
+                let mut tutorials: Vec<_> = (0..iters)
+                    .map(|_| TutorialAllocator {
                         map,
                         next: n as usize,
-                    };
-                    let start = Instant::now();
+                    })
+                    .collect();
+                let start = Instant::now();
+                for tutorial in &mut tutorials {
                     for _ in 0..TUTORIAL_BATCH {
                         black_box(tutorial.allocate_frame());
                     }
-                    total += start.elapsed();
                 }
-                total
+                start.elapsed()
             });
         });
     }
     group.finish();
 }
 
-/// The mean time of one criterion benchmark, in ns, from its saved estimates.
-fn mean_ns(dir: &Path, group: &str, name: &str, n: u64) -> Option<f64> {
+/// The median time of one criterion benchmark's samples, in ns, from its
+/// saved estimates (the median resists the preemption spikes of a shared
+/// machine better than the mean).
+fn median_ns(dir: &Path, group: &str, name: &str, n: u64) -> Option<f64> {
     let path = dir
         .join(group)
         .join(name)
         .join(n.to_string())
         .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
-    let mean = &text[text.find("\"mean\"")?..];
-    let value = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    let median = &text[text.find("\"median\"")?..];
+    let value = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
     let end = value.find([',', '}'])?;
     value[..end].trim().parse().ok()
 }
 
 fn summary(dir: &Path) {
-    println!("\nper-frame cost (mean), ns");
+    println!("\nper-frame cost (median of samples), ns");
     println!(
         "{:<10} {:>10} {:>10} {:>10} {:>10}   last/first",
         "", "1 Ki", "16 Ki", "128 Ki", "1 Mi"
@@ -180,7 +200,7 @@ fn summary(dir: &Path) {
     for name in ["bump", "bitmap"] {
         let per_frame: Vec<Option<f64>> = FILL_SIZES
             .iter()
-            .map(|&n| mean_ns(dir, "fill", name, n).map(|t| t / n as f64))
+            .map(|&n| median_ns(dir, "fill", name, n).map(|t| t / n as f64))
             .collect();
         let cells: Vec<String> = per_frame
             .iter()
@@ -199,7 +219,7 @@ fn summary(dir: &Path) {
     println!("\ntutorial nth(n), ns per frame at n frames");
     let mut tutorial_100k = None;
     for n in TUTORIAL_SIZES {
-        let t = mean_ns(dir, "tutorial", "nth", n).map(|t| t / TUTORIAL_BATCH as f64);
+        let t = median_ns(dir, "tutorial", "nth", n).map(|t| t / TUTORIAL_BATCH as f64);
         println!(
             "{:<10} {:>14}",
             format!("{} Ki", n >> 10),
@@ -219,7 +239,50 @@ fn summary(dir: &Path) {
     }
 }
 
+#[inline(never)]
+fn fill_bump(bump: &mut BumpAllocator<'_>, n: u64) {
+    for _ in 0..n {
+        black_box(bump.allocate_tagged(RegionKind::Kernel));
+    }
+}
+
+#[inline(never)]
+fn fill_bitmap(bitmap: &mut BitmapAllocator<'_>, n: u64) {
+    for _ in 0..n {
+        black_box(bitmap.allocate_4kib());
+    }
+}
+
+/// `--fill-only bump|bitmap N`: one fill of N frames and nothing else, to be
+/// run under `valgrind --tool=callgrind` for instruction counts, which a
+/// shared machine does not disturb (subtract the count for N = 0).
+fn fill_only(kind: &str, n: u64) {
+    let regions = normalized(n);
+    let map = MemoryMap::from_regions(&regions).unwrap();
+    match kind {
+        "bump" => {
+            let mut runs = vec![MemoryRegion::default(); (n / (1 << 14) + 4) as usize];
+            fill_bump(&mut BumpAllocator::new(map, &mut runs), n);
+        }
+        "bitmap" => {
+            let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
+            fill_bitmap(
+                &mut BitmapAllocator::from_map(&mut storage, &map).unwrap(),
+                n,
+            );
+        }
+        other => eprintln!("--fill-only takes bump or bitmap, not {other:?}"),
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, kind, n, ..] = args.as_slice()
+        && flag == "--fill-only"
+    {
+        fill_only(kind, n.parse().expect("N is a number"));
+        return;
+    }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion");
     let mut c = Criterion::default()
         .output_directory(&dir)

@@ -111,6 +111,7 @@ impl<'a> BumpAllocator<'a> {
     ///
     /// [`BumpError::UsableIsNoPurpose`], [`BumpError::OutOfFrames`],
     /// [`BumpError::RunLogFull`]; the allocator is unchanged on error.
+    #[inline]
     pub fn try_allocate<S: PageSize>(
         &mut self,
         purpose: RegionKind,
@@ -118,35 +119,43 @@ impl<'a> BumpAllocator<'a> {
         if purpose.is_usable() {
             return Err(BumpError::UsableIsNoPurpose);
         }
-        loop {
-            // Fast path: room left in the current region.
-            // Page sizes are powers of two; `next` is below 2^52.
-            let start = (self.next + S::SIZE - 1) & !(S::SIZE - 1);
-            let end = start + S::SIZE;
-            if end <= self.limit {
-                self.log(start, end, purpose)?;
-                self.next = end;
-                // SAFETY: `start` is a multiple of `S::SIZE` below 2^52.
-                let frame = unsafe {
-                    PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start))
-                };
-                return Ok(frame);
-            }
-            // Enter the next usable region (each region is entered once).
-            let region = loop {
-                let region = self
-                    .map
-                    .regions()
-                    .get(self.region)
-                    .ok_or(BumpError::OutOfFrames)?;
-                self.region += 1;
-                if region.kind.is_usable() {
-                    break region;
-                }
-            };
-            self.next = region.start;
-            self.limit = region.end;
+        // Fast path: room left in the current region.
+        let start = align_up::<S>(self.next);
+        let end = start + S::SIZE;
+        if end <= self.limit {
+            self.log(start, end, purpose)?;
+            self.next = end;
+            return Ok(frame_at(start));
         }
+        self.allocate_in_next_regions(purpose)
+    }
+
+    /// Moves the cursor through the following usable regions until one has
+    /// room. On failure the cursor goes back where it was, so that a failed
+    /// 2 MiB request does not strand the 4 KiB frames behind it.
+    #[cold]
+    fn allocate_in_next_regions<S: PageSize>(
+        &mut self,
+        purpose: RegionKind,
+    ) -> Result<PhysFrame<S>, BumpError> {
+        let regions = self.map.regions();
+        let mut index = self.region;
+        while let Some(region) = regions.get(index) {
+            index += 1;
+            if !region.kind.is_usable() {
+                continue;
+            }
+            let start = align_up::<S>(region.start);
+            let end = start + S::SIZE;
+            if end <= region.end {
+                self.log(start, end, purpose)?;
+                self.region = index;
+                self.next = end;
+                self.limit = region.end;
+                return Ok(frame_at(start));
+            }
+        }
+        Err(BumpError::OutOfFrames)
     }
 
     /// Records `[start, end)` as used for `purpose`, extending the last run
@@ -193,7 +202,7 @@ impl<'a> BumpAllocator<'a> {
 
     /// The number of regions [`hand_off`](Self::hand_off) needs at most.
     pub fn hand_off_len(&self) -> usize {
-        self.map.regions().len() + 2 * self.run_count
+        2 * self.map.regions().len() + 2 * self.run_count
     }
 
     /// Writes the hand-off map into `storage`: the original map with every
@@ -206,19 +215,28 @@ impl<'a> BumpAllocator<'a> {
     /// [`MapError::StorageTooSmall`] with the exact need.
     pub fn hand_off<'s>(&self, storage: &'s mut [MemoryRegion]) -> Result<MemoryMap<'s>, MapError> {
         let mut out = RegionWriter::new(storage);
-        let mut runs = self.runs().iter().peekable();
+        // Runs are sorted and lie in usable regions; one may span adjacent
+        // usable regions of a map built by `MemoryMap::from_regions`.
+        let runs = self.runs();
+        let mut next_run = 0;
         for region in self.map.regions() {
             if !region.kind.is_usable() {
                 out.push(*region);
                 continue;
             }
             let mut at = region.start;
-            while let Some(run) = runs.next_if(|run| run.end <= region.end) {
-                if run.start > at {
-                    out.push(MemoryRegion::new(at, run.start, RegionKind::Usable));
+            while let Some(run) = runs.get(next_run).filter(|run| run.start < region.end) {
+                let start = run.start.max(region.start);
+                let end = run.end.min(region.end);
+                if start > at {
+                    out.push(MemoryRegion::new(at, start, RegionKind::Usable));
                 }
-                out.push(*run);
-                at = run.end;
+                out.push(MemoryRegion::new(start, end, run.kind));
+                at = end;
+                if run.end > region.end {
+                    break;
+                }
+                next_run += 1;
             }
             if at < region.end {
                 out.push(MemoryRegion::new(at, region.end, RegionKind::Usable));
@@ -226,6 +244,20 @@ impl<'a> BumpAllocator<'a> {
         }
         MemoryMap::from_regions(out.finish()?)
     }
+}
+
+/// `addr` rounded up to a multiple of `S::SIZE` (a power of two); `addr`
+/// is below 2^52, so this cannot overflow.
+#[inline]
+fn align_up<S: PageSize>(addr: u64) -> u64 {
+    (addr + S::SIZE - 1) & !(S::SIZE - 1)
+}
+
+/// The frame starting at `start`, a multiple of `S::SIZE` below 2^52.
+#[inline]
+fn frame_at<S: PageSize>(start: u64) -> PhysFrame<S> {
+    // SAFETY: the callers pass aligned addresses inside a normalised map.
+    unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_truncate(start)) }
 }
 
 // SAFETY: the cursor only moves up through the usable regions of a

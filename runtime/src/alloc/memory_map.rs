@@ -376,6 +376,9 @@ pub struct MemoryMap<'a> {
 impl<'a> MemoryMap<'a> {
     /// Checks that `regions` form a normalised map and wraps them.
     ///
+    /// The regions are taken as they are: unlike [`normalize`], this does
+    /// not withhold frame 0, so a usable region starting at 0 hands it out.
+    ///
     /// # Errors
     ///
     /// [`MapError::InvalidRegion`] for an empty, unaligned or out-of-range
