@@ -252,3 +252,115 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 pub fn frame_allocator(input: TokenStream) -> TokenStream {
     closure::expand(input.into()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The macros must never panic, whatever they are given: every prefix of
+    //! a set of valid and invalid inputs is expanded, and must produce either
+    //! code or `compile_error!`s, never a panic.
+
+    use proc_macro2::{TokenStream, TokenTree};
+
+    /// Every prefix of `input`, counted in top-level token trees.
+    fn prefixes(input: &str) -> Vec<TokenStream> {
+        let tokens: Vec<TokenTree> = input
+            .parse::<TokenStream>()
+            .expect("test input lexes")
+            .into_iter()
+            .collect();
+        (0..=tokens.len())
+            .map(|n| tokens[..n].iter().cloned().collect())
+            .collect()
+    }
+
+    fn has_error(output: &TokenStream) -> bool {
+        output.to_string().contains("compile_error")
+    }
+
+    const CLOSURE_INPUTS: &[&str] = &[
+        "|| frames.pop()",
+        "move || frames.pop(), |frame| free.push(frame), size = Size2MiB, crate = ::framealloc,",
+        "|| -> Option<PhysFrame<Size4KiB>> { x.take::<A, B>() }, |f: PhysFrame<S>| drop(f)",
+        "async move || a, |a, b| c, || d, e = f, size = , crate = 3",
+        "|x| y, || , | , -> , size = Size1GiB, size = Size2MiB",
+        "frames.pop(), ::x::<A, B>(c), || -> T",
+    ];
+
+    #[test]
+    fn frame_allocator_never_panics() {
+        for input in CLOSURE_INPUTS {
+            for prefix in prefixes(input) {
+                let _ = crate::closure::expand(prefix);
+            }
+        }
+    }
+
+    #[test]
+    fn frame_allocator_expands_to_a_call_or_errors() {
+        let ok = crate::closure::expand("|| frames.pop()".parse().unwrap()).to_string();
+        assert!(ok.contains("from_fn") && !ok.contains("unsafe"), "{ok}");
+        let with_size =
+            crate::closure::expand("|| None, |f| drop(f), size = Size2MiB".parse().unwrap());
+        let text = with_size.to_string();
+        assert!(
+            text.contains("from_fns") && text.contains("Size2MiB"),
+            "{text}"
+        );
+        for input in ["", "frames.pop()", "|x| x", "async || x", "|| a, || b"] {
+            let output = crate::closure::expand(input.parse().unwrap());
+            assert!(has_error(&output), "{input:?} gave {output}");
+        }
+    }
+
+    const DERIVE_INPUTS: &[&str] = &[
+        "struct A { #[frame_allocator] inner: X, stats: u64 }",
+        "#[frame_allocator(crate = ::fa, unsafe tagged(method = m, tag = T, default = T::A, sizes(Size4KiB, Size2MiB)))] struct B<'a, T: Clone, const N: usize> where T: Copy { x: &'a T }",
+        "#[frame_allocator(unsafe tagged(method = , tag = , default = , sizes()), unsafe, tagged, crate)] enum C { A(X), B { #[frame_allocator(x)] y: Y, z: Z }, #[frame_allocator] D }",
+        "#[frame_allocator] union U { a: A, b: B }",
+    ];
+
+    #[test]
+    fn derive_never_panics() {
+        for input in DERIVE_INPUTS {
+            for prefix in prefixes(input) {
+                // Only complete items reach a derive; the rest must fail to parse.
+                if let Ok(parsed) = syn::parse2::<syn::DeriveInput>(prefix) {
+                    let _ = crate::expand::derive(&parsed);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn derive_attribute_arguments_never_panic() {
+        let arguments = "crate = ::fa, unsafe tagged(method = Self::m, tag = Vec<u8>, \
+                         default = A::B | C, sizes(Size4KiB, x::Size2MiB, Size3MiB)), tagged(x), unsafe y";
+        for prefix in prefixes(arguments) {
+            for item in [
+                "struct S(X);",
+                "enum E { A(X), B { #[frame_allocator] y: Y } }",
+            ] {
+                let input = format!("#[frame_allocator({prefix})] {item}");
+                let parsed = syn::parse_str::<syn::DeriveInput>(&input).expect("item parses");
+                let _ = crate::expand::derive(&parsed);
+            }
+        }
+        // Inside `tagged(…)`, every prefix of its own arguments.
+        for prefix in prefixes("method = m, tag = T, default = T::A, sizes(Size2MiB), colour = 1") {
+            let input = format!("#[frame_allocator(unsafe tagged({prefix}))] struct S;");
+            let parsed = syn::parse_str::<syn::DeriveInput>(&input).expect("item parses");
+            let _ = crate::expand::derive(&parsed);
+        }
+    }
+
+    #[test]
+    fn derive_reports_every_error_at_once() {
+        let input = syn::parse2(DERIVE_INPUTS[2].parse().unwrap()).unwrap();
+        let output = crate::expand::derive(&input);
+        let errors = output.to_string().matches("compile_error").count();
+        // sizes(), `unsafe` alone, `tagged` without parens, `crate` without a
+        // value, the marker with an argument, the marker on a variant, and the
+        // markers present with `tagged`.
+        assert!(errors >= 6, "only {errors} errors: {output}");
+    }
+}
