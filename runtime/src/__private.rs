@@ -6,7 +6,7 @@
 
 use core::marker::PhantomData;
 
-pub use crate::adapters::{from_fn, from_fns};
+pub use crate::adapters::{from_fn, from_fns, from_state, from_state_fns};
 pub use crate::tagged::TaggedFrameAllocator;
 pub use core;
 pub use x86_64::structures::paging::{

@@ -83,22 +83,34 @@ where
 /// returned by `allocate` again, so `deallocate` must only make frames
 /// available that the [`FrameDeallocator`] contract says are unused.
 ///
+/// The two closures cannot both borrow the same state mutably; when they
+/// share state (the usual case: a free list, a bitmap), use [`from_state`],
+/// which passes the state to each closure, or a `RefCell`.
+///
 /// # Examples
 ///
 /// ```
+/// use std::sync::mpsc;
 /// use framealloc::{from_fns, FrameAllocator, FrameDeallocator, PhysFrame, Size4KiB};
 /// use framealloc::x86_64::PhysAddr;
 ///
-/// let mut free: Vec<PhysFrame<Size4KiB>> =
-///     (1..=2).map(|i| PhysFrame::containing_address(PhysAddr::new(i * 4096))).collect();
+/// // Allocate from a counter; send freed frames to a reclaim queue.
+/// let (reclaim, freed) = mpsc::channel();
+/// let mut next = 0x10_0000u64;
 /// let mut alloc = unsafe {
-///     // SAFETY: `free` holds distinct unused frames; deallocated frames go back to it.
-///     from_fns(|| free.pop(), |frame| free.push(frame))
+///     // SAFETY: `next` only grows, so every frame is new.
+///     from_fns(
+///         || {
+///             next += 4096;
+///             Some(PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(next)))
+///         },
+///         |frame| reclaim.send(frame).unwrap(),
+///     )
 /// };
 /// let frame = alloc.allocate_frame().unwrap();
 /// // SAFETY: the frame was never used.
 /// unsafe { alloc.deallocate_frame(frame) };
-/// assert_eq!(alloc.allocate_frame(), Some(frame));
+/// assert_eq!(freed.try_recv(), Ok(frame));
 /// ```
 #[inline]
 pub unsafe fn from_fns<S, F, D>(allocate: F, deallocate: D) -> FnAllocator<F, D>
@@ -110,6 +122,142 @@ where
     FnAllocator {
         allocate,
         deallocate,
+    }
+}
+
+/// A frame allocator made of a state value and closures that take it.
+///
+/// Built by [`from_state`] or [`from_state_fns`]. Because each closure is
+/// handed `&mut T`, allocation and deallocation can share one free list or
+/// bitmap without a `RefCell`.
+#[derive(Clone, Copy)]
+pub struct StateAllocator<T, F, D = NoDealloc> {
+    state: T,
+    allocate: F,
+    deallocate: D,
+}
+
+/// Turns a state value and an allocation closure taking `&mut state` into a
+/// [`FrameAllocator`].
+///
+/// # Safety
+///
+/// As for [`from_fn`]: every frame `allocate` returns must be unused and must
+/// not be returned again while it is in use.
+///
+/// # Examples
+///
+/// ```
+/// use framealloc::{from_state, FrameAllocator, PhysFrame, Size4KiB};
+/// use framealloc::x86_64::PhysAddr;
+///
+/// // SAFETY: the state only grows, so every frame is new.
+/// let mut alloc = unsafe {
+///     from_state(0x20_0000u64, |next| {
+///         *next += 4096;
+///         Some(PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(*next)))
+///     })
+/// };
+/// assert_eq!(alloc.allocate_frame().unwrap().start_address().as_u64(), 0x20_1000);
+/// assert_eq!(*alloc.state(), 0x20_1000);
+/// ```
+#[inline]
+pub unsafe fn from_state<S, T, F>(state: T, allocate: F) -> StateAllocator<T, F>
+where
+    S: PageSize,
+    F: FnMut(&mut T) -> Option<PhysFrame<S>>,
+{
+    StateAllocator {
+        state,
+        allocate,
+        deallocate: NoDealloc,
+    }
+}
+
+/// Like [`from_state`], with a deallocation closure that also gets the state:
+/// the result is a [`FrameAllocator`] and a [`FrameDeallocator`].
+///
+/// # Safety
+///
+/// As for [`from_fns`]: frames from `allocate` are unused and unique while in
+/// use, and `deallocate` only makes frames available again that the
+/// [`FrameDeallocator`] contract says are unused.
+///
+/// # Examples
+///
+/// ```
+/// use framealloc::{from_state_fns, FrameAllocator, FrameDeallocator, PhysFrame, Size4KiB};
+/// use framealloc::x86_64::PhysAddr;
+///
+/// let free: Vec<PhysFrame<Size4KiB>> =
+///     (1..=2).map(|i| PhysFrame::containing_address(PhysAddr::new(i * 4096))).collect();
+/// // SAFETY: `free` holds distinct unused frames; freed frames go back to it.
+/// let mut alloc = unsafe { from_state_fns(free, Vec::pop, Vec::push) };
+/// let frame = alloc.allocate_frame().unwrap();
+/// // SAFETY: the frame was never used.
+/// unsafe { alloc.deallocate_frame(frame) };
+/// assert_eq!(alloc.state().len(), 2);
+/// assert_eq!(alloc.allocate_frame(), Some(frame));
+/// ```
+#[inline]
+pub unsafe fn from_state_fns<S, T, F, D>(
+    state: T,
+    allocate: F,
+    deallocate: D,
+) -> StateAllocator<T, F, D>
+where
+    S: PageSize,
+    F: FnMut(&mut T) -> Option<PhysFrame<S>>,
+    D: FnMut(&mut T, PhysFrame<S>),
+{
+    StateAllocator {
+        state,
+        allocate,
+        deallocate,
+    }
+}
+
+impl<T, F, D> StateAllocator<T, F, D> {
+    /// The state the closures work on.
+    pub fn state(&self) -> &T {
+        &self.state
+    }
+
+    /// Returns the state, ending the allocator.
+    pub fn into_state(self) -> T {
+        self.state
+    }
+}
+
+impl<T: fmt::Debug, F, D> fmt::Debug for StateAllocator<T, F, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateAllocator")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: built only by `from_state`/`from_state_fns`, whose callers promised
+// that the closure returns unique, unused frames.
+unsafe impl<S, T, F, D> FrameAllocator<S> for StateAllocator<T, F, D>
+where
+    S: PageSize,
+    F: FnMut(&mut T) -> Option<PhysFrame<S>>,
+{
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame<S>> {
+        (self.allocate)(&mut self.state)
+    }
+}
+
+impl<S, T, F, D> FrameDeallocator<S> for StateAllocator<T, F, D>
+where
+    S: PageSize,
+    D: FnMut(&mut T, PhysFrame<S>),
+{
+    #[inline]
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame<S>) {
+        (self.deallocate)(&mut self.state, frame);
     }
 }
 

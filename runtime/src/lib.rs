@@ -67,7 +67,11 @@ pub use x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, PageSize, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
 };
 
-pub use adapters::{FnAllocator, NoAllocator, from_fn, from_fns};
+pub use adapters::{
+    FnAllocator, NoAllocator, StateAllocator, from_fn, from_fns, from_state, from_state_fns,
+};
+pub use alloc::{BitmapAllocator, BumpAllocator, MemoryMap, RegionKind};
+pub use paging::RecursivePageTable;
 pub use pool::{FramePool, PoolFull, WithOverflow};
 pub use tagged::{Tagged, TaggedFrameAllocator};
 

@@ -1,1 +1,104 @@
-//! An emulated x86_64 MMU with a TLB that goes stale like hardware, for host tests.
+//! An emulated x86_64 MMU with a TLB that goes stale like hardware, for
+//! testing page-table code on the host.
+//!
+//! Kernel code that edits page tables has two classic bugs that a unit test
+//! on the host never sees: an entry written wrongly (wrong frame, flags,
+//! level) and a TLB entry not invalidated after a change. On hardware the
+//! second shows up much later as a read of the wrong memory. This module
+//! makes both visible in an ordinary `cargo test`:
+//!
+//! - [`PhysMemory`]: sparse 4 KiB frames over the full 52-bit physical
+//!   address space; untouched memory reads as zeros.
+//! - [`walk`]: the four-level page walk of x86_64 hardware: present,
+//!   writable, user and no-execute bits combined over all levels; 1 GiB and
+//!   2 MiB pages; reserved-bit and canonical-address checks. A recursive
+//!   entry works with no special case, as it does on the CPU.
+//! - [`Machine`]: memory, CR3 and a TLB. Every virtual access goes through
+//!   the TLB, which caches a translation on first use and keeps it, stale,
+//!   until [`Machine::invlpg`], [`Machine::flush_all`] or
+//!   [`Machine::set_cr3`]. [`Counters`] record hits, misses and flushes, so
+//!   a test can catch needless flushes as well as missing ones.
+//! - [`PageFault`]: what the CPU would raise instead of touching memory,
+//!   naming the address, the access and the level where the walk stopped.
+//!   Whatever the tables contain, walks and virtual accesses return a value
+//!   and never panic.
+//!
+//! `Machine` implements [`Backend`](crate::paging::Backend), so page-table
+//! code written against that trait runs on it unchanged, its table accesses
+//! going through the TLB at the tables' recursive addresses. A fault there
+//! means the code used a recursive address that is not mapped (a kernel
+//! crash on hardware), so the backend panics with the fault's text. Code of
+//! your own can use [`Machine::read_u64`]/[`Machine::write_u64`] at
+//! recursive addresses the same way (getting the fault as a value), or edit
+//! tables by physical address through [`Machine::memory_mut`].
+//!
+//! # Model
+//!
+//! EFER.NXE, CR0.WP and CR4.PGE are on; SMEP, SMAP, protection keys, PCIDs
+//! and 5-level paging are off; 1 GiB pages are supported; physical addresses
+//! have 52 bits. The TLB is unbounded (nothing is evicted behind your back)
+//! and holds leaf translations only: paging-structure caches are not
+//! modelled, so a change
+//! to a non-leaf entry affects addresses that are not in the TLB at once
+//! (hardware may keep using the old entry until any `invlpg` or CR3 write).
+//! Accessed and dirty bits are never set. A protection fault raised by a
+//! cached translation drops that entry, as hardware does.
+//!
+//! # Example
+//!
+//! Map one page by writing the tables by hand, read through it, change the
+//! mapping, and see the stale TLB entry until `invlpg`:
+//!
+//! ```
+//! use framealloc::emu::{Access, Machine};
+//! use framealloc::x86_64::structures::paging::{PageTableFlags as Flags, PageTableIndex, PhysFrame};
+//! use framealloc::x86_64::{PhysAddr, VirtAddr};
+//!
+//! let frame = |addr| PhysFrame::containing_address(PhysAddr::new(addr));
+//! let index = PageTableIndex::new;
+//! let table = (Flags::PRESENT | Flags::WRITABLE).bits();
+//!
+//! // Level-4 table at 0x1000, recursive through entry 511.
+//! let mut machine = Machine::with_recursive_table(511, frame(0x1000))?;
+//! // Map 0x40_0000 (indices 0, 0, 2, 0) to frame 0x10_0000.
+//! let memory = machine.memory_mut();
+//! memory.write_entry(frame(0x1000), index(0), 0x2000 | table);
+//! memory.write_entry(frame(0x2000), index(0), 0x3000 | table);
+//! memory.write_entry(frame(0x3000), index(2), 0x4000 | table);
+//! memory.write_entry(frame(0x4000), index(0), 0x10_0000 | table);
+//! memory.write_u64(PhysAddr::new(0x10_0000), 1111)?;
+//! memory.write_u64(PhysAddr::new(0x20_0000), 2222)?;
+//!
+//! let page = VirtAddr::new(0x40_0000);
+//! assert_eq!(machine.read_u64(page)?, 1111); // walks and caches the translation
+//!
+//! // Remap the page to 0x20_0000, but forget to invalidate:
+//! machine.memory_mut().write_entry(frame(0x4000), index(0), 0x20_0000 | table);
+//! assert_eq!(machine.read_u64(page)?, 1111); // stale, as on hardware
+//! assert_eq!(machine.walk(page, Access::KERNEL_READ)?.frame, PhysAddr::new(0x20_0000));
+//!
+//! machine.invlpg(page);
+//! assert_eq!(machine.read_u64(page)?, 2222);
+//!
+//! // Page tables are visible at their recursive addresses: the level-1
+//! // table (indices 511, 0, 0, 2) holds the entry just written.
+//! let level_1 = VirtAddr::new(0xffff_ff80_0000_2000);
+//! assert_eq!(machine.read_u64(level_1)?, 0x20_0000 | table);
+//!
+//! let counters = machine.counters();
+//! assert_eq!((counters.tlb_misses, counters.tlb_hits, counters.invlpg), (3, 1, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod backend;
+mod fault;
+mod hash;
+mod machine;
+mod memory;
+mod mmu;
+mod tlb;
+
+pub use fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
+pub use machine::{Counters, IndexOutOfRange, Machine};
+pub use memory::{PhysMemory, PhysRangeError};
+pub use mmu::{LeafSize, Translation, walk};

@@ -1,5 +1,35 @@
-//! Page tables: the [`Backend`] seam (and, as it lands, `RecursivePageTable`).
+//! Page tables: [`RecursivePageTable`] over a [`Backend`].
+//!
+//! - [`Backend`] is the one seam through which every page-table access and
+//!   every TLB invalidation goes. [`Mmu`] is the hardware backend; the
+//!   emulator (`framealloc::emu`, feature `emu`) is the hosted one.
+//! - [`RecursivePageTable`] maps, unmaps, updates and translates pages of
+//!   every size, returns [`Flush`] tokens bound to the backend, reclaims
+//!   empty tables with the TLB invalidation they need, and implements
+//!   `x86_64`'s `Mapper`, `Translate` and `CleanUp`.
 
 pub mod backend;
+mod dump;
+mod flush;
+#[allow(
+    clippy::inline_always,
+    reason = "entry accesses must inline into every walk to match a hand-written one"
+)]
+mod hardware;
+mod range;
+mod reclaim;
+mod size;
+#[allow(
+    clippy::inline_always,
+    reason = "address arithmetic and the fast paths must inline into every walk"
+)]
+mod table;
+mod x86_64_impls;
 
 pub use backend::Backend;
+pub use dump::{Dump, Mapping, Mappings};
+pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
+pub use hardware::{Mmu, NoFlushMmu};
+pub use range::{MaxPageSize, RangeError};
+pub use size::LeafSize;
+pub use table::{InvalidRecursiveTable, RecursivePageTable};

@@ -1,0 +1,74 @@
+//! The emulator as a [`Backend`]: page-table code runs against emulated memory.
+
+use x86_64::structures::paging::PhysFrame;
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::fault::{Access, PageFault};
+use super::machine::Machine;
+use crate::paging::Backend;
+
+impl Machine {
+    /// Translates the address of entry `index` of the table at recursive
+    /// address `table`, through the TLB, as the page-table code's own access
+    /// would be.
+    fn entry_address(&self, table: VirtAddr, index: usize, access: Access) -> PhysAddr {
+        assert!(
+            index < 512 && table.is_aligned(4096u64),
+            "page-table access outside a table: index {index} of {:#x}",
+            table.as_u64()
+        );
+        self.translate(table + index as u64 * 8, access)
+            .unwrap_or_else(|fault| crash(&fault))
+    }
+}
+
+#[cold]
+fn crash(fault: &PageFault) -> ! {
+    panic!("page-table code faulted on a recursive address: {fault}")
+}
+
+/// Table accesses go through the TLB as supervisor reads and writes at the
+/// tables' recursive addresses, so a stale translation of a recursive address
+/// reaches the stale frame, as it would on hardware.
+///
+/// # Panics
+///
+/// Every method that touches a table panics if the access page-faults (the
+/// message ends with the [`PageFault`]'s `Display` text): the page-table code
+/// used a recursive address that is not mapped, which would crash a kernel.
+/// It also panics if `index >= 512` or `table` is not 4 KiB aligned, which
+/// the [`Backend`] contract rules out.
+// SAFETY: each access reads or writes the entry at the physical address the
+// emulated TLB/MMU translate `table + 8 * index` to, i.e. the page the current
+// translation maps at `table`; flushes act on the emulated TLB that every
+// translation goes through. Emulated memory is plain host memory behind safe
+// code, so there is no host memory-safety obligation beyond that.
+unsafe impl Backend for Machine {
+    fn level_4_frame(&self) -> PhysFrame {
+        self.cr3()
+    }
+
+    fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
+        let phys = self.entry_address(table, index, Access::KERNEL_READ);
+        self.memory().load(phys.as_u64())
+    }
+
+    fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
+        let phys = self.entry_address(table, index, Access::KERNEL_WRITE);
+        self.memory_mut().store(phys.as_u64(), value);
+    }
+
+    fn zero_table(&mut self, table: VirtAddr) {
+        let phys = self.entry_address(table, 0, Access::KERNEL_WRITE);
+        self.memory_mut()
+            .zero_frame(PhysFrame::containing_address(phys));
+    }
+
+    fn flush_page(&mut self, addr: VirtAddr) {
+        self.invlpg(addr);
+    }
+
+    fn flush_all(&mut self) {
+        Machine::flush_all(self);
+    }
+}

@@ -1,0 +1,363 @@
+//! The emulated machine: physical memory, CR3, a TLB and event counters.
+
+use core::cell::{Cell, RefCell};
+use core::fmt;
+use std::vec::Vec;
+
+use x86_64::structures::paging::{PageTableFlags, PageTableIndex, PhysFrame};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
+use super::memory::PhysMemory;
+use super::mmu::{Translation, walk};
+use super::tlb::Tlb;
+
+/// TLB and flush events since the counters were last reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Counters {
+    /// Translations answered from the TLB.
+    pub tlb_hits: u64,
+    /// Translations that needed a page walk (including walks that faulted).
+    pub tlb_misses: u64,
+    /// `invlpg` executions.
+    pub invlpg: u64,
+    /// Whole-TLB flushes: CR3 writes, [`Machine::flush_all`] and
+    /// [`Machine::flush_global`].
+    pub full_flushes: u64,
+}
+
+/// A recursive index outside `0..512`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IndexOutOfRange(pub u16);
+
+impl fmt::Display for IndexOutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "page-table index {} is out of range: a table has entries 0..=511",
+            self.0
+        )
+    }
+}
+
+impl core::error::Error for IndexOutOfRange {}
+
+/// An emulated x86_64 CPU's view of memory: physical memory, CR3, a TLB that
+/// goes stale like hardware, and counters of TLB events.
+///
+/// Virtual accesses ([`read_bytes`](Self::read_bytes),
+/// [`write_u64`](Self::write_u64), [`translate`](Self::translate), …) go
+/// through the TLB: a translation is cached on first use and kept, even after
+/// the tables change, until [`invlpg`](Self::invlpg), a flush or a CR3 write
+/// drops it. Faults are not cached; a fault caused by a cached entry drops
+/// that entry, as hardware does. Physical accesses
+/// ([`memory_mut`](Self::memory_mut)) bypass the TLB and invalidate nothing.
+///
+/// Accessed and dirty bits are not set: tables change only when written.
+/// `GLOBAL` leaves survive CR3 writes and [`flush_all`](Self::flush_all)
+/// (CR4.PGE is on); [`flush_global`](Self::flush_global) drops them too.
+///
+/// TLB state lives in cells, so reads take `&self` (as
+/// [`Backend::read_entry`](crate::paging::Backend::read_entry) requires);
+/// a `Machine` is `Send` but not `Sync`.
+#[derive(Clone)]
+pub struct Machine {
+    memory: PhysMemory,
+    cr3: PhysFrame,
+    tlb: RefCell<Tlb>,
+    counters: Cell<Counters>,
+}
+
+impl Machine {
+    /// A machine with zeroed memory and CR3 pointing at `level_4` (an empty
+    /// level-4 table, until entries are written into it).
+    pub fn new(level_4: PhysFrame) -> Self {
+        Self {
+            memory: PhysMemory::new(),
+            cr3: level_4,
+            tlb: RefCell::default(),
+            counters: Cell::default(),
+        }
+    }
+
+    /// A machine whose level-4 table in `level_4` has entry `index` pointing
+    /// to itself (`PRESENT | WRITABLE`, supervisor-only) and no other entry.
+    ///
+    /// # Errors
+    ///
+    /// [`IndexOutOfRange`] if `index >= 512`.
+    ///
+    /// ```
+    /// use framealloc::emu::Machine;
+    /// use framealloc::x86_64::{PhysAddr, VirtAddr, structures::paging::PhysFrame};
+    ///
+    /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+    /// let machine = Machine::with_recursive_table(511, l4)?;
+    /// // Through index 511 four times, the level-4 table sees itself:
+    /// let entry_511 = machine.read_u64(VirtAddr::new(0xffff_ffff_ffff_fff8))?;
+    /// assert_eq!(entry_511, 0x1003);
+    /// assert!(Machine::with_recursive_table(512, l4).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_recursive_table(index: u16, level_4: PhysFrame) -> Result<Self, IndexOutOfRange> {
+        if index >= 512 {
+            return Err(IndexOutOfRange(index));
+        }
+        let index = PageTableIndex::new(index);
+        let mut machine = Self::new(level_4);
+        let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        let entry = level_4.start_address().as_u64() | flags.bits();
+        machine.memory.write_entry(level_4, index, entry);
+        Ok(machine)
+    }
+
+    /// Physical memory, for reading without any translation.
+    pub fn memory(&self) -> &PhysMemory {
+        &self.memory
+    }
+
+    /// Physical memory, for writing without any translation. Writing a
+    /// page-table entry here leaves every TLB entry in place.
+    pub fn memory_mut(&mut self) -> &mut PhysMemory {
+        &mut self.memory
+    }
+
+    /// The frame of the active level-4 table.
+    pub fn cr3(&self) -> PhysFrame {
+        self.cr3
+    }
+
+    /// Writes CR3: switches to the tables in `level_4` and flushes every
+    /// non-global TLB entry (even if `level_4` is the current table).
+    pub fn set_cr3(&mut self, level_4: PhysFrame) {
+        self.cr3 = level_4;
+        self.flush(true);
+    }
+
+    /// `invlpg`: drops any TLB entry, of any page size, covering `addr`.
+    pub fn invlpg(&mut self, addr: VirtAddr) {
+        self.tlb.get_mut().invalidate(addr);
+        self.count(|c| c.invlpg += 1);
+    }
+
+    /// Drops every non-global TLB entry, as a CR3 reload does.
+    pub fn flush_all(&mut self) {
+        self.flush(true);
+    }
+
+    /// Drops every TLB entry, global ones included (toggling CR4.PGE).
+    pub fn flush_global(&mut self) {
+        self.flush(false);
+    }
+
+    /// The counters since the last reset.
+    pub fn counters(&self) -> Counters {
+        self.counters.get()
+    }
+
+    /// Sets every counter to zero and returns their previous values.
+    pub fn reset_counters(&mut self) -> Counters {
+        self.counters.take()
+    }
+
+    /// The cached translation covering `addr`, if any. Does not count as a
+    /// TLB access.
+    pub fn cached(&self, addr: VirtAddr) -> Option<Translation> {
+        self.tlb.borrow().lookup(addr)
+    }
+
+    /// Every cached translation, ordered by page size and then address.
+    pub fn tlb_entries(&self) -> Vec<Translation> {
+        self.tlb.borrow().entries()
+    }
+
+    /// Number of cached translations.
+    pub fn tlb_len(&self) -> usize {
+        self.tlb.borrow().len()
+    }
+
+    /// What a freshly flushed TLB would see: a walk of the current tables,
+    /// without touching the TLB or the counters.
+    ///
+    /// # Errors
+    ///
+    /// The [`PageFault`] the access would raise.
+    pub fn walk(&self, addr: VirtAddr, access: Access) -> Result<Translation, PageFault> {
+        walk(&self.memory, self.cr3, addr.as_u64(), access)
+    }
+
+    /// Translates `addr` for `access` through the TLB, as the CPU does for a
+    /// memory access: a hit uses the cached (possibly stale) translation, a
+    /// miss walks the tables and caches the result.
+    ///
+    /// # Errors
+    ///
+    /// The [`PageFault`] the access raises.
+    pub fn translate(&self, addr: VirtAddr, access: Access) -> Result<PhysAddr, PageFault> {
+        self.translation(addr, access).map(|t| t.phys(addr))
+    }
+
+    /// Like [`translate`](Self::translate), but returns the whole translation
+    /// the access used (page, frame, size, effective flags), which may be a
+    /// stale cached one.
+    ///
+    /// # Errors
+    ///
+    /// The [`PageFault`] the access raises.
+    pub fn translation(&self, addr: VirtAddr, access: Access) -> Result<Translation, PageFault> {
+        self.translate_raw(addr.as_u64(), access)
+    }
+
+    /// Reads `buf.len()` bytes at `addr` with `privilege`. Every page is
+    /// translated before anything is read.
+    ///
+    /// # Errors
+    ///
+    /// The first [`PageFault`]; the range may cross pages, and a range that
+    /// leaves the canonical half it starts in faults as non-canonical.
+    pub fn read(
+        &self,
+        addr: VirtAddr,
+        buf: &mut [u8],
+        privilege: Privilege,
+    ) -> Result<(), PageFault> {
+        let access = Access::new(AccessKind::Read, privilege);
+        for (phys, range) in self.translate_range(addr, buf.len(), access)? {
+            self.memory.read_in_frame(phys.as_u64(), &mut buf[range]);
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `addr` with `privilege`. Every page is translated
+    /// before anything is written, so a fault writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// The first [`PageFault`], as for [`read`](Self::read).
+    pub fn write(
+        &mut self,
+        addr: VirtAddr,
+        data: &[u8],
+        privilege: Privilege,
+    ) -> Result<(), PageFault> {
+        let access = Access::new(AccessKind::Write, privilege);
+        for (phys, range) in self.translate_range(addr, data.len(), access)? {
+            self.memory.write_in_frame(phys.as_u64(), &data[range]);
+        }
+        Ok(())
+    }
+
+    /// A supervisor [`read`](Self::read).
+    ///
+    /// # Errors
+    ///
+    /// The first [`PageFault`].
+    pub fn read_bytes(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<(), PageFault> {
+        self.read(addr, buf, Privilege::Supervisor)
+    }
+
+    /// A supervisor [`write`](Self::write).
+    ///
+    /// # Errors
+    ///
+    /// The first [`PageFault`].
+    pub fn write_bytes(&mut self, addr: VirtAddr, data: &[u8]) -> Result<(), PageFault> {
+        self.write(addr, data, Privilege::Supervisor)
+    }
+
+    /// A supervisor read of the little-endian `u64` at `addr`.
+    ///
+    /// # Errors
+    ///
+    /// The first [`PageFault`].
+    pub fn read_u64(&self, addr: VirtAddr) -> Result<u64, PageFault> {
+        let mut bytes = [0; 8];
+        self.read_bytes(addr, &mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// A supervisor write of `value`, little-endian, at `addr`.
+    ///
+    /// # Errors
+    ///
+    /// The first [`PageFault`].
+    pub fn write_u64(&mut self, addr: VirtAddr, value: u64) -> Result<(), PageFault> {
+        self.write_bytes(addr, &value.to_le_bytes())
+    }
+
+    fn translate_raw(&self, addr: u64, access: Access) -> Result<Translation, PageFault> {
+        let Ok(virt) = VirtAddr::try_new(addr) else {
+            return Err(PageFault {
+                addr,
+                access,
+                level: 4,
+                cause: FaultCause::NonCanonical,
+            });
+        };
+        let cached = self.tlb.borrow().lookup(virt);
+        if let Some(translation) = cached {
+            self.count(|c| c.tlb_hits += 1);
+            return match translation.permits(access) {
+                Ok(()) => Ok(translation),
+                Err(cause) => {
+                    self.tlb.borrow_mut().invalidate(virt);
+                    Err(PageFault {
+                        addr,
+                        access,
+                        level: translation.size.level(),
+                        cause,
+                    })
+                }
+            };
+        }
+        self.count(|c| c.tlb_misses += 1);
+        let translation = walk(&self.memory, self.cr3, addr, access)?;
+        self.tlb.borrow_mut().insert(translation);
+        Ok(translation)
+    }
+
+    /// Translates every page of `len` bytes at `addr`: (physical start, range
+    /// of the caller's buffer) per page; no piece leaves its 4 KiB page, so
+    /// none leaves its frame. Addresses wrap at 2^64 as on hardware.
+    fn translate_range(
+        &self,
+        addr: VirtAddr,
+        len: usize,
+        access: Access,
+    ) -> Result<Vec<(PhysAddr, core::ops::Range<usize>)>, PageFault> {
+        let mut pieces = Vec::new();
+        let mut done = 0;
+        while done < len {
+            let at = addr.as_u64().wrapping_add(done as u64);
+            let piece = ((4096 - at % 4096) as usize).min(len - done);
+            let translation = self.translate_raw(at, access)?;
+            // `at` is canonical, or the translation would have faulted.
+            let phys = translation.phys(VirtAddr::new_truncate(at));
+            pieces.push((phys, done..done + piece));
+            done += piece;
+        }
+        Ok(pieces)
+    }
+
+    fn flush(&mut self, keep_global: bool) {
+        self.tlb.get_mut().flush(keep_global);
+        self.count(|c| c.full_flushes += 1);
+    }
+
+    fn count(&self, event: impl FnOnce(&mut Counters)) {
+        let mut counters = self.counters.get();
+        event(&mut counters);
+        self.counters.set(counters);
+    }
+}
+
+impl fmt::Debug for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Machine")
+            .field("memory", &self.memory)
+            .field("cr3", &self.cr3)
+            .field("tlb_entries", &self.tlb.borrow().len())
+            .field("counters", &self.counters.get())
+            .finish()
+    }
+}

@@ -1,0 +1,126 @@
+//! The hardware backend: page tables at their recursive virtual addresses,
+//! `invlpg` and CR3 reloads for the TLB.
+
+use x86_64::VirtAddr;
+use x86_64::instructions::tlb;
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::PhysFrame;
+
+use super::Backend;
+
+/// The real MMU of the CPU this code runs on.
+///
+/// Entries are read and written with plain loads and stores at the tables'
+/// recursive virtual addresses, so after inlining a [`RecursivePageTable`]
+/// over `Mmu` compiles to the same instructions as a hand-written walk.
+///
+/// `FLUSH` selects what TLB invalidation does: with `true` (the default)
+/// [`flush_page`](Backend::flush_page) executes `invlpg` and
+/// [`flush_all`](Backend::flush_all) reloads CR3, and the level-4 frame is
+/// read from CR3. With `false` ([`Mmu::without_flushes`]) invalidation does
+/// nothing and the level-4 frame is the one given at construction: the same
+/// table code, runnable in user space over a window mapped with `mmap` (for
+/// benchmarks), where `invlpg` and CR3 are out of reach.
+///
+/// [`RecursivePageTable`]: super::RecursivePageTable
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mmu<const FLUSH: bool = true> {
+    level_4: PhysFrame,
+}
+
+/// The hardware backend with TLB invalidation turned into no-ops, for user-space benchmarks.
+pub type NoFlushMmu = Mmu<false>;
+
+impl Mmu<true> {
+    /// The MMU of the running CPU, in the address space CR3 points to now.
+    ///
+    /// # Safety
+    ///
+    /// The caller runs at privilege level 0 with 4-level paging enabled, and
+    /// every page table of the active hierarchy is mapped at its recursive
+    /// address through the recursive entry of the level-4 table whose index
+    /// is later given to [`RecursivePageTable::new`](super::RecursivePageTable::new).
+    /// The [`Backend`] methods of the returned value are called only with
+    /// such recursive addresses of existing tables and `index < 512`
+    /// (`RecursivePageTable` guarantees this for its own calls), and nothing
+    /// else accesses the page tables while a `RecursivePageTable` uses them.
+    #[inline]
+    pub unsafe fn new() -> Self {
+        Mmu {
+            level_4: Cr3::read().0,
+        }
+    }
+}
+
+impl Mmu<false> {
+    /// The same backend with flushes that do nothing and a level-4 frame
+    /// supplied by the caller, for running table code in user space.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Mmu::new`], except that no privilege is needed: the caller
+    /// guarantees that the recursive window (512 GiB at the recursive index)
+    /// is readable and writable memory laid out as a recursively mapped
+    /// hierarchy whose level-4 table has frame `level_4` in its recursive
+    /// entry, and that no TLB needs invalidating for the code's correctness
+    /// (as with a window backed by ordinary memory).
+    ///
+    /// ```
+    /// use framealloc::paging::NoFlushMmu;
+    /// use framealloc::{PhysFrame, x86_64::PhysAddr};
+    ///
+    /// let level_4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+    /// // SAFETY: this backend is never used to access memory here.
+    /// let mmu = unsafe { NoFlushMmu::without_flushes(level_4) };
+    /// # let _ = mmu;
+    /// ```
+    #[inline]
+    pub const unsafe fn without_flushes(level_4: PhysFrame) -> Self {
+        Mmu { level_4 }
+    }
+}
+
+// SAFETY: entries are read and written at `table + 8 * index`, which the
+// constructors' contracts make the recursive address of the entry; `invlpg`
+// and CR3 reloads are the architectural invalidations (and with
+// `FLUSH = false` the constructor's contract says none is needed).
+unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
+    #[inline]
+    fn level_4_frame(&self) -> PhysFrame {
+        if FLUSH { Cr3::read().0 } else { self.level_4 }
+    }
+
+    #[inline(always)]
+    fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
+        // SAFETY: by the constructors' contracts `table` is the recursive
+        // address of a mapped page table and `index < 512`.
+        unsafe { table.as_ptr::<u64>().add(index).read() }
+    }
+
+    #[inline(always)]
+    fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
+        // SAFETY: as in `read_entry`; the table is writable through the
+        // recursive entry, which `RecursivePageTable::new` checks.
+        unsafe { table.as_mut_ptr::<u64>().add(index).write(value) }
+    }
+
+    #[inline]
+    fn zero_table(&mut self, table: VirtAddr) {
+        // SAFETY: `table` is the recursive address of a whole 4 KiB table.
+        unsafe { table.as_mut_ptr::<u8>().write_bytes(0, 4096) }
+    }
+
+    #[inline(always)]
+    fn flush_page(&mut self, addr: VirtAddr) {
+        if FLUSH {
+            tlb::flush(addr);
+        }
+    }
+
+    #[inline]
+    fn flush_all(&mut self) {
+        if FLUSH {
+            tlb::flush_all();
+        }
+    }
+}

@@ -1,0 +1,746 @@
+//! Range operations: one walk per table, one flush decision per range.
+//!
+//! Every range operation behaves exactly like a loop of the single-page
+//! operation over the range that stops at the first error, but reads each
+//! parent entry once per table instead of once per page and fills
+//! consecutive entries of a table in one pass.
+//!
+//! # Partial failure
+//!
+//! When page `k` of the range fails, pages `0..k` stay done, page `k` and
+//! the rest are untouched, and the error is a [`RangeError`] with
+//! `done = k` and the error the single-page operation would have returned
+//! for page `k`. No entry is half-written, and no page-table frame leaks:
+//! tables are created only for a page that is then mapped (frames taken
+//! before an allocator ran dry become spares, see
+//! [`spare_frames`](RecursivePageTable::spare_frames)). The TLB
+//! invalidation the done part needs has already been performed when the
+//! error is returned, so an error carries no flush token.
+
+use core::fmt;
+
+use x86_64::structures::paging::frame::PhysFrameRange;
+use x86_64::structures::paging::mapper::{FlagUpdateError, MapToError, UnmapError};
+use x86_64::structures::paging::page::PageRange;
+use x86_64::structures::paging::{
+    FrameAllocator, FrameDeallocator, Page, PageSize, PageTableFlags, PhysFrame, Size1GiB,
+    Size2MiB, Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::flush::{FLUSH_ALL_THRESHOLD, FlushScope, RangeFlush};
+use super::table::{ADDR_MASK, HUGE, MapFail, PRESENT, leaf_frame_for_unmap, sign_extend};
+use super::{Backend, LeafSize, RecursivePageTable};
+
+/// The canonical address space as 48-bit offsets.
+const LOW_48: u64 = (1 << 48) - 1;
+
+/// A range operation stopped at a page: `done` pages from the start of the
+/// range were processed (and stay so), page `done` failed with `error`, the
+/// rest were not touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeError<E> {
+    /// Pages processed before the failing one (4 KiB pages for
+    /// [`map_range_mixed`](RecursivePageTable::map_range_mixed)).
+    pub done: u64,
+    /// What the single-page operation returned for page `done`.
+    pub error: E,
+}
+
+impl<E: fmt::Debug> fmt::Display for RangeError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "range operation stopped after {} pages: {:?}",
+            self.done, self.error
+        )
+    }
+}
+
+impl<E: fmt::Debug> core::error::Error for RangeError<E> {}
+
+/// The largest page size [`map_range_mixed`](RecursivePageTable::map_range_mixed) may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MaxPageSize {
+    /// 4 KiB pages only.
+    Size4KiB,
+    /// 2 MiB pages where virtual and physical alignment allow.
+    Size2MiB,
+    /// 1 GiB and 2 MiB pages where alignment allows.
+    Size1GiB,
+}
+
+/// How [`map_range_mixed`](RecursivePageTable::map_range_mixed) splits a
+/// range: `(start, level, count)` runs of `count` pages of the size mapped at
+/// `level`, largest first wherever the virtual and physical addresses are
+/// both aligned and the rest of the range is long enough.
+pub(crate) fn pieces(
+    start: VirtAddr,
+    end: VirtAddr,
+    phys: PhysAddr,
+    largest: MaxPageSize,
+) -> impl Iterator<Item = (VirtAddr, usize, u64)> {
+    let end48 = end.as_u64() & LOW_48;
+    let end48 = if end48 == 0 && end.as_u64() != 0 {
+        1 << 48
+    } else {
+        end48
+    };
+    let delta = phys.as_u64().wrapping_sub(start.as_u64() & LOW_48);
+    let fits = |size: u64| delta & (size - 1) == 0;
+    let gib = largest >= MaxPageSize::Size1GiB && fits(Size1GiB::SIZE);
+    let mib = largest >= MaxPageSize::Size2MiB && fits(Size2MiB::SIZE);
+    let mut pos = start.as_u64() & LOW_48;
+    core::iter::from_fn(move || {
+        if pos >= end48 {
+            return None;
+        }
+        let left = end48 - pos;
+        let aligned = |size: u64| pos & (size - 1) == 0 && left >= size;
+        let next_boundary = |size: u64| ((pos | (size - 1)) + 1 - pos).min(left);
+        let (level, count) = if gib && aligned(Size1GiB::SIZE) {
+            (3, left / Size1GiB::SIZE)
+        } else if mib && aligned(Size2MiB::SIZE) {
+            let span = if gib {
+                next_boundary(Size1GiB::SIZE)
+            } else {
+                left
+            };
+            (2, span / Size2MiB::SIZE)
+        } else {
+            let span = if mib {
+                next_boundary(Size2MiB::SIZE)
+            } else {
+                left
+            };
+            (1, span / Size4KiB::SIZE)
+        };
+        let piece = (VirtAddr::new_truncate(sign_extend(pos)), level, count);
+        pos += count << (12 + 9 * (level as u64 - 1));
+        Some(piece)
+    })
+}
+
+/// Where the frames of a mapped range come from.
+pub(crate) trait DataFrames<S: LeafSize> {
+    type Tables: FrameAllocator<Size4KiB> + ?Sized;
+    fn tables(&mut self) -> &mut Self::Tables;
+    /// The frame for page `i` of the run.
+    fn data(&mut self, i: u64) -> Option<u64>;
+}
+
+/// Consecutive frames from `first`.
+struct Consecutive<'a, A: ?Sized> {
+    first: u64,
+    tables: &'a mut A,
+}
+
+impl<S: LeafSize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Consecutive<'_, A> {
+    type Tables = A;
+    #[inline]
+    fn tables(&mut self) -> &mut A {
+        self.tables
+    }
+    #[inline]
+    fn data(&mut self, i: u64) -> Option<u64> {
+        Some(self.first + i * S::SIZE)
+    }
+}
+
+/// Frames (and tables) from one allocator.
+struct Allocated<'a, A: ?Sized> {
+    allocator: &'a mut A,
+}
+
+impl<S: LeafSize, A> DataFrames<S> for Allocated<'_, A>
+where
+    A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
+{
+    type Tables = A;
+    #[inline]
+    fn tables(&mut self) -> &mut A {
+        self.allocator
+    }
+    #[inline]
+    fn data(&mut self, _: u64) -> Option<u64> {
+        <A as FrameAllocator<S>>::allocate_frame(self.allocator).map(|f| f.start_address().as_u64())
+    }
+}
+
+/// Start (as a 48-bit offset) and length in pages of a page range.
+#[inline]
+fn span<S: PageSize>(pages: PageRange<S>) -> (u64, u64) {
+    let start = pages.start.start_address().as_u64();
+    let end = pages.end.start_address().as_u64();
+    if end <= start {
+        return (start & LOW_48, 0);
+    }
+    let count = ((end & LOW_48) - (start & LOW_48)) / S::SIZE;
+    (start & LOW_48, count)
+}
+
+impl<B: Backend> RecursivePageTable<B> {
+    /// Maps each page of `pages` to the frame at the same position of
+    /// `frames`, with `flags` (parent entries as in
+    /// [`map_to`](Self::map_to)), creating tables with `allocator`.
+    ///
+    /// Each table on the way is walked once; the returned [`RangeFlush`]
+    /// is one decision for the whole range (see
+    /// [`FLUSH_ALL_THRESHOLD`](super::FLUSH_ALL_THRESHOLD)).
+    ///
+    /// # Errors
+    ///
+    /// [`RangeError`] with the number of pages mapped and the error
+    /// [`map_to`](Self::map_to) gave for the next page (see the module
+    /// docs for partial failure). If `frames` is shorter than `pages`,
+    /// nothing is mapped and the error is `FrameAllocationFailed`.
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to), for every page.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "emu")] {
+    /// use framealloc::emu::Machine;
+    /// use framealloc::paging::RecursivePageTable;
+    /// use framealloc::x86_64::structures::paging::{Page, PageTableFlags as F, PageTableIndex, PhysFrame, Size4KiB};
+    /// use framealloc::x86_64::{PhysAddr, VirtAddr};
+    ///
+    /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+    /// let machine = Machine::with_recursive_table(510, l4).unwrap();
+    /// let mut table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
+    /// let mut next = 0x10_0000u64; // page-table frames
+    /// // SAFETY: every call yields a fresh frame.
+    /// let mut tables = unsafe { framealloc::from_fn(|| { next += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next))) }) };
+    ///
+    /// let start = Page::<Size4KiB>::containing_address(VirtAddr::new(0x4000_0000));
+    /// let first = PhysFrame::containing_address(PhysAddr::new(0x800_0000));
+    /// let frames = PhysFrame::range(first, first + 1000);
+    /// // SAFETY: emulated memory.
+    /// let flush = unsafe { table.map_range(Page::range(start, start + 1000), frames, F::PRESENT | F::WRITABLE, &mut tables) }.unwrap();
+    /// flush.flush(); // 1000 pages: one full flush
+    /// assert_eq!(table.translate_page(start + 999).ok(), Some(first + 999));
+    /// # }
+    /// ```
+    pub unsafe fn map_range<S: LeafSize, A>(
+        &mut self,
+        pages: PageRange<S>,
+        frames: PhysFrameRange<S>,
+        flags: PageTableFlags,
+        allocator: &mut A,
+    ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>>
+    where
+        A: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let (start48, count) = span(pages);
+        let frame_count = if frames.end > frames.start {
+            (frames.end.start_address() - frames.start.start_address()) / S::SIZE
+        } else {
+            0
+        };
+        if frame_count < count {
+            return Err(RangeError {
+                done: 0,
+                error: MapToError::FrameAllocationFailed,
+            });
+        }
+        let first = frames.start.start_address().as_u64();
+        let mut source = Consecutive {
+            first,
+            tables: allocator,
+        };
+        self.finish_map::<S, _>(start48, count, flags, &mut source, |done, _| {
+            PhysFrame::containing_address(PhysAddr::new(first + done * S::SIZE))
+        })
+    }
+
+    /// Maps each page of `pages` to a frame taken from `allocator` (which
+    /// also supplies page tables). Read the frames back with
+    /// [`translate_page`](Self::translate_page) or [`mappings`](Self::mappings).
+    ///
+    /// # Errors
+    ///
+    /// As [`map_range`](Self::map_range); `FrameAllocationFailed` also when a
+    /// page's own frame could not be allocated, and `PageAlreadyMapped`
+    /// names the frame the page is already mapped to.
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to), for every page.
+    pub unsafe fn map_range_allocated<S: LeafSize, A>(
+        &mut self,
+        pages: PageRange<S>,
+        flags: PageTableFlags,
+        allocator: &mut A,
+    ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>>
+    where
+        A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let (start48, count) = span(pages);
+        let mut source = Allocated { allocator };
+        self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
+            PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
+        })
+    }
+
+    /// Runs a map and turns its outcome into a token or an error (flushing
+    /// the done part first).
+    fn finish_map<S: LeafSize, D: DataFrames<S>>(
+        &mut self,
+        start48: u64,
+        count: u64,
+        flags: PageTableFlags,
+        source: &mut D,
+        already_mapped: impl FnOnce(u64, u64) -> PhysFrame<S>,
+    ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>> {
+        let start = VirtAddr::new_truncate(sign_extend(start48));
+        let want = Self::parent_bits(
+            flags
+                & (PageTableFlags::PRESENT
+                    | PageTableFlags::WRITABLE
+                    | PageTableFlags::USER_ACCESSIBLE),
+        );
+        match self.map_run::<S, D>(start48, count, flags.bits() | S::HUGE_BIT, want, source) {
+            Ok(()) => Ok(RangeFlush::new(
+                self.backend_mut(),
+                FlushScope::for_pages(start, count, S::SIZE),
+            )),
+            Err((done, fail)) => {
+                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
+                let error = match fail {
+                    MapFail::Huge => MapToError::ParentEntryHugePage,
+                    MapFail::NoFrame => MapToError::FrameAllocationFailed,
+                    MapFail::AlreadyMapped(entry) => {
+                        MapToError::PageAlreadyMapped(already_mapped(done, entry))
+                    }
+                };
+                Err(RangeError { done, error })
+            }
+        }
+    }
+
+    /// Maps `count` pages of size `S` from the 48-bit offset `start48`,
+    /// one table at a time. On failure returns the pages done and why.
+    pub(crate) fn map_run<S: LeafSize, D: DataFrames<S>>(
+        &mut self,
+        start48: u64,
+        count: u64,
+        leaf_flags: u64,
+        want: u64,
+        source: &mut D,
+    ) -> Result<(), (u64, MapFail)> {
+        let mut i = 0;
+        while i < count {
+            let v = sign_extend(start48 + i * S::SIZE);
+            let first = Self::index(S::LEVEL, v);
+            let chunk = (512 - first as u64).min(count - i);
+            let plan = self.plan_parents::<S>(v, want).map_err(|f| (i, f))?;
+            let needed = plan.tables_needed::<S>();
+            let mut pending = None;
+            if needed > 0 || plan.has_flags_to_add() {
+                // Something above the leaf changes: make sure the first
+                // page will be mapped before changing anything.
+                if needed == 0 {
+                    let old = self.read(S::LEVEL, v);
+                    if old != 0 {
+                        return Err((i, MapFail::AlreadyMapped(old)));
+                    }
+                }
+                let tables = self
+                    .take_tables(needed, source.tables())
+                    .map_err(|f| (i, f))?;
+                let Some(frame) = source.data(i) else {
+                    self.return_tables(&tables[..needed]);
+                    return Err((i, MapFail::NoFrame));
+                };
+                pending = Some(frame);
+                self.commit_parents::<S>(v, plan, &tables, want);
+            }
+            let table = self.table(S::LEVEL, v);
+            for j in 0..chunk {
+                let index = first + j as usize;
+                let old = self.backend().read_entry(table, index);
+                if old != 0 {
+                    return Err((i + j, MapFail::AlreadyMapped(old)));
+                }
+                let frame = match pending.take() {
+                    Some(frame) => frame,
+                    None => source.data(i + j).ok_or((i + j, MapFail::NoFrame))?,
+                };
+                self.backend_mut()
+                    .write_entry(table, index, frame | leaf_flags);
+            }
+            i += chunk;
+        }
+        Ok(())
+    }
+
+    /// Maps `pages` to `frames` with the largest pages (up to `largest`)
+    /// that alignment allows: a 1 GiB page wherever the virtual and physical
+    /// addresses are both 1 GiB aligned and at least 1 GiB remains, else
+    /// 2 MiB likewise, else 4 KiB.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_range`](Self::map_range), with `done` counted in 4 KiB pages
+    /// and errors of huge pieces reported as the 4 KiB variant (the frame of
+    /// `PageAlreadyMapped` is the first 4 KiB frame of the piece).
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to), for every page.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "emu")] {
+    /// use framealloc::emu::Machine;
+    /// use framealloc::paging::{MaxPageSize, RecursivePageTable};
+    /// use framealloc::x86_64::structures::paging::{Page, PageTableFlags as F, PageTableIndex, PhysFrame};
+    /// use framealloc::x86_64::{PhysAddr, VirtAddr};
+    ///
+    /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(510, l4).unwrap(), PageTableIndex::new(510)).unwrap();
+    /// let mut next = 0x10_0000u64;
+    /// // SAFETY: every call yields a fresh frame.
+    /// let mut tables = unsafe { framealloc::from_fn(|| { next += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next))) }) };
+    ///
+    /// // 4 MiB + 8 KiB from 0x3ff000: one 4 KiB page, two 2 MiB pages, one 4 KiB page.
+    /// let start = Page::containing_address(VirtAddr::new(0x3f_f000));
+    /// let first = PhysFrame::containing_address(PhysAddr::new(0x1f_f000));
+    /// let n = 1 + 1024 + 1;
+    /// // SAFETY: emulated memory.
+    /// unsafe { table.map_range_mixed(Page::range(start, start + n), PhysFrame::range(first, first + n), F::PRESENT | F::WRITABLE, MaxPageSize::Size1GiB, &mut tables) }
+    ///     .unwrap()
+    ///     .flush(); // four entries: four invlpg
+    /// assert_eq!(table.mappings().map(|m| m.size).collect::<Vec<_>>(), [4096, 2 << 20, 2 << 20, 4096]);
+    /// # }
+    /// ```
+    pub unsafe fn map_range_mixed<A>(
+        &mut self,
+        pages: PageRange<Size4KiB>,
+        frames: PhysFrameRange<Size4KiB>,
+        flags: PageTableFlags,
+        largest: MaxPageSize,
+        allocator: &mut A,
+    ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<Size4KiB>>>
+    where
+        A: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let (start48, count) = span(pages);
+        let frame_count = if frames.end > frames.start {
+            (frames.end.start_address() - frames.start.start_address()) / Size4KiB::SIZE
+        } else {
+            0
+        };
+        if frame_count < count {
+            return Err(RangeError {
+                done: 0,
+                error: MapToError::FrameAllocationFailed,
+            });
+        }
+        let start = pages.start.start_address();
+        let end = VirtAddr::new_truncate(sign_extend(start48 + count * Size4KiB::SIZE));
+        let phys = frames.start.start_address();
+        let want = Self::parent_bits(
+            flags
+                & (PageTableFlags::PRESENT
+                    | PageTableFlags::WRITABLE
+                    | PageTableFlags::USER_ACCESSIBLE),
+        );
+        let mut entries = 0;
+        let mut done4k = 0;
+        let mut failure = None;
+        for (addr, level, n) in pieces(start, end, phys, largest) {
+            let pos48 = addr.as_u64() & LOW_48;
+            let first = phys.as_u64() + (pos48 - start48);
+            let result = self.map_piece(level, pos48, n, first, flags, want, allocator);
+            let per = 1u64 << (9 * (level as u64 - 1));
+            match result {
+                Ok(()) => {
+                    entries += n;
+                    done4k += n * per;
+                }
+                Err((done, fail)) => {
+                    entries += done;
+                    done4k += done * per;
+                    failure = Some(fail);
+                    break;
+                }
+            }
+        }
+        let done_end = VirtAddr::new_truncate(sign_extend(start48 + done4k * Size4KiB::SIZE));
+        let scope = if entries == 0 {
+            FlushScope::Nothing
+        } else if entries <= FLUSH_ALL_THRESHOLD {
+            FlushScope::Mixed {
+                start,
+                end: done_end,
+                phys,
+                largest,
+            }
+        } else {
+            FlushScope::All
+        };
+        match failure {
+            None => Ok(RangeFlush::new(self.backend_mut(), scope)),
+            Some(fail) => {
+                scope.perform(self.backend_mut());
+                let error = match fail {
+                    MapFail::Huge => MapToError::ParentEntryHugePage,
+                    MapFail::NoFrame => MapToError::FrameAllocationFailed,
+                    MapFail::AlreadyMapped(_) => MapToError::PageAlreadyMapped(
+                        PhysFrame::containing_address(phys + done4k * Size4KiB::SIZE),
+                    ),
+                };
+                Err(RangeError {
+                    done: done4k,
+                    error,
+                })
+            }
+        }
+    }
+
+    /// One piece of a mixed map: `n` pages at `level` from `pos48`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private helper of map_range_mixed"
+    )]
+    fn map_piece<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        level: usize,
+        pos48: u64,
+        n: u64,
+        first: u64,
+        flags: PageTableFlags,
+        want: u64,
+        allocator: &mut A,
+    ) -> Result<(), (u64, MapFail)> {
+        let mut source = Consecutive {
+            first,
+            tables: allocator,
+        };
+        match level {
+            3 => self.map_run::<Size1GiB, _>(pos48, n, flags.bits() | HUGE, want, &mut source),
+            2 => self.map_run::<Size2MiB, _>(pos48, n, flags.bits() | HUGE, want, &mut source),
+            _ => self.map_run::<Size4KiB, _>(pos48, n, flags.bits(), want, &mut source),
+        }
+    }
+
+    // ------------------------------------------------------------ unmap
+
+    /// Unmaps every page of `pages`, passing each frame to `on_frame` as its
+    /// entry is cleared.
+    ///
+    /// The frames may still be reachable through the TLB until the returned
+    /// token is flushed: do not reuse them before. To free them safely in
+    /// one call, use [`unmap_range_and_free`](Self::unmap_range_and_free).
+    ///
+    /// # Errors
+    ///
+    /// [`RangeError`] with the pages unmapped and the error
+    /// [`unmap`](Self::unmap) gave for the next page; the unmapped part has
+    /// been flushed already.
+    pub fn unmap_range<S: LeafSize>(
+        &mut self,
+        pages: PageRange<S>,
+        mut on_frame: impl FnMut(PhysFrame<S>),
+    ) -> Result<RangeFlush<'_, B>, RangeError<UnmapError>> {
+        let (start48, count) = span(pages);
+        let start = VirtAddr::new_truncate(sign_extend(start48));
+        match self.unmap_run::<S>(start48, count, false, &mut on_frame) {
+            Ok(()) => Ok(RangeFlush::new(
+                self.backend_mut(),
+                FlushScope::for_pages(start, count, S::SIZE),
+            )),
+            Err((done, error)) => {
+                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
+                Err(RangeError { done, error })
+            }
+        }
+    }
+
+    /// Unmaps every page of `pages`, invalidates the TLB (one decision for
+    /// the range), then hands every frame to `deallocator`; with `reclaim`,
+    /// also frees the page tables that became empty (as
+    /// [`clean_up_addr_range`](Self::clean_up_addr_range), recursive-address
+    /// invalidation included). Returns the number of tables freed.
+    ///
+    /// Frames are freed only after the invalidation, so no stale
+    /// translation can reach a frame that has a new owner. (Entries are first
+    /// made non-present, keeping their address; a second pass over the same
+    /// tables clears them and frees the frames.)
+    ///
+    /// # Errors
+    ///
+    /// As [`unmap_range`](Self::unmap_range); the frames of the pages done
+    /// are freed (and tables reclaimed) before the error is returned.
+    ///
+    /// # Safety
+    ///
+    /// The frames mapped in the range are owned by the mapping and not used
+    /// through any other mapping; with `reclaim`, as
+    /// [`clean_up`](Self::clean_up).
+    pub unsafe fn unmap_range_and_free<S: LeafSize, D>(
+        &mut self,
+        pages: PageRange<S>,
+        deallocator: &mut D,
+        reclaim: bool,
+    ) -> Result<usize, RangeError<UnmapError>>
+    where
+        D: FrameDeallocator<S> + FrameDeallocator<Size4KiB> + ?Sized,
+    {
+        let (start48, count) = span(pages);
+        let start = VirtAddr::new_truncate(sign_extend(start48));
+        let result = self.unmap_run::<S>(start48, count, true, &mut |_| {});
+        let done = match result {
+            Ok(()) => count,
+            Err((done, _)) => done,
+        };
+        FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
+        let mut i = 0;
+        while i < done {
+            let v = sign_extend(start48 + i * S::SIZE);
+            let first = Self::index(S::LEVEL, v);
+            let chunk = (512 - first as u64).min(done - i);
+            let table = self.table(S::LEVEL, v);
+            for j in 0..chunk as usize {
+                let entry = self.backend().read_entry(table, first + j);
+                self.backend_mut().write_entry(table, first + j, 0);
+                let frame = PhysFrame::<S>::containing_address(PhysAddr::new(entry & ADDR_MASK));
+                // SAFETY: the page was unmapped and invalidated; the caller
+                // owns the frame.
+                unsafe { FrameDeallocator::<S>::deallocate_frame(deallocator, frame) };
+            }
+            i += chunk;
+        }
+        let mut freed = 0;
+        if reclaim && done > 0 {
+            let first = Page::<Size4KiB>::containing_address(start);
+            let last = Page::<Size4KiB>::containing_address(VirtAddr::new_truncate(sign_extend(
+                start48 + done * S::SIZE - 1,
+            )));
+            // SAFETY: forwarded contract.
+            freed = unsafe {
+                self.clean_up_addr_range(
+                    Page::range_inclusive(first, last),
+                    &mut ReclaimTo(deallocator),
+                )
+            };
+        }
+        match result {
+            Ok(()) => Ok(freed),
+            Err((done, error)) => Err(RangeError { done, error }),
+        }
+    }
+
+    /// Clears (or, with `mark`, makes non-present) the entries of `count`
+    /// pages from `start48`, reporting each frame.
+    fn unmap_run<S: LeafSize>(
+        &mut self,
+        start48: u64,
+        count: u64,
+        mark: bool,
+        on_frame: &mut impl FnMut(PhysFrame<S>),
+    ) -> Result<(), (u64, UnmapError)> {
+        let mut i = 0;
+        while i < count {
+            let v = sign_extend(start48 + i * S::SIZE);
+            if self.in_window(v) {
+                return Err((i, UnmapError::ParentEntryHugePage));
+            }
+            self.walk_parents::<S>(v).map_err(|f| (i, f.into()))?;
+            let first = Self::index(S::LEVEL, v);
+            let chunk = (512 - first as u64).min(count - i);
+            let table = self.table(S::LEVEL, v);
+            for j in 0..chunk {
+                let index = first + j as usize;
+                let entry = self.backend().read_entry(table, index);
+                let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (i + j, e))?;
+                let new = if mark { entry & !PRESENT } else { 0 };
+                self.backend_mut().write_entry(table, index, new);
+                on_frame(frame);
+            }
+            i += chunk;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ flags
+
+    /// Replaces the flags of every page of `pages`, as
+    /// [`update_flags`](Self::update_flags) page by page.
+    ///
+    /// # Errors
+    ///
+    /// [`RangeError`] with the pages updated and the error `update_flags`
+    /// gave for the next page; the updated part has been flushed already.
+    ///
+    /// # Safety
+    ///
+    /// As [`update_flags`](Self::update_flags), for every page.
+    pub unsafe fn update_flags_range<S: LeafSize>(
+        &mut self,
+        pages: PageRange<S>,
+        flags: PageTableFlags,
+    ) -> Result<RangeFlush<'_, B>, RangeError<FlagUpdateError>> {
+        let (start48, count) = span(pages);
+        let start = VirtAddr::new_truncate(sign_extend(start48));
+        match self.update_run::<S>(start48, count, flags.bits() | S::HUGE_BIT) {
+            Ok(()) => Ok(RangeFlush::new(
+                self.backend_mut(),
+                FlushScope::for_pages(start, count, S::SIZE),
+            )),
+            Err((done, error)) => {
+                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
+                Err(RangeError { done, error })
+            }
+        }
+    }
+
+    fn update_run<S: LeafSize>(
+        &mut self,
+        start48: u64,
+        count: u64,
+        flags: u64,
+    ) -> Result<(), (u64, FlagUpdateError)> {
+        let mut i = 0;
+        while i < count {
+            let v = sign_extend(start48 + i * S::SIZE);
+            if self.in_window(v) {
+                return Err((i, FlagUpdateError::ParentEntryHugePage));
+            }
+            self.walk_parents::<S>(v).map_err(|f| (i, f.into()))?;
+            let first = Self::index(S::LEVEL, v);
+            let chunk = (512 - first as u64).min(count - i);
+            let table = self.table(S::LEVEL, v);
+            for j in 0..chunk {
+                let index = first + j as usize;
+                let entry = self.backend().read_entry(table, index);
+                if entry == 0 {
+                    return Err((i + j, FlagUpdateError::PageNotMapped));
+                }
+                if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
+                    return Err((i + j, FlagUpdateError::ParentEntryHugePage));
+                }
+                self.backend_mut()
+                    .write_entry(table, index, (entry & ADDR_MASK) | flags);
+            }
+            i += chunk;
+        }
+        Ok(())
+    }
+}
+
+/// A `FrameDeallocator<S> + FrameDeallocator<Size4KiB>` seen as the latter,
+/// for reclaiming tables.
+struct ReclaimTo<'a, D: ?Sized>(&'a mut D);
+
+impl<D: FrameDeallocator<Size4KiB> + ?Sized> FrameDeallocator<Size4KiB> for ReclaimTo<'_, D> {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
+        // SAFETY: forwarded contract.
+        unsafe { self.0.deallocate_frame(frame) }
+    }
+}

@@ -1,0 +1,968 @@
+//! [`RecursivePageTable`]: construction, recursive addresses and the
+//! single-page operations.
+
+use core::fmt;
+
+use x86_64::structures::paging::mapper::{
+    FlagUpdateError, MapToError, MappedFrame, TranslateError, TranslateResult, UnmapError,
+};
+use x86_64::structures::paging::page_table::PageTableLevel;
+use x86_64::structures::paging::{
+    FrameAllocator, Page, PageSize, PageTableFlags, PageTableIndex, PhysFrame, Size1GiB, Size2MiB,
+    Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::{Backend, Flush, LeafSize};
+
+pub(crate) const PRESENT: u64 = 1;
+pub(crate) const WRITABLE: u64 = 1 << 1;
+pub(crate) const HUGE: u64 = 1 << 7;
+pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Sign-extends a 48-bit address to a canonical one.
+#[inline(always)]
+pub(crate) const fn sign_extend(addr: u64) -> u64 {
+    ((addr << 16).cast_signed() >> 16).cast_unsigned()
+}
+
+/// A 4-level page table reached through a recursive entry of its level-4
+/// table, over a [`Backend`] (the real MMU or an emulated one).
+///
+/// Every page table of the hierarchy is visible at a *recursive address*:
+/// with recursive index `r`, the level-1 table covering address `v` sits at
+/// `r:p4(v):p3(v):p2(v)`, the level-2 table at `r:r:p4(v):p3(v)`, and so on.
+/// These addresses are computed directly from the page number, so an
+/// operation costs one load per level and nothing else.
+///
+/// Beyond `x86_64::structures::paging::RecursivePageTable`:
+///
+/// - generic over the [`Backend`], so the same code runs on the CPU
+///   ([`Mmu`](super::Mmu)) and on the host under an emulated MMU and TLB;
+/// - flush tokens ([`Flush`]) that go through the backend;
+/// - a newly created table's recursive address is invalidated before the
+///   table is zeroed through it, and [`clean_up`](Self::clean_up) invalidates
+///   the recursive address of every table it frees *before* handing the
+///   frame to the deallocator, so no stale translation survives a reclaim;
+/// - failed operations leave the tables exactly as they were (`x86_64` may
+///   leave parent flags changed or half-built paths behind), and never panic;
+/// - range operations, map-with-allocation and a mapping dump.
+///
+/// The native methods below mirror `x86_64`'s `Mapper`/`Translate` and return
+/// the same error types with the same meaning. On the hardware backend the
+/// table also implements `x86_64`'s `Mapper<Size4KiB | Size2MiB | Size1GiB>`,
+/// `Translate` and `CleanUp`, so it drops into code written for `x86_64`.
+///
+/// Addresses inside the recursive window itself (level-4 index equal to the
+/// recursive index) are page tables: mapping, unmapping or changing flags
+/// there fails with `ParentEntryHugePage`, since the recursive entry maps the
+/// whole window like one huge page.
+pub struct RecursivePageTable<B: Backend> {
+    backend: B,
+    recursive_index: u64,
+    /// `bases[l - 1]`: the recursive address of the level-`l` tables with all
+    /// non-recursive indices zero.
+    bases: [u64; 4],
+    spare: SpareFrames,
+}
+
+/// Why [`RecursivePageTable::new`] rejected a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRecursiveTable {
+    /// Index 0 puts the level-4 table (and other tables) at virtual address
+    /// 0, the null pointer, which Rust code may never dereference.
+    IndexZero,
+    /// Index 511 puts the level-4 table in the last page of the address
+    /// space. A Rust object there would end past the last address, which the
+    /// language forbids (`x86_64` 0.15 documents its own
+    /// `RecursivePageTable::new` with index 511 as unsound for this reason).
+    /// Choose another index, e.g. 510.
+    IndexLast,
+    /// The entry at the recursive index does not point to the active level-4
+    /// frame as a present, non-huge table entry.
+    NotRecursive {
+        /// The entry found at the recursive index.
+        entry: u64,
+        /// The frame the backend reports as the active level-4 table.
+        level_4: PhysFrame,
+    },
+    /// The recursive entry is not writable, so no table could be changed
+    /// through it.
+    ReadOnly,
+}
+
+impl fmt::Display for InvalidRecursiveTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IndexZero => {
+                f.write_str("recursive index 0 would place the level-4 table at the null address")
+            }
+            Self::IndexLast => f.write_str(
+                "recursive index 511 would place the level-4 table in the last page of the \
+                 address space, where no Rust object may live",
+            ),
+            Self::NotRecursive { entry, level_4 } => write!(
+                f,
+                "entry {entry:#x} at the recursive index does not point to the active \
+                 level-4 table {:#x}",
+                level_4.start_address().as_u64()
+            ),
+            Self::ReadOnly => f.write_str("the recursive entry is not writable"),
+        }
+    }
+}
+
+impl core::error::Error for InvalidRecursiveTable {}
+
+/// Page-table frames taken from an allocator by an operation that then
+/// failed; used first by the next table creation, handed back by
+/// `clean_up`. At most 3 (one path of new tables).
+#[derive(Clone, Copy, Default)]
+struct SpareFrames {
+    frames: [u64; 3],
+    len: usize,
+}
+
+impl SpareFrames {
+    #[inline]
+    fn pop(&mut self) -> Option<u64> {
+        if self.len == 0 {
+            None
+        } else {
+            self.len -= 1;
+            Some(self.frames[self.len])
+        }
+    }
+
+    fn push(&mut self, frame: u64) {
+        // The capacity argument: an operation pops up to `n <= 3` frames and
+        // pushes back at most the `n` it holds, so `len` never exceeds 3.
+        if let Some(slot) = self.frames.get_mut(self.len) {
+            *slot = frame;
+            self.len += 1;
+        }
+    }
+}
+
+/// Why a single-page map could not proceed (before any change was made).
+#[derive(Clone, Copy)]
+pub(crate) enum MapFail {
+    Huge,
+    AlreadyMapped(u64),
+    NoFrame,
+}
+
+impl MapFail {
+    #[cold]
+    pub(crate) fn into_error<S: PageSize>(self, frame: PhysFrame<S>) -> MapToError<S> {
+        match self {
+            MapFail::Huge => MapToError::ParentEntryHugePage,
+            MapFail::AlreadyMapped(_) => MapToError::PageAlreadyMapped(frame),
+            MapFail::NoFrame => MapToError::FrameAllocationFailed,
+        }
+    }
+
+    #[cold]
+    fn into_error_existing<S: PageSize>(self) -> MapToError<S> {
+        match self {
+            MapFail::Huge => MapToError::ParentEntryHugePage,
+            MapFail::AlreadyMapped(entry) => MapToError::PageAlreadyMapped(
+                PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK)),
+            ),
+            MapFail::NoFrame => MapToError::FrameAllocationFailed,
+        }
+    }
+}
+
+/// The outcome of the read-only part of a map: which parent entries need
+/// flags added, and from which level new tables are needed.
+#[derive(Clone, Copy)]
+pub(crate) struct Plan {
+    /// Level of the first unused parent entry (tables are created from the
+    /// level below it down to the leaf's table); 0 if every table exists.
+    create_level: usize,
+    /// Bit `l` set: the existing parent entry at level `l` lacks flags.
+    or_levels: u32,
+}
+
+/// Why a walk to a leaf stopped at a parent entry.
+#[derive(Clone, Copy)]
+pub(crate) enum WalkFail {
+    NotMapped,
+    Huge,
+}
+
+impl From<WalkFail> for UnmapError {
+    #[inline]
+    fn from(fail: WalkFail) -> Self {
+        match fail {
+            WalkFail::NotMapped => UnmapError::PageNotMapped,
+            WalkFail::Huge => UnmapError::ParentEntryHugePage,
+        }
+    }
+}
+
+impl From<WalkFail> for FlagUpdateError {
+    #[inline]
+    fn from(fail: WalkFail) -> Self {
+        match fail {
+            WalkFail::NotMapped => FlagUpdateError::PageNotMapped,
+            WalkFail::Huge => FlagUpdateError::ParentEntryHugePage,
+        }
+    }
+}
+
+impl From<WalkFail> for TranslateError {
+    #[inline]
+    fn from(fail: WalkFail) -> Self {
+        match fail {
+            WalkFail::NotMapped => TranslateError::PageNotMapped,
+            WalkFail::Huge => TranslateError::ParentEntryHugePage,
+        }
+    }
+}
+
+impl<B: Backend> RecursivePageTable<B> {
+    /// The table of `backend`'s active address space, reached through entry
+    /// `recursive_index` of its level-4 table.
+    ///
+    /// Checks that the index is usable (not 0, not 511: see
+    /// [`InvalidRecursiveTable`]) and that the entry points, present,
+    /// writable and not huge, to [`Backend::level_4_frame`]. On the hardware
+    /// backend the check reads through the recursive window, so the window of
+    /// the index must be mapped (see [`Mmu::new`](super::Mmu::new)).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRecursiveTable`] says which check failed.
+    ///
+    /// # Examples
+    ///
+    /// On the emulator (feature `emu`), see `runtime/examples/address_space.rs`;
+    /// index 511 is always refused:
+    ///
+    /// ```
+    /// use framealloc::paging::{InvalidRecursiveTable, NoFlushMmu, RecursivePageTable};
+    /// use framealloc::x86_64::{PhysAddr, structures::paging::PageTableIndex};
+    /// use framealloc::PhysFrame;
+    ///
+    /// // SAFETY: the index is rejected before any memory is accessed.
+    /// let mmu = unsafe { NoFlushMmu::without_flushes(PhysFrame::containing_address(PhysAddr::new(0))) };
+    /// let err = RecursivePageTable::new(mmu, PageTableIndex::new(511)).unwrap_err();
+    /// assert_eq!(err, InvalidRecursiveTable::IndexLast);
+    /// ```
+    pub fn new(backend: B, recursive_index: PageTableIndex) -> Result<Self, InvalidRecursiveTable> {
+        match u16::from(recursive_index) {
+            0 => return Err(InvalidRecursiveTable::IndexZero),
+            511 => return Err(InvalidRecursiveTable::IndexLast),
+            _ => {}
+        }
+        // SAFETY: checked just below, before any other access.
+        let table = unsafe { Self::new_unchecked(backend, recursive_index) };
+        let r = table.recursive_index;
+        let entry = table.backend.read_entry(table.table(4, 0), r as usize);
+        let level_4 = table.backend.level_4_frame();
+        if entry & (PRESENT | HUGE) != PRESENT
+            || entry & ADDR_MASK != level_4.start_address().as_u64()
+        {
+            return Err(InvalidRecursiveTable::NotRecursive { entry, level_4 });
+        }
+        if entry & WRITABLE == 0 {
+            return Err(InvalidRecursiveTable::ReadOnly);
+        }
+        Ok(table)
+    }
+
+    /// The table reached through entry `recursive_index`, without checks.
+    ///
+    /// # Safety
+    ///
+    /// Entry `recursive_index` (neither 0 nor 511) of the backend's active
+    /// level-4 table is present, writable and points to that table itself,
+    /// and nothing else changes the tables while this value uses them.
+    #[inline]
+    pub unsafe fn new_unchecked(backend: B, recursive_index: PageTableIndex) -> Self {
+        let r = u64::from(u16::from(recursive_index));
+        let l1 = r << 39;
+        let l2 = l1 | r << 30;
+        let l3 = l2 | r << 21;
+        let l4 = l3 | r << 12;
+        RecursivePageTable {
+            backend,
+            recursive_index: r,
+            bases: [
+                sign_extend(l1),
+                sign_extend(l2),
+                sign_extend(l3),
+                sign_extend(l4),
+            ],
+            spare: SpareFrames::default(),
+        }
+    }
+
+    /// The recursive index.
+    #[inline]
+    pub fn recursive_index(&self) -> PageTableIndex {
+        PageTableIndex::new_truncate(self.recursive_index as u16)
+    }
+
+    /// The backend.
+    #[inline]
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably (for instance to access emulated memory).
+    #[inline]
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Gives the backend back.
+    #[inline]
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
+    /// The recursive virtual address of the table at `level` on the path to
+    /// `addr` (level 4: the level-4 table itself).
+    ///
+    /// ```
+    /// use framealloc::paging::{NoFlushMmu, RecursivePageTable};
+    /// use framealloc::x86_64::structures::paging::{PageTableIndex, page_table::PageTableLevel};
+    /// use framealloc::x86_64::{PhysAddr, VirtAddr};
+    /// use framealloc::PhysFrame;
+    ///
+    /// // SAFETY: only addresses are computed; no memory is accessed.
+    /// let table = unsafe {
+    ///     let mmu = NoFlushMmu::without_flushes(PhysFrame::containing_address(PhysAddr::new(0)));
+    ///     RecursivePageTable::new_unchecked(mmu, PageTableIndex::new(510))
+    /// };
+    /// let addr = VirtAddr::new(0x4000_1234);
+    /// assert_eq!(table.table_address(PageTableLevel::Four, addr).as_u64(), 0xffff_ff7f_bfdf_e000);
+    /// assert_eq!(table.table_address(PageTableLevel::One, addr).as_u64(), 0xffff_ff00_0020_0000);
+    /// ```
+    #[inline]
+    pub fn table_address(&self, level: PageTableLevel, addr: VirtAddr) -> VirtAddr {
+        self.table(level as usize, addr.as_u64())
+    }
+
+    /// Recursive address of the level-`level` table on the path to `v`.
+    #[inline(always)]
+    pub(crate) fn table(&self, level: usize, v: u64) -> VirtAddr {
+        let bits = 9 * (4 - level);
+        let mask = (1u64 << bits) - 1;
+        let addr = self.bases[level - 1] | (((v >> (12 + 9 * level)) & mask) << 12);
+        // SAFETY: `bases` are sign-extended and the bits or-ed in lie below
+        // bit 39 (level 1) or below the recursive index's bits, so the
+        // address is canonical.
+        unsafe { VirtAddr::new_unsafe(addr) }
+    }
+
+    /// Index of `v`'s entry in its level-`level` table.
+    #[inline(always)]
+    pub(crate) const fn index(level: usize, v: u64) -> usize {
+        ((v >> (3 + 9 * level)) & 511) as usize
+    }
+
+    #[inline(always)]
+    pub(crate) fn read(&self, level: usize, v: u64) -> u64 {
+        self.backend
+            .read_entry(self.table(level, v), Self::index(level, v))
+    }
+
+    #[inline(always)]
+    pub(crate) fn write(&mut self, level: usize, v: u64, value: u64) {
+        let table = self.table(level, v);
+        self.backend
+            .write_entry(table, Self::index(level, v), value);
+    }
+
+    /// Whether `v` lies in the recursive window.
+    #[inline(always)]
+    pub(crate) fn in_window(&self, v: u64) -> bool {
+        (v >> 39) & 511 == self.recursive_index
+    }
+
+    /// Whether every entry of the level-`level` table on `v`'s path is 0.
+    pub(crate) fn table_is_empty(&self, level: usize, v: u64) -> bool {
+        let table = self.table(level, v);
+        (0..512).all(|i| self.backend.read_entry(table, i) == 0)
+    }
+
+    // ---------------------------------------------------------------- map
+
+    /// Maps `page` to `frame` with `flags`, creating missing tables with
+    /// frames from `allocator`; parent entries get `PRESENT | WRITABLE` and
+    /// the `PRESENT`/`WRITABLE`/`USER_ACCESSIBLE` bits of `flags` (as
+    /// `x86_64`'s `Mapper::map_to`).
+    ///
+    /// # Errors
+    ///
+    /// As `x86_64`: `PageAlreadyMapped(frame)` if the page's entry is in use,
+    /// `ParentEntryHugePage` if a parent entry maps a huge page (or is in use
+    /// but not present, or `page` lies in the recursive window),
+    /// `FrameAllocationFailed` if a table was needed and `allocator` had
+    /// none. On error nothing was written; table frames taken before the
+    /// allocator ran dry are kept and used by the next table creation, or
+    /// handed back by [`clean_up`](Self::clean_up).
+    ///
+    /// # Safety
+    ///
+    /// As `x86_64`'s `Mapper::map_to`: the new mapping must not break memory
+    /// safety (no aliasing of `&mut` data, no invalid values appearing).
+    #[inline]
+    pub unsafe fn map_to<S: LeafSize, A>(
+        &mut self,
+        page: Page<S>,
+        frame: PhysFrame<S>,
+        flags: PageTableFlags,
+        allocator: &mut A,
+    ) -> Result<Flush<'_, B, S>, MapToError<S>>
+    where
+        A: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let parent = flags
+            & (PageTableFlags::PRESENT
+                | PageTableFlags::WRITABLE
+                | PageTableFlags::USER_ACCESSIBLE);
+        // SAFETY: forwarded contract.
+        unsafe { self.map_to_with_table_flags(page, frame, flags, parent, allocator) }
+    }
+
+    /// [`map_to`](Self::map_to) with explicit flags for parent entries
+    /// (`PRESENT | WRITABLE` are always added; `HUGE_PAGE` is ignored).
+    ///
+    /// # Errors
+    ///
+    /// As [`map_to`](Self::map_to).
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to).
+    #[inline]
+    pub unsafe fn map_to_with_table_flags<S: LeafSize, A>(
+        &mut self,
+        page: Page<S>,
+        frame: PhysFrame<S>,
+        flags: PageTableFlags,
+        parent_table_flags: PageTableFlags,
+        allocator: &mut A,
+    ) -> Result<Flush<'_, B, S>, MapToError<S>>
+    where
+        A: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let v = page.start_address().as_u64();
+        let leaf = frame.start_address().as_u64() | flags.bits() | S::HUGE_BIT;
+        let want = Self::parent_bits(parent_table_flags);
+        match self.map_entry::<S, A>(v, leaf, want, allocator) {
+            Ok(()) => Ok(Flush::new(&mut self.backend, page)),
+            Err(fail) => Err(fail.into_error(frame)),
+        }
+    }
+
+    /// Maps `page` to a frame taken from `allocator` (which also supplies
+    /// any page tables needed) and returns that frame.
+    ///
+    /// Tables are allocated first, the page's frame last, so no frame is
+    /// taken when the mapping cannot be made.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_to`](Self::map_to), except that `PageAlreadyMapped` carries
+    /// the frame the page is already mapped to, and `FrameAllocationFailed`
+    /// also covers the page's own frame. On error nothing was written.
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to).
+    #[allow(
+        clippy::type_complexity,
+        reason = "the frame and its flush token, as `unmap`"
+    )]
+    pub unsafe fn map_allocated<S: LeafSize, A>(
+        &mut self,
+        page: Page<S>,
+        flags: PageTableFlags,
+        allocator: &mut A,
+    ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), MapToError<S>>
+    where
+        A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let v = page.start_address().as_u64();
+        let want = Self::parent_bits(
+            flags
+                & (PageTableFlags::PRESENT
+                    | PageTableFlags::WRITABLE
+                    | PageTableFlags::USER_ACCESSIBLE),
+        );
+        let plan = self
+            .plan::<S>(v, want)
+            .map_err(MapFail::into_error_existing)?;
+        let count = plan.tables_needed::<S>();
+        let tables = self
+            .take_tables(count, allocator)
+            .map_err(MapFail::into_error_existing)?;
+        let Some(frame) = <A as FrameAllocator<S>>::allocate_frame(allocator) else {
+            self.return_tables(&tables[..count]);
+            return Err(MapToError::FrameAllocationFailed);
+        };
+        self.commit::<S>(
+            v,
+            plan,
+            &tables,
+            want,
+            frame.start_address().as_u64() | flags.bits() | S::HUGE_BIT,
+        );
+        Ok((frame, Flush::new(&mut self.backend, page)))
+    }
+
+    #[inline(always)]
+    pub(crate) fn parent_bits(flags: PageTableFlags) -> u64 {
+        (flags.bits() & !(HUGE | ADDR_MASK)) | PRESENT | WRITABLE
+    }
+
+    /// The fast path of a single-page map: all parents present with the
+    /// wanted flags. Everything else goes to [`Self::map_slow`].
+    #[inline(always)]
+    pub(crate) fn map_entry<S: LeafSize, A>(
+        &mut self,
+        v: u64,
+        leaf: u64,
+        want: u64,
+        allocator: &mut A,
+    ) -> Result<(), MapFail>
+    where
+        A: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        if self.in_window(v) {
+            return Err(MapFail::Huge);
+        }
+        let check = want | HUGE;
+        let mut level = 4;
+        while level > S::LEVEL {
+            if self.read(level, v) & check != want {
+                return self.map_slow::<S, A>(v, leaf, want, allocator);
+            }
+            level -= 1;
+        }
+        let old = self.read(S::LEVEL, v);
+        if old != 0 {
+            return Err(MapFail::AlreadyMapped(old));
+        }
+        self.write(S::LEVEL, v, leaf);
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn map_slow<S: LeafSize, A>(
+        &mut self,
+        v: u64,
+        leaf: u64,
+        want: u64,
+        allocator: &mut A,
+    ) -> Result<(), MapFail>
+    where
+        A: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let plan = self.plan::<S>(v, want)?;
+        let tables = self.take_tables(plan.tables_needed::<S>(), allocator)?;
+        self.commit::<S>(v, plan, &tables, want, leaf);
+        Ok(())
+    }
+
+    /// Read-only walk: finds every reason the map would fail, and what it
+    /// has to change.
+    pub(crate) fn plan<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
+        let plan = self.plan_parents::<S>(v, want)?;
+        if plan.create_level == 0 {
+            let old = self.read(S::LEVEL, v);
+            if old != 0 {
+                return Err(MapFail::AlreadyMapped(old));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The parent part of [`Self::plan`]: errors above the leaf, missing
+    /// tables and missing flags.
+    pub(crate) fn plan_parents<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
+        if self.in_window(v) {
+            return Err(MapFail::Huge);
+        }
+        let mut or_levels = 0;
+        let mut level = 4;
+        while level > S::LEVEL {
+            let entry = self.read(level, v);
+            if entry == 0 {
+                return Ok(Plan {
+                    create_level: level,
+                    or_levels,
+                });
+            }
+            if entry & (PRESENT | HUGE) != PRESENT {
+                return Err(MapFail::Huge);
+            }
+            if entry & want != want {
+                or_levels |= 1 << level;
+            }
+            level -= 1;
+        }
+        Ok(Plan {
+            create_level: 0,
+            or_levels,
+        })
+    }
+
+    /// Takes `count` table frames (spare ones first). On failure the frames
+    /// taken so far become spares, and nothing else changed.
+    pub(crate) fn take_tables<A>(
+        &mut self,
+        count: usize,
+        allocator: &mut A,
+    ) -> Result<[u64; 3], MapFail>
+    where
+        A: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let mut tables = [0; 3];
+        for i in 0..count {
+            let frame = if let Some(frame) = self.spare.pop() {
+                frame
+            } else if let Some(frame) = allocator.allocate_frame() {
+                frame.start_address().as_u64()
+            } else {
+                self.return_tables(&tables[..i]);
+                return Err(MapFail::NoFrame);
+            };
+            tables[i] = frame;
+        }
+        Ok(tables)
+    }
+
+    /// Writes a planned map: adds parent flags, links and zeroes new tables
+    /// (invalidating each one's recursive address first, so no stale
+    /// translation from a freed table can redirect the zeroing), then writes
+    /// the leaf.
+    pub(crate) fn commit<S: LeafSize>(
+        &mut self,
+        v: u64,
+        plan: Plan,
+        tables: &[u64; 3],
+        want: u64,
+        leaf: u64,
+    ) {
+        self.commit_parents::<S>(v, plan, tables, want);
+        self.write(S::LEVEL, v, leaf);
+    }
+
+    /// The parent part of [`Self::commit`].
+    pub(crate) fn commit_parents<S: LeafSize>(
+        &mut self,
+        v: u64,
+        plan: Plan,
+        tables: &[u64; 3],
+        want: u64,
+    ) {
+        let mut level = 4;
+        while level > S::LEVEL && level != plan.create_level {
+            if plan.or_levels & (1 << level) != 0 {
+                let entry = self.read(level, v);
+                self.write(level, v, entry | want);
+            }
+            level -= 1;
+        }
+        let mut next = 0;
+        while level > S::LEVEL {
+            self.write(level, v, tables[next] | want);
+            next += 1;
+            let child = self.table(level - 1, v);
+            self.backend.flush_page(child);
+            self.backend.zero_table(child);
+            level -= 1;
+        }
+    }
+
+    /// Makes `frames` spare page-table frames again (after a later step of
+    /// the same operation failed).
+    pub(crate) fn return_tables(&mut self, tables: &[u64]) {
+        for &table in tables {
+            self.spare.push(table);
+        }
+    }
+
+    // ---------------------------------------------------------- walk
+
+    /// Checks the parent entries of `v`'s level-`S` entry: all must be
+    /// present table pointers.
+    #[inline(always)]
+    pub(crate) fn walk_parents<S: LeafSize>(&self, v: u64) -> Result<(), WalkFail> {
+        let mut level = 4;
+        while level > S::LEVEL {
+            let entry = self.read(level, v);
+            if entry & (PRESENT | HUGE) != PRESENT {
+                return Err(if entry & PRESENT == 0 {
+                    WalkFail::NotMapped
+                } else {
+                    WalkFail::Huge
+                });
+            }
+            level -= 1;
+        }
+        Ok(())
+    }
+
+    // --------------------------------------------------------- unmap
+
+    /// Removes the mapping of `page` and returns the frame it mapped.
+    ///
+    /// No page table is freed (see [`clean_up`](Self::clean_up)).
+    ///
+    /// # Errors
+    ///
+    /// As `x86_64`: `PageNotMapped` if a parent or the entry is not present,
+    /// `ParentEntryHugePage` if a parent maps a huge page or the entry's
+    /// size is not `S` (or `page` lies in the recursive window),
+    /// `InvalidFrameAddress` if a huge entry's address is not aligned to `S`.
+    /// On error nothing was written.
+    #[inline]
+    pub fn unmap<S: LeafSize>(
+        &mut self,
+        page: Page<S>,
+    ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), UnmapError> {
+        let v = page.start_address().as_u64();
+        let frame = self.unmap_entry::<S>(v)?;
+        Ok((frame, Flush::new(&mut self.backend, page)))
+    }
+
+    #[inline(always)]
+    pub(crate) fn unmap_entry<S: LeafSize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
+        if self.in_window(v) {
+            return Err(UnmapError::ParentEntryHugePage);
+        }
+        self.walk_parents::<S>(v)?;
+        let entry = self.read(S::LEVEL, v);
+        let frame = leaf_frame_for_unmap::<S>(entry)?;
+        self.write(S::LEVEL, v, 0);
+        Ok(frame)
+    }
+
+    // ---------------------------------------------------------- flags
+
+    /// Replaces the flags of `page`'s mapping (keeping its frame).
+    ///
+    /// # Errors
+    ///
+    /// `PageNotMapped` if a parent is not present or the entry is unused;
+    /// `ParentEntryHugePage` if a parent maps a huge page, if `page` lies in
+    /// the recursive window, or if `S` is a huge size and the entry is a
+    /// present page-table pointer (where `x86_64` would turn that table into
+    /// a huge mapping of it). On error nothing was written.
+    ///
+    /// # Safety
+    ///
+    /// As `x86_64`'s `Mapper::update_flags`: the new flags must not break
+    /// memory safety.
+    #[inline]
+    pub unsafe fn update_flags<S: LeafSize>(
+        &mut self,
+        page: Page<S>,
+        flags: PageTableFlags,
+    ) -> Result<Flush<'_, B, S>, FlagUpdateError> {
+        let v = page.start_address().as_u64();
+        self.update_entry::<S>(v, flags.bits())?;
+        Ok(Flush::new(&mut self.backend, page))
+    }
+
+    #[inline(always)]
+    pub(crate) fn update_entry<S: LeafSize>(
+        &mut self,
+        v: u64,
+        flags: u64,
+    ) -> Result<(), FlagUpdateError> {
+        if self.in_window(v) {
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        }
+        self.walk_parents::<S>(v)?;
+        let entry = self.read(S::LEVEL, v);
+        if entry == 0 {
+            return Err(FlagUpdateError::PageNotMapped);
+        }
+        if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        }
+        self.write(S::LEVEL, v, (entry & ADDR_MASK) | flags | S::HUGE_BIT);
+        Ok(())
+    }
+
+    /// Replaces the flags of the parent entry at `level` (2 to 4) on the
+    /// path to `v`, as `x86_64`'s `Mapper::set_flags_p*_entry`.
+    pub(crate) fn set_parent_flags(
+        &mut self,
+        level: usize,
+        v: u64,
+        flags: u64,
+    ) -> Result<(), FlagUpdateError> {
+        if self.in_window(v) {
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        }
+        let mut upper = 4;
+        while upper > level {
+            let entry = self.read(upper, v);
+            if entry & (PRESENT | HUGE) != PRESENT {
+                return Err(if entry & PRESENT == 0 {
+                    FlagUpdateError::PageNotMapped
+                } else {
+                    FlagUpdateError::ParentEntryHugePage
+                });
+            }
+            upper -= 1;
+        }
+        let entry = self.read(level, v);
+        if entry == 0 {
+            return Err(FlagUpdateError::PageNotMapped);
+        }
+        self.write(level, v, (entry & ADDR_MASK) | flags);
+        Ok(())
+    }
+
+    // ------------------------------------------------------ translate
+
+    /// The frame `page` is mapped to.
+    ///
+    /// # Errors
+    ///
+    /// `PageNotMapped` if a parent is not present or the entry is unused;
+    /// `ParentEntryHugePage` if a parent maps a huge page or (for a huge `S`)
+    /// the entry is a page-table pointer; `InvalidFrameAddress` if a huge
+    /// entry's address is not aligned to `S`.
+    #[inline]
+    pub fn translate_page<S: LeafSize>(
+        &self,
+        page: Page<S>,
+    ) -> Result<PhysFrame<S>, TranslateError> {
+        let v = page.start_address().as_u64();
+        self.walk_parents::<S>(v)?;
+        let entry = self.read(S::LEVEL, v);
+        if entry == 0 {
+            return Err(TranslateError::PageNotMapped);
+        }
+        if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
+            return Err(TranslateError::ParentEntryHugePage);
+        }
+        let addr = entry & ADDR_MASK;
+        if addr & (S::SIZE - 1) != 0 {
+            return Err(TranslateError::InvalidFrameAddress(PhysAddr::new(addr)));
+        }
+        // SAFETY: `addr` is aligned to `S` and below 2^52.
+        Ok(unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_unsafe(addr)) })
+    }
+
+    /// What `addr` translates to: frame, offset in it and the leaf entry's
+    /// flags, for pages of every size, as `x86_64`'s `Translate::translate`
+    /// (which panics on a huge level-4 entry; this reports it as not mapped).
+    #[inline]
+    pub fn translate(&self, addr: VirtAddr) -> TranslateResult {
+        let v = addr.as_u64();
+        let l4 = self.read(4, v);
+        if l4 & (PRESENT | HUGE) != PRESENT {
+            return TranslateResult::NotMapped;
+        }
+        let l3 = self.read(3, v);
+        if l3 & PRESENT == 0 {
+            return TranslateResult::NotMapped;
+        }
+        if l3 & HUGE != 0 {
+            return TranslateResult::Mapped {
+                frame: MappedFrame::Size1GiB(PhysFrame::<Size1GiB>::containing_address(
+                    PhysAddr::new(l3 & ADDR_MASK),
+                )),
+                offset: v & (Size1GiB::SIZE - 1),
+                flags: PageTableFlags::from_bits_truncate(l3),
+            };
+        }
+        let l2 = self.read(2, v);
+        if l2 & PRESENT == 0 {
+            return TranslateResult::NotMapped;
+        }
+        if l2 & HUGE != 0 {
+            return TranslateResult::Mapped {
+                frame: MappedFrame::Size2MiB(PhysFrame::<Size2MiB>::containing_address(
+                    PhysAddr::new(l2 & ADDR_MASK),
+                )),
+                offset: v & (Size2MiB::SIZE - 1),
+                flags: PageTableFlags::from_bits_truncate(l2),
+            };
+        }
+        let l1 = self.read(1, v);
+        if l1 == 0 {
+            return TranslateResult::NotMapped;
+        }
+        TranslateResult::Mapped {
+            frame: MappedFrame::Size4KiB(PhysFrame::containing_address(PhysAddr::new(
+                l1 & ADDR_MASK,
+            ))),
+            offset: v & 0xfff,
+            flags: PageTableFlags::from_bits_truncate(l1),
+        }
+    }
+
+    // --------------------------------------------------------- spares
+
+    pub(crate) fn take_spare(&mut self) -> Option<PhysFrame> {
+        self.spare
+            .pop()
+            .map(|addr| PhysFrame::containing_address(PhysAddr::new(addr)))
+    }
+
+    /// Number of page-table frames held after a map failed for lack of
+    /// frames (at most 3; used by the next table creation, handed back by
+    /// [`clean_up`](Self::clean_up)).
+    pub fn spare_frames(&self) -> usize {
+        self.spare.len
+    }
+}
+
+impl Plan {
+    /// Whether an existing parent entry needs flags added.
+    #[inline]
+    pub(crate) fn has_flags_to_add(self) -> bool {
+        self.or_levels != 0
+    }
+
+    #[inline]
+    pub(crate) fn tables_needed<S: LeafSize>(self) -> usize {
+        if self.create_level == 0 {
+            0
+        } else {
+            self.create_level - S::LEVEL
+        }
+    }
+}
+
+/// The frame of a leaf entry being unmapped, with `x86_64`'s checks.
+#[inline(always)]
+pub(crate) fn leaf_frame_for_unmap<S: LeafSize>(entry: u64) -> Result<PhysFrame<S>, UnmapError> {
+    if entry & PRESENT == 0 {
+        return Err(UnmapError::PageNotMapped);
+    }
+    if (entry & HUGE != 0) != (S::LEVEL > 1) {
+        return Err(UnmapError::ParentEntryHugePage);
+    }
+    let addr = entry & ADDR_MASK;
+    if addr & (S::SIZE - 1) != 0 {
+        return Err(UnmapError::InvalidFrameAddress(PhysAddr::new(addr)));
+    }
+    // SAFETY: `addr` is aligned to `S` and below 2^52.
+    Ok(unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_unsafe(addr)) })
+}
+
+impl<B: Backend + fmt::Debug> fmt::Debug for RecursivePageTable<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecursivePageTable")
+            .field("backend", &self.backend)
+            .field("recursive_index", &self.recursive_index)
+            .field("spare_frames", &self.spare.len)
+            .finish_non_exhaustive()
+    }
+}
