@@ -178,19 +178,24 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 /// Turns a closure into a frame allocator.
 ///
 /// ```text
-/// frame_allocator!(ALLOCATE [, DEALLOCATE] [, size = Size] [, crate = path])
+/// frame_allocator!(ALLOCATE [, DEALLOCATE] [, state = expr] [, size = Size] [, crate = path])
 /// ```
 ///
 /// - `ALLOCATE` is a closure literal `|| expr` (or `move || …`, or
 ///   `|| -> Option<PhysFrame<S>> { … }`) returning `Option<PhysFrame<S>>`;
 /// - `DEALLOCATE`, optional, is `|frame| …`: with it the result is also a
 ///   `FrameDeallocator<S>`;
+/// - `state = expr` moves `expr` into the allocator and hands `&mut` to it
+///   to each closure, which then take it first: `|state| …` and
+///   `|state, frame| …`. Two closures that both capture the same free list
+///   by `&mut` cannot borrow-check; with `state` they share it;
 /// - `size = Size4KiB | Size2MiB | Size1GiB` fixes the page size where the
 ///   closure does not (it needs no import); otherwise it is inferred;
 /// - `crate = path` names `framealloc` for crates that re-export it.
 ///
 /// The named entries may come in any position. The macro expands to a call
-/// of the `unsafe fn`s `framealloc::from_fn` / `from_fns`, never to an
+/// of the `unsafe fn`s `framealloc::from_fn` / `from_fns` (`from_state` /
+/// `from_state_fns` with `state`), never to an
 /// `unsafe` block of its own: your `unsafe { … }` around it is the promise
 /// that the closure only returns unused frames, each once.
 ///
@@ -218,22 +223,27 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 /// assert_eq!(tables.allocate_frame().unwrap().start_address().as_u64(), 0x1000);
 /// ```
 ///
-/// With deallocation and an explicit size:
+/// With deallocation into shared state, and an explicit size:
 ///
 /// ```
 /// use framealloc::{frame_allocator, FrameAllocator, FrameDeallocator, PhysFrame};
 /// use framealloc::x86_64::PhysAddr;
-/// use std::cell::RefCell;
 ///
-/// let free = RefCell::new(vec![PhysFrame::containing_address(PhysAddr::new(0x20_0000))]);
+/// let free = vec![PhysFrame::containing_address(PhysAddr::new(0x20_0000))];
 /// // SAFETY: `free` holds unused frames; deallocated frames go back to it.
 /// let mut huge = unsafe {
-///     frame_allocator!(|| free.borrow_mut().pop(), |frame| free.borrow_mut().push(frame), size = Size2MiB)
+///     frame_allocator!(
+///         state = free,
+///         |free| free.pop(),
+///         |free, frame| free.push(frame),
+///         size = Size2MiB,
+///     )
 /// };
 /// let frame = huge.allocate_frame().unwrap();
+/// assert_eq!(huge.allocate_frame(), None);
 /// // SAFETY: the frame is unused.
 /// unsafe { huge.deallocate_frame(frame) };
-/// assert_eq!(free.borrow().len(), 1);
+/// assert_eq!(huge.allocate_frame(), Some(frame));
 /// ```
 ///
 /// Forgetting `unsafe` is error E0133 at the macro call:
@@ -284,6 +294,7 @@ mod tests {
         "async move || a, |a, b| c, || d, e = f, size = , crate = 3",
         "|x| y, || , | , -> , size = Size1GiB, size = Size2MiB",
         "frames.pop(), ::x::<A, B>(c), || -> T",
+        "state = vec![a, b], |s| s.pop(), |s, f: PhysFrame<Size4KiB>| s.push(f), state = , state",
     ];
 
     #[test]
@@ -306,7 +317,22 @@ mod tests {
             text.contains("from_fns") && text.contains("Size2MiB"),
             "{text}"
         );
-        for input in ["", "frames.pop()", "|x| x", "async || x", "|| a, || b"] {
+        let stateful =
+            crate::closure::expand("state = v, |v| v.pop(), |v, f| v.push(f)".parse().unwrap());
+        assert!(
+            stateful.to_string().contains("from_state_fns"),
+            "{stateful}"
+        );
+        for input in [
+            "",
+            "frames.pop()",
+            "|x| x",
+            "async || x",
+            "|| a, || b",
+            "|| a, |a, b| c",
+            "state = s, || a",
+            "state = s, |s| a, |f| b",
+        ] {
             let output = crate::closure::expand(input.parse().unwrap());
             assert!(has_error(&output), "{input:?} gave {output}");
         }
