@@ -15,6 +15,16 @@ mod provision;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Prints a line straight to the process's standard error, which the test
+/// harness does not capture: every scenario's result stays visible in a
+/// plain `cargo test` run, passing or not.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Wall-clock limit of one boot (a normal run takes well under a second).
 const TIMEOUT: Duration = Duration::from_mins(2);
 
@@ -68,14 +78,14 @@ fn scenarios_on_qemu() {
 
     let qemu = provision::qemu(target_dir).unwrap_or_else(|e| panic!("QEMU unavailable: {e}"));
     let version = qemu.version().unwrap_or_else(|e| panic!("{e}"));
-    println!("qemu: {version} ({})", qemu.origin);
+    show!("qemu: {version} ({})", qemu.origin);
     let provisioned = started.elapsed();
     let building = Instant::now();
     let kernel =
         kernel::build(&workspace.join("tests/qemu-kernel")).unwrap_or_else(|e| panic!("{e}"));
     let built = building.elapsed();
     let run = kernel::boot(&qemu, &kernel, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    println!(
+    show!(
         "finding/provisioning QEMU: {provisioned:.2?}, kernel build: {built:.2?}, \
          boot + scenarios: {:.2?}",
         run.elapsed
@@ -84,9 +94,12 @@ fn scenarios_on_qemu() {
     let lines = parse(&run.serial);
     let mut problems = Vec::new();
     for line in &lines {
-        println!(
+        show!(
             "{:<12} {:<28} {:<8} {}",
-            line.platform, line.name, line.verdict, line.detail
+            line.platform,
+            line.name,
+            line.verdict,
+            line.detail
         );
     }
     for (platform, observed) in PLATFORMS {
