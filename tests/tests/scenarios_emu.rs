@@ -59,9 +59,9 @@ fn scenarios_on_the_emulator() {
     scenarios::run_all(&mut platform, &mut frames, OURS_REGION, |name, outcome| {
         count += 1;
         match outcome {
-            Ok(remark) => show!("emu/ours     {name:<28} PASS     ok {remark}"),
+            Ok(remark) => show!("emu/ours     {name:<36} PASS     ok {remark}"),
             Err(failure) => {
-                show!("emu/ours     {name:<28} FAIL     {failure}");
+                show!("emu/ours     {name:<36} FAIL     {failure}");
                 failures.push(format!("{name}: {failure}"));
             }
         }
