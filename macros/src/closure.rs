@@ -6,8 +6,9 @@
 //! from the tokens by hand and the body is passed through untouched, to be
 //! checked by the compiler with the user's spans.
 //!
-//! Input: `closure [, closure] [, size = Size] [, crate = path] [,]`, the
-//! named arguments in any position.
+//! Input: `closure [, closure] [, state = expr] [, size = Size] [, crate = path] [,]`,
+//! the named arguments in any position. Without `state` the closures take
+//! nothing and the frame; with it, they take `&mut` state first.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
@@ -19,6 +20,8 @@ use crate::sizes::{self, PageSizeName};
 const SIZE: &str = "size";
 /// `crate = path`.
 const CRATE: &str = "crate";
+/// `state = expr`: a value passed as `&mut` to each closure.
+const STATE: &str = "state";
 
 /// The checked arguments.
 #[derive(Default)]
@@ -27,6 +30,7 @@ struct Args {
     deallocate: Option<TokenStream>,
     size: Option<PageSizeName>,
     krate: Option<syn::Path>,
+    state: Option<TokenStream>,
 }
 
 /// Expands `frame_allocator!(…)`.
@@ -47,17 +51,26 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     );
     let private = quote_spanned!(call_site=> #root::__private);
     let size = args.size.map(|size| size.to_type(&private));
-    match (args.allocate, args.deallocate) {
-        (Some(allocate), None) => {
+    match (args.allocate, args.deallocate, args.state) {
+        (Some(allocate), None, Some(state)) => {
+            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _>));
+            quote_spanned!(call_site=> #private::from_state #generics (#state, #allocate))
+        }
+        (Some(allocate), Some(deallocate), Some(state)) => {
+            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _, _>));
+            quote_spanned!(call_site=>
+                #private::from_state_fns #generics (#state, #allocate, #deallocate))
+        }
+        (Some(allocate), None, None) => {
             let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _>));
             quote_spanned!(call_site=> #private::from_fn #generics (#allocate))
         }
-        (Some(allocate), Some(deallocate)) => {
+        (Some(allocate), Some(deallocate), None) => {
             let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _>));
             quote_spanned!(call_site=> #private::from_fns #generics (#allocate, #deallocate))
         }
         // `parse` reports a missing allocation closure.
-        (None, _) => TokenStream::new(),
+        (None, ..) => TokenStream::new(),
     }
 }
 
@@ -120,6 +133,9 @@ fn spanned_error(errors: &mut Errors, tokens: &[TokenTree], message: &str) {
 fn parse(tokens: &[TokenTree], errors: &mut Errors) -> Args {
     let mut args = Args::default();
     let mut closures = 0usize;
+    // Each closure's parameters and header, checked once `state` is known.
+    let mut allocate_params = None;
+    let mut deallocate_params = None;
     let mut i = 0;
     while i < tokens.len() {
         let start = i;
@@ -132,31 +148,20 @@ fn parse(tokens: &[TokenTree], errors: &mut Errors) -> Args {
             _ => None,
         };
         if let Some(name) = named {
-            i = end_of_argument(tokens, i + 2, true);
+            i = end_of_argument(tokens, i + 2, name != STATE);
             named_argument(&name, &tokens[start + 2..i], &mut args, errors);
         } else if let Some(closure) = Closure::parse(tokens, i, errors) {
             i = closure.end;
             closures += 1;
             let whole: TokenStream = tokens[start..i].iter().cloned().collect();
+            let header = &tokens[start..closure.body_start];
             match closures {
                 1 => {
-                    if let Some(params) = closure.params.filter(|p| !p.is_empty()) {
-                        spanned_error(
-                            errors,
-                            params,
-                            "the allocation closure takes no arguments: write `|| …`",
-                        );
-                    }
+                    allocate_params = closure.params.map(|params| (params, header));
                     args.allocate = Some(whole);
                 }
                 2 => {
-                    if closure.params.is_some_and(<[TokenTree]>::is_empty) {
-                        spanned_error(
-                            errors,
-                            &tokens[start..closure.body_start],
-                            "the deallocation closure takes the frame to free: write `|frame| …`",
-                        );
-                    }
+                    deallocate_params = closure.params.map(|params| (params, header));
                     args.deallocate = Some(whole);
                 }
                 _ => spanned_error(
@@ -187,7 +192,66 @@ fn parse(tokens: &[TokenTree], errors: &mut Errors) -> Args {
             "`frame_allocator!` needs an allocation closure: `frame_allocator!(|| …)`",
         );
     }
+    check_parameters(
+        args.state.is_some(),
+        allocate_params,
+        deallocate_params,
+        errors,
+    );
     args
+}
+
+type Parameters<'a> = Option<(&'a [TokenTree], &'a [TokenTree])>;
+
+/// How many parameters a closure's parameter list declares.
+fn count_parameters(params: &[TokenTree]) -> usize {
+    let mut count = 0;
+    let mut i = 0;
+    while i < params.len() {
+        let end = end_of_argument(params, i, true);
+        if end > i {
+            count += 1;
+        }
+        i = end + 1;
+    }
+    count
+}
+
+/// Checks that each closure declares as many parameters as it will be given.
+fn check_parameters(
+    with_state: bool,
+    allocate: Parameters,
+    deallocate: Parameters,
+    errors: &mut Errors,
+) {
+    let (allocate_message, deallocate_message) = if with_state {
+        (
+            "with `state = …`, the allocation closure takes the state: write `|state| …`",
+            "with `state = …`, the deallocation closure takes the state and the frame: \
+             write `|state, frame| …`",
+        )
+    } else {
+        (
+            "the allocation closure takes no arguments: write `|| …` (to share state \
+             with a deallocation closure, pass it with `state = …` and write `|state| …`)",
+            "the deallocation closure takes the frame to free: write `|frame| …`",
+        )
+    };
+    let expected = usize::from(with_state);
+    for (closure, expected, message) in [
+        (allocate, expected, allocate_message),
+        (deallocate, expected + 1, deallocate_message),
+    ] {
+        if let Some((params, header)) = closure
+            && count_parameters(params) != expected
+        {
+            spanned_error(
+                errors,
+                if params.is_empty() { header } else { params },
+                message,
+            );
+        }
+    }
 }
 
 fn named_argument(
@@ -210,6 +274,14 @@ fn named_argument(
             Some(_) if args.size.is_some() => errors.spanned(name, "duplicate `size`"),
             Some(size) => args.size = Some(size),
         }
+    } else if *name == STATE {
+        if value.is_empty() {
+            errors.spanned(name, "expected an expression after `state =`");
+        } else if args.state.is_some() {
+            errors.spanned(name, "duplicate `state`");
+        } else {
+            args.state = Some(stream);
+        }
     } else if *name == CRATE {
         match syn::parse2::<syn::Path>(stream) {
             Err(_) => spanned_error(
@@ -223,7 +295,9 @@ fn named_argument(
     } else {
         errors.spanned(
             name,
-            format_args!("unknown argument `{name}`; expected `size = …` or `crate = …`"),
+            format_args!(
+                "unknown argument `{name}`; expected `state = …`, `size = …` or `crate = …`"
+            ),
         );
     }
 }

@@ -11,6 +11,16 @@ use scenarios::{
     FRAMES_BASE, Fault, Frames, MAX_FRAMES, Memory, OURS_REGION, Ours, RECURSIVE_INDEX,
 };
 
+/// Prints a line straight to the process's standard error, which the test
+/// harness does not capture: every scenario's result stays visible in a
+/// plain `cargo test` run, passing or not.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Accesses through the emulated MMU.
 struct Emulated;
 
@@ -49,9 +59,9 @@ fn scenarios_on_the_emulator() {
     scenarios::run_all(&mut platform, &mut frames, OURS_REGION, |name, outcome| {
         count += 1;
         match outcome {
-            Ok(remark) => println!("emu/ours     {name:<28} PASS     ok {remark}"),
+            Ok(remark) => show!("emu/ours     {name:<36} PASS     ok {remark}"),
             Err(failure) => {
-                println!("emu/ours     {name:<28} FAIL     {failure}");
+                show!("emu/ours     {name:<36} FAIL     {failure}");
                 failures.push(format!("{name}: {failure}"));
             }
         }

@@ -101,7 +101,7 @@ extern "C" fn kernel_main() -> ! {
         &mut x86,
         &mut frames,
         X86_64_REGION,
-        &["reclaim_then_remap"],
+        &["reclaim_then_remap", "reclaim_invalidates_table_addresses"],
         &mut tally,
     );
 

@@ -50,6 +50,7 @@ scenarios![
     range_update_10000,
     range_unmap_10000,
     reclaim_then_remap,
+    reclaim_invalidates_table_addresses,
     reclaim_keeps_used_tables,
     adapters_closure_pool_none,
     derive_frame_allocator,
@@ -540,6 +541,65 @@ fn reclaim_then_remap<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
         env.frames.deallocate_frame(b);
     }
     ensure(env.frames.used() == before, "every frame is back")?;
+    Ok("")
+}
+
+/// The recursive address at which the level-`level` table (1..=3) covering
+/// `addr` appears.
+fn table_address(addr: VirtAddr, level: u8) -> VirtAddr {
+    let r = u64::from(crate::RECURSIVE_INDEX);
+    let mut v = addr.as_u64() & ((1 << 48) - 1);
+    for _ in 0..level {
+        v = (r << 39) | (v >> 9);
+    }
+    VirtAddr::new_truncate(v & !0xfff)
+}
+
+/// After reclaim frees a region's level-3, -2 and -1 tables, their
+/// recursive addresses (all just used by the unmap and by reclaim itself)
+/// page-fault: no stale translation still reaches the freed frames.
+fn reclaim_invalidates_table_addresses<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+    let a = page::<Size4KiB>(env, 0x2000_3000);
+    let f = frame(env)?;
+    paging(p.map_4k(a, f, RW, env.frames), "map")?;
+    write(p, a.start_address(), 0x7777, "write")?;
+    for level in 1..=3 {
+        let table = table_address(a.start_address(), level);
+        read(
+            p,
+            table,
+            "a live table is readable at its recursive address",
+        )?;
+    }
+    ensure(p.unmap_4k(a) == Ok(f), "unmap")?;
+    let used = env.frames.used();
+    paging(
+        p.reclaim(Page::range_inclusive(a, a), env.frames),
+        "reclaim",
+    )?;
+    ensure(
+        env.frames.used() == used - 3,
+        "reclaim frees the three tables",
+    )?;
+    for (level, what) in [
+        (
+            1,
+            "freed level-1 table still readable at its recursive address",
+        ),
+        (
+            2,
+            "freed level-2 table still readable at its recursive address",
+        ),
+        (
+            3,
+            "freed level-3 table still readable at its recursive address",
+        ),
+    ] {
+        let table = table_address(a.start_address(), level);
+        faults(p.read_u64(table), table, what)?;
+    }
+    // SAFETY: `f` is no longer mapped.
+    unsafe { env.frames.deallocate_frame(f) };
     Ok("")
 }
 
