@@ -307,7 +307,11 @@ fn main() -> Result<()> {
 
     // 2. The bootloader's tagged bump allocator; 3. the page tables.
     let mut runs = [MemoryRegion::default(); 64];
-    let mut boot = BumpAllocator::new(map, &mut runs);
+    // SAFETY: `map` is the memory map of the emulated machine, which holds
+    // nothing yet outside the regions the firmware map marks non-usable;
+    // this is the only allocator over it, and it allocates nothing after the
+    // hand-off below.
+    let mut boot = unsafe { BumpAllocator::new(map, &mut runs) };
     build_address_space(&mut boot)?;
 
     // 4. The hand-off map and frames per purpose.
@@ -489,7 +493,10 @@ fn print_purposes(boot: &BumpAllocator<'_>) {
 
 fn kernel_side(hand_off: &MemoryMap<'_>) -> Result<()> {
     let mut storage = vec![0u64; BitmapAllocator::words_needed(hand_off)];
-    let mut frames = BitmapAllocator::from_map(&mut storage, hand_off)?;
+    // SAFETY: the usable frames of the hand-off map are those the
+    // bootloader's bump allocator did not hand out, and it allocates no more;
+    // this is the only allocator built from the map.
+    let mut frames = unsafe { BitmapAllocator::from_map(&mut storage, hand_off) }?;
     println!("\nKernel: bitmap allocator from the hand-off map");
     println!(
         "  {} words of storage; {} free 4 KiB frames ({}), {} free 2 MiB frames",

@@ -36,7 +36,9 @@ fn storage_too_small_is_an_error() {
     let needed = BitmapAllocator::words_needed(&map);
     let mut storage = vec![0u64; needed - 1];
     assert_eq!(
-        BitmapAllocator::from_map(&mut storage, &map).err(),
+        // SAFETY: the map describes no real memory: its frames are numbers this
+        // test never accesses, and no other allocator manages them.
+        unsafe { BitmapAllocator::from_map(&mut storage, &map).err() },
         Some(BitmapError::StorageTooSmall {
             needed,
             available: needed - 1
@@ -52,7 +54,9 @@ fn errors_for_foreign_frames_double_frees_and_mixed_sizes() {
     ]);
     let map = MemoryMap::from_regions(&regions).unwrap();
     let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
-    let mut a = BitmapAllocator::from_map(&mut storage, &map).unwrap();
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut a = unsafe { BitmapAllocator::from_map(&mut storage, &map) }.unwrap();
     assert_eq!(a.free_frames(), 1023);
     assert_eq!(
         a.free_2mib_frames(),
@@ -109,7 +113,9 @@ fn errors_for_foreign_frames_double_frees_and_mixed_sizes() {
     let regions = normalized(&[FirmwareRegion::new(0x20_0000, 0x20_0000, Usable)]);
     let map = MemoryMap::from_regions(&regions).unwrap();
     let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
-    let mut a = BitmapAllocator::from_map(&mut storage, &map).unwrap();
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut a = unsafe { BitmapAllocator::from_map(&mut storage, &map) }.unwrap();
     a.allocate_4kib().unwrap();
     // SAFETY: refused, so nothing is freed.
     let r = unsafe { a.try_deallocate_2mib(huge(0x20_0000)) };
@@ -125,7 +131,9 @@ fn trait_deallocation_refuses_bad_input_without_changing_state() {
     let regions = normalized(&[FirmwareRegion::new(0x20_0000, 0x20_0000, Usable)]);
     let map = MemoryMap::from_regions(&regions).unwrap();
     let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
-    let mut a = BitmapAllocator::from_map(&mut storage, &map).unwrap();
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut a = unsafe { BitmapAllocator::from_map(&mut storage, &map) }.unwrap();
     let f: PhysFrame<Size4KiB> = a.allocate_frame().unwrap();
     unsafe {
         // SAFETY: `f` is unused; the second call is a deliberate double free.
@@ -158,7 +166,9 @@ fn const_construction_and_late_loading() {
     let mut storage = [0u64; 64];
     let mut a = empty(&mut storage);
     assert!(FrameAllocator::<Size4KiB>::allocate_frame(&mut a).is_none());
-    a.load_map(&map).unwrap();
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses; `a` had handed out nothing it could forget.
+    unsafe { a.load_map(&map) }.unwrap();
     assert_eq!(a.free_frames(), 512);
     assert!(FrameAllocator::<Size2MiB>::allocate_frame(&mut a).is_some());
 }
@@ -167,14 +177,19 @@ fn const_construction_and_late_loading() {
 fn built_from_a_bump_allocators_hand_off_map() {
     let regions = normalized(&[FirmwareRegion::new(0x10_0000, 0x30_0000, Usable)]);
     let mut runs = [MemoryRegion::default(); 4];
-    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
     let used: Vec<_> = (0..3)
         .map(|_| boot.allocate_tagged(PageTable).unwrap())
         .collect();
     let mut out = [MemoryRegion::default(); 4];
     let hand_off = boot.hand_off(&mut out).unwrap();
     let mut storage = vec![0u64; BitmapAllocator::words_needed(&hand_off)];
-    let mut kernel = BitmapAllocator::from_map(&mut storage, &hand_off).unwrap();
+    // SAFETY: the hand-off map describes no real memory: its frames are numbers
+    // this test never accesses, and `boot` allocates nothing after the hand-off.
+    let mut kernel = unsafe { BitmapAllocator::from_map(&mut storage, &hand_off) }.unwrap();
     assert_eq!(kernel.free_frames(), 0x300 - 3);
     for f in &used {
         assert!(!kernel.is_free(f.start_address().as_u64()));
@@ -251,7 +266,9 @@ proptest! {
         let regions = normalized(&firmware);
         let map = MemoryMap::from_regions(&regions).unwrap();
         let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
-        let mut a = BitmapAllocator::from_map(&mut storage, &map).unwrap();
+        // SAFETY: the map describes no real memory: its frames are numbers this
+        // test never accesses, and no other allocator manages them.
+        let mut a = unsafe { BitmapAllocator::from_map(&mut storage, &map) }.unwrap();
         let usable: BTreeSet<u64> = map.usable_frames().collect();
         let mut m = Model { free: usable.clone(), usable, small: vec![], huge: vec![], freed: vec![] };
         prop_assert_eq!(a.free_frames(), m.free.len() as u64);

@@ -27,7 +27,9 @@ fn allocates_upward_and_skips_non_usable_regions() {
     ]);
     let map = MemoryMap::from_regions(&regions).unwrap();
     let mut runs = [MemoryRegion::default(); 4];
-    let mut boot = BumpAllocator::new(map, &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot = unsafe { BumpAllocator::new(map, &mut runs) };
     let got: Vec<u64> = std::iter::from_fn(|| boot.allocate_tagged(Kernel))
         .map(|f| f.start_address().as_u64())
         .collect();
@@ -42,7 +44,10 @@ fn allocates_upward_and_skips_non_usable_regions() {
 fn usable_is_not_a_purpose() {
     let regions = normalized(&[FirmwareRegion::new(0x1000, 2 * K, Usable)]);
     let mut runs = [MemoryRegion::default(); 4];
-    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
     assert_eq!(
         boot.try_allocate::<Size4KiB>(Usable),
         Err(BumpError::UsableIsNoPurpose)
@@ -62,7 +67,10 @@ fn usable_is_not_a_purpose() {
 fn a_full_run_log_fails_without_consuming_a_frame() {
     let regions = normalized(&[FirmwareRegion::new(0x1000, 8 * K, Usable)]);
     let mut runs = [MemoryRegion::default(); 1];
-    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
     assert!(boot.allocate_tagged(Kernel).is_some());
     assert!(
         boot.allocate_tagged(Kernel).is_some(),
@@ -85,7 +93,10 @@ fn a_full_run_log_fails_without_consuming_a_frame() {
 fn two_mib_frames_are_aligned_and_skipped_frames_stay_usable() {
     let regions = normalized(&[FirmwareRegion::new(0x10_0000, 0x50_0000, Usable)]);
     let mut runs = [MemoryRegion::default(); 4];
-    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
     let small = boot.allocate_tagged(Kernel).unwrap();
     let huge: PhysFrame<Size2MiB> = boot.try_allocate(Custom(1)).unwrap();
     assert_eq!(small.start_address().as_u64(), 0x10_0000);
@@ -116,7 +127,10 @@ fn hand_off_merges_runs_with_equal_neighbours() {
         FirmwareRegion::new(0x5000, 4 * K, Usable),
     ]);
     let mut runs = [MemoryRegion::default(); 4];
-    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
     boot.allocate_tagged(Kernel).unwrap();
     let mut out = [MemoryRegion::default(); 4];
     let map = boot.hand_off(&mut out).unwrap();
@@ -176,7 +190,9 @@ proptest! {
         let regions = normalized(&firmware);
         let map = MemoryMap::from_regions(&regions).unwrap();
         let mut runs = vec![MemoryRegion::default(); ops.len()];
-        let mut boot = BumpAllocator::new(map, &mut runs);
+        // SAFETY: the map describes no real memory: its frames are numbers this
+        // test never accesses, and no other allocator manages them.
+        let mut boot = unsafe { BumpAllocator::new(map, &mut runs) };
         // Model: every allocated 4 KiB frame and its purpose.
         let mut used = BTreeMap::<u64, RegionKind>::new();
         let mut any_huge = false;
@@ -242,7 +258,9 @@ proptest! {
         let regions = normalized(&firmware);
         let map = MemoryMap::from_regions(&regions).unwrap();
         let mut runs = vec![MemoryRegion::default(); ops.len()];
-        let mut boot = BumpAllocator::new(map, &mut runs);
+        // SAFETY: the map describes no real memory: its frames are numbers this
+        // test never accesses, and no other allocator manages them.
+        let mut boot = unsafe { BumpAllocator::new(map, &mut runs) };
         let mut used = std::collections::BTreeSet::new();
         for op in &ops {
             let got = match *op {
@@ -256,7 +274,9 @@ proptest! {
         let mut out = vec![MemoryRegion::default(); boot.hand_off_len()];
         let hand_off = boot.hand_off(&mut out).unwrap();
         let mut storage = vec![0u64; framealloc::BitmapAllocator::words_needed(&hand_off)];
-        let mut kernel = framealloc::BitmapAllocator::from_map(&mut storage, &hand_off).unwrap();
+        // SAFETY: the hand-off map describes no real memory: its frames are numbers
+        // this test never accesses, and `boot` allocates nothing after the hand-off.
+        let mut kernel = unsafe { framealloc::BitmapAllocator::from_map(&mut storage, &hand_off) }.unwrap();
         let mut given = std::collections::BTreeSet::new();
         while let Some(f) = kernel.allocate_4kib() {
             prop_assert!(given.insert(f.start_address().as_u64()));
@@ -275,7 +295,10 @@ fn a_run_across_adjacent_usable_regions_of_an_unmerged_map() {
         MemoryRegion::new(0x3000, 0x5000, Usable),
     ];
     let mut runs = [MemoryRegion::default(); 2];
-    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
     for _ in 0..3 {
         boot.allocate_tagged(Kernel).unwrap();
     }
@@ -295,7 +318,10 @@ fn a_run_across_adjacent_usable_regions_of_an_unmerged_map() {
 fn a_failed_2_mib_request_leaves_the_4_kib_frames_available() {
     let regions = normalized(&[FirmwareRegion::new(0x10_0000, 0x8_0000, Usable)]);
     let mut runs = [MemoryRegion::default(); 2];
-    let mut boot = BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs);
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
     assert_eq!(
         boot.try_allocate::<Size2MiB>(Kernel),
         Err(BumpError::OutOfFrames)

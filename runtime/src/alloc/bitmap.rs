@@ -27,7 +27,9 @@
 //!
 //! let mut storage = [0u64; 64];
 //! assert!(BitmapAllocator::words_needed(&map) <= storage.len());
-//! let mut frames = BitmapAllocator::from_map(&mut storage, &map).unwrap();
+//! // SAFETY: an example: the frames handed out are never touched, and no
+//! // other allocator is built over the map.
+//! let mut frames = unsafe { BitmapAllocator::from_map(&mut storage, &map) }.unwrap();
 //! assert_eq!(frames.free_frames(), 3 * 512);
 //!
 //! let small: PhysFrame<Size4KiB> = frames.allocate_frame().unwrap();
@@ -150,7 +152,9 @@ impl core::error::Error for DeallocError {}
 ///
 /// Build it with [`from_map`](Self::from_map) (typically from a bootloader's
 /// hand-off map), or `const`-construct an empty one with [`new`](Self::new)
-/// and [`load_map`](Self::load_map) later. It implements
+/// and [`load_map`](Self::load_map) later. Both are `unsafe`: the caller
+/// vouches that the map's usable frames are unused and managed by nobody
+/// else (see [`from_map`](Self::from_map#safety)). It implements
 /// [`FrameAllocator`] and [`FrameDeallocator`] for [`Size4KiB`] and
 /// [`Size2MiB`]; a 2 MiB frame is 512 free, 2 MiB-aligned 4 KiB frames.
 /// The inherent `allocate_*`/`try_deallocate_*` methods name the size
@@ -159,6 +163,14 @@ impl core::error::Error for DeallocError {}
 /// Storage: two bits per 4 KiB frame of the span from the lowest to the
 /// highest usable address (rounded out to 2 MiB), plus about 1/32 of that
 /// for the summaries — 256 KiB for 4 GiB of span.
+///
+/// It is neither `Clone` nor `Copy`: a copy would hand out the same frames
+/// again.
+///
+/// ```compile_fail
+/// fn clonable<T: Clone>() {}
+/// clonable::<framealloc::alloc::BitmapAllocator<'static>>();
+/// ```
 #[derive(Debug)]
 pub struct BitmapAllocator<'a> {
     storage: &'a mut [u64],
@@ -181,14 +193,16 @@ pub struct BitmapAllocator<'a> {
     last_rejected: Option<DeallocError>,
 }
 
-/// Geometry of the storage for a span of `words` bitmap words.
+/// Geometry of the storage for a span of `words` bitmap words. Saturates
+/// (where `usize` is narrower than the span needs), so that the total is
+/// then more than any storage and the map is refused as too big.
 const fn layout(words: usize) -> [usize; 5] {
     let chunks = words / CHUNK_WORDS;
     let usable_at = words;
-    let summary_at = usable_at + words;
-    let chunk_free_at = summary_at + words.div_ceil(64);
-    let chunk_huge_at = chunk_free_at + chunks.div_ceil(64);
-    let total = chunk_huge_at + chunks.div_ceil(64);
+    let summary_at = usable_at.saturating_add(words);
+    let chunk_free_at = summary_at.saturating_add(words.div_ceil(64));
+    let chunk_huge_at = chunk_free_at.saturating_add(chunks.div_ceil(64));
+    let total = chunk_huge_at.saturating_add(chunks.div_ceil(64));
     [usable_at, summary_at, chunk_free_at, chunk_huge_at, total]
 }
 
@@ -203,13 +217,14 @@ fn span(map: &MemoryMap<'_>) -> (u64, usize) {
     let start = first.start / Size2MiB::SIZE * Size2MiB::SIZE;
     let end = last.end.next_multiple_of(Size2MiB::SIZE);
     let frames = (end - start) / FRAME_SIZE;
-    (start / FRAME_SIZE, (frames / 64) as usize)
+    let words = usize::try_from(frames / 64).unwrap_or(usize::MAX);
+    (start / FRAME_SIZE, words)
 }
 
 impl<'a> BitmapAllocator<'a> {
     /// An allocator that manages no memory yet, keeping `storage` for
     /// [`load_map`](Self::load_map). `const`, so it can initialise a
-    /// `static`.
+    /// `static`. Safe: it hands out no frame until `load_map` gives it some.
     ///
     /// ```
     /// use framealloc::alloc::BitmapAllocator;
@@ -250,9 +265,33 @@ impl<'a> BitmapAllocator<'a> {
     ///
     /// [`BitmapError::StorageTooSmall`] if `storage` has fewer than
     /// [`words_needed`](Self::words_needed) words.
-    pub fn from_map(storage: &'a mut [u64], map: &MemoryMap<'_>) -> Result<Self, BitmapError> {
+    ///
+    /// # Safety
+    ///
+    /// The allocator hands out every 4 KiB frame of `map`'s `Usable`
+    /// regions (and 2 MiB runs of them) as unused memory that its caller may
+    /// own, so the caller must guarantee that each of those frames
+    ///
+    /// - is RAM that nothing uses now (no code, data, page table, stack,
+    ///   DMA buffer or device memory lives there), and
+    /// - is used by nothing else from now on except through a frame this
+    ///   allocator hands out: no other allocator manages it — in particular
+    ///   no second `BitmapAllocator` is built from the same map, and a
+    ///   [`BumpAllocator`](super::BumpAllocator) whose
+    ///   [`hand_off`](super::BumpAllocator::hand_off) map this is allocates
+    ///   no more (a [`MemoryMap`] is `Copy`, so the map itself cannot prevent
+    ///   either) — and no code touches it behind the allocator's back.
+    ///
+    /// Frames deallocated later are covered by the `# Safety` contract of
+    /// the deallocation methods instead.
+    pub unsafe fn from_map(
+        storage: &'a mut [u64],
+        map: &MemoryMap<'_>,
+    ) -> Result<Self, BitmapError> {
         let mut allocator = Self::new(storage);
-        allocator.load_map(map)?;
+        // SAFETY: the caller upholds `load_map`'s contract, which is ours;
+        // a new allocator has handed out no frame it could forget.
+        unsafe { allocator.load_map(map)? };
         Ok(allocator)
     }
 
@@ -262,7 +301,15 @@ impl<'a> BitmapAllocator<'a> {
     /// # Errors
     ///
     /// [`BitmapError::StorageTooSmall`]; the allocator is unchanged.
-    pub fn load_map(&mut self, map: &MemoryMap<'_>) -> Result<(), BitmapError> {
+    ///
+    /// # Safety
+    ///
+    /// As for [`from_map`](Self::from_map#safety): every frame of `map`'s
+    /// `Usable` regions must be unused and managed by nobody else from now
+    /// on. This includes frames this allocator handed out before the call:
+    /// it forgets them, so any that lie in a usable region of `map` and are
+    /// still in use would be handed out a second time.
+    pub unsafe fn load_map(&mut self, map: &MemoryMap<'_>) -> Result<(), BitmapError> {
         let (base_frame, words) = span(map);
         let [usable_at, summary_at, chunk_free_at, chunk_huge_at, total] = layout(words);
         if total > self.storage.len() {
@@ -555,8 +602,12 @@ impl<'a> BitmapAllocator<'a> {
 }
 
 // SAFETY: a frame is handed out only if its free bit is set, and the bit is
-// cleared before returning; free bits are set only for frames of usable
-// regions (construction) or frames given back through deallocation.
+// cleared before returning, so no frame is handed out twice while in use.
+// Free bits are set only by the `unsafe` `load_map`/`from_map`, for the
+// frames of usable regions whose caller promised they are unused and
+// managed by nobody else, and by the `unsafe` deallocation methods, whose
+// caller promises the frame is unused. The type is neither `Clone` nor
+// `Copy`, so no copy can hand out the same frames again.
 unsafe impl FrameAllocator<Size4KiB> for BitmapAllocator<'_> {
     #[inline]
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {

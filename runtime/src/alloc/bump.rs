@@ -14,7 +14,9 @@
 //! let (map, _) = normalize(&firmware, &mut map_storage, Default::default()).unwrap();
 //!
 //! let mut runs = [MemoryRegion::default(); 8];
-//! let mut boot = BumpAllocator::new(map, &mut runs);
+//! // SAFETY: an example: no frame of the map is touched through the frames
+//! // handed out, and no other allocator is built over the map.
+//! let mut boot = unsafe { BumpAllocator::new(map, &mut runs) };
 //! boot.allocate_tagged(Kernel).unwrap();
 //! // `map_to(page, frame, flags, &mut boot.tagged(PageTable))` in real code:
 //! let table = boot.tagged(PageTable).allocate_frame().unwrap();
@@ -79,6 +81,14 @@ impl core::error::Error for BumpError {}
 /// Frames skipped to align a 2 MiB allocation, or left at the end of a
 /// region too small for one, stay usable in the hand-off map (the bump
 /// allocator does not go back for them; the kernel's allocator will).
+///
+/// It is neither `Clone` nor `Copy`: a copy would hand out the same frames
+/// again.
+///
+/// ```compile_fail
+/// fn clonable<T: Clone>() {}
+/// clonable::<framealloc::alloc::BumpAllocator<'static>>();
+/// ```
 #[derive(Debug)]
 pub struct BumpAllocator<'a> {
     map: MemoryMap<'a>,
@@ -94,7 +104,30 @@ pub struct BumpAllocator<'a> {
 
 impl<'a> BumpAllocator<'a> {
     /// An allocator over `map`'s usable regions, logging runs into `runs`.
-    pub fn new(map: MemoryMap<'a>, runs: &'a mut [MemoryRegion]) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// The allocator hands out every 4 KiB frame of `map`'s `Usable`
+    /// regions as unused memory that its caller may own, so the caller of
+    /// `new` must guarantee that each of those frames
+    ///
+    /// - is RAM that nothing uses now (no code, data, page table, stack,
+    ///   DMA buffer or device memory lives there), and
+    /// - is used by nothing else from now on except through a frame this
+    ///   allocator hands out: no other allocator manages it — in particular
+    ///   no second `BumpAllocator` or [`BitmapAllocator`](super::BitmapAllocator)
+    ///   is built over this map (a [`MemoryMap`] is `Copy`, so the map itself
+    ///   cannot prevent that) — and no code touches it behind the allocator's
+    ///   back.
+    ///
+    /// A map from [`normalize`](super::normalize) of the firmware's memory
+    /// map meets the first point when the firmware and the code already
+    /// loaded (bootloader, kernel image) are described by non-usable
+    /// entries; the second point is the caller's to keep. Passing the
+    /// [`hand_off`](Self::hand_off) map on to a kernel allocator transfers
+    /// the remaining usable frames: this allocator must not allocate again
+    /// afterwards.
+    pub unsafe fn new(map: MemoryMap<'a>, runs: &'a mut [MemoryRegion]) -> Self {
         BumpAllocator {
             map,
             runs,
@@ -261,8 +294,11 @@ fn frame_at<S: PageSize>(start: u64) -> PhysFrame<S> {
 }
 
 // SAFETY: the cursor only moves up through the usable regions of a
-// normalised (disjoint) map, so no frame is handed out twice, and only
-// frames of `Usable` regions are handed out.
+// normalised (sorted, disjoint) map, so this allocator never hands out a
+// frame twice, and it hands out only frames of `Usable` regions. Those
+// frames are unused and managed by nobody else: that is the promise made by
+// the caller of the `unsafe` constructor `BumpAllocator::new`. The type is
+// neither `Clone` nor `Copy`, so no copy can hand out the same frames again.
 unsafe impl TaggedFrameAllocator<Size4KiB> for BumpAllocator<'_> {
     type Tag = RegionKind;
 
