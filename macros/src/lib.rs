@@ -153,7 +153,10 @@ use proc_macro::TokenStream;
 /// no allocator at all is reported at the field rather than at the first use.
 /// The code compiles warning-free under `#![deny(warnings)]`,
 /// `#![deny(missing_docs)]`, clippy's pedantic and nursery groups, in
-/// `#![no_std]` crates, on editions 2021 and 2024.
+/// `#![no_std]` crates, on editions 2021 and 2024. `FrameAllocator` is an
+/// unsafe trait, so every derived impl is an `unsafe impl`: a crate under
+/// `#![forbid(unsafe_code)]` cannot use the derive (`deny` can be lifted
+/// with `#[allow(unsafe_code)]` on the type).
 ///
 /// # Errors
 ///
