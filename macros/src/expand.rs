@@ -194,6 +194,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
     let impl_generics = impl_params(input.generics, None);
     let where_clause = where_clause(input.generics, None);
     let TaggedPlan {
+        unsafe_span,
         method,
         tag,
         default,
@@ -215,6 +216,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         sizes.clone()
     };
     let tag_local = local("tag");
+    let unsafe_token = syn::Token![unsafe](*unsafe_span);
     let mut out = TokenStream::new();
     for size in sizes {
         let size = size.to_type(p);
@@ -224,7 +226,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         };
         out.extend(quote! {
             #[automatically_derived]
-            unsafe impl #impl_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
+            #unsafe_token impl #impl_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
             #where_clause
             {
                 type Tag = #tag;
@@ -241,7 +243,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         if let Some(default) = default {
             out.extend(quote! {
                 #[automatically_derived]
-                unsafe impl #impl_generics #p::FrameAllocator<#size> for #ident #ty_generics
+                #unsafe_token impl #impl_generics #p::FrameAllocator<#size> for #ident #ty_generics
                 #where_clause
                 {
                     #[inline]

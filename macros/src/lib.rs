@@ -3,10 +3,10 @@
 //! Do not depend on this crate directly: `framealloc` re-exports both macros,
 //! and the generated code refers to `framealloc` paths.
 //!
-//! The derive is built in phases, one module each: [`ast`] reads the input
-//! into a model, [`attr`] parses the attributes, [`valid`] decides what to
-//! generate (collecting every error in a [`ctxt::Errors`]), [`expand`] writes
-//! the impls. [`closure`] is `frame_allocator!`.
+//! The derive is built in phases, one module each: `ast` reads the input
+//! into a model, `attr` parses the attributes, `valid` decides what to
+//! generate (collecting every error in a `ctxt::Errors`), `expand` writes
+//! the impls. `closure` is `frame_allocator!`.
 
 mod ast;
 mod attr;
@@ -153,7 +153,11 @@ use proc_macro::TokenStream;
 /// no allocator at all is reported at the field rather than at the first use.
 /// The code compiles warning-free under `#![deny(warnings)]`,
 /// `#![deny(missing_docs)]`, clippy's pedantic and nursery groups, in
-/// `#![no_std]` crates, on editions 2021 and 2024.
+/// `#![no_std]` crates, on editions 2021 and 2024. `FrameAllocator` is an
+/// unsafe trait, so the derived impls are `unsafe impl`s; rustc does not
+/// apply the `unsafe_code` lint to derive output, so even under
+/// `#![forbid(unsafe_code)]` the only trace of the promise is the word
+/// `unsafe` in `unsafe tagged(…)`: search for it when auditing.
 ///
 /// # Errors
 ///
@@ -388,5 +392,63 @@ mod tests {
         // value, the marker with an argument, the marker on a variant, and the
         // markers present with `tagged`.
         assert!(errors >= 6, "only {errors} errors: {output}");
+    }
+
+    fn derive(input: &str) -> String {
+        let parsed = syn::parse_str::<syn::DeriveInput>(input).expect("item parses");
+        crate::expand::derive(&parsed).to_string()
+    }
+
+    #[test]
+    fn forwarding_carries_generics_and_bounds() {
+        let out = derive(
+            "struct P<'a, __S: Copy, const N: usize, B = X> where B: Clone \
+             { #[frame_allocator] pool: Pool<N>, extra: &'a (__S, B) }",
+        );
+        assert_eq!(out.matches("automatically_derived").count(), 2, "{out}");
+        // The page-size parameter is renamed away from the user's `__S`.
+        assert!(
+            out.contains("__S1 : :: framealloc :: __private :: PageSize"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "B : Clone , Pool < N > : :: framealloc :: __private :: FrameAllocator < __S1 >"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("FrameDeallocator < __S1 >"), "{out}");
+        // Defaults are dropped from the impl's parameters.
+        assert!(!out.contains("= X"), "{out}");
+        // `Pool<N>` mentions a parameter: no compile-time field probe.
+        assert!(!out.contains("FieldProbe"), "{out}");
+    }
+
+    #[test]
+    fn concrete_field_types_are_probed_with_lifetimes_elided() {
+        let out = derive("struct V<'a> { view: Tagged<'a, Boot, Purpose> }");
+        assert!(
+            out.contains("FieldProbe :: < Tagged < '_ , Boot , Purpose > >"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn tagged_implements_frame_allocator_only_with_a_default() {
+        let without = derive("#[frame_allocator(unsafe tagged(method = m, tag = T))] struct A;");
+        assert!(
+            without.contains("TaggedFrameAllocator < :: framealloc :: __private :: Size4KiB >")
+        );
+        assert!(
+            !without.contains("__private :: FrameAllocator <"),
+            "{without}"
+        );
+        let with = derive(
+            "#[frame_allocator(crate = ::k, unsafe tagged(method = m, tag = T, default = T::A, \
+             sizes(Size2MiB, Size1GiB)))] struct A;",
+        );
+        assert_eq!(with.matches("unsafe impl").count(), 4, "{with}");
+        assert!(with.contains(":: k :: __private :: Size1GiB"), "{with}");
+        assert!(!with.contains("Size4KiB"), "{with}");
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct Target<'a> {
 
 /// A checked `unsafe tagged(…)`.
 pub(crate) struct TaggedPlan<'a> {
+    /// Where the user wrote `unsafe`: the generated `unsafe impl`s carry this
+    /// span, so `#![forbid(unsafe_code)]` sees the user's `unsafe`.
+    pub(crate) unsafe_span: Span,
     pub(crate) method: &'a Path,
     pub(crate) tag: &'a Type,
     pub(crate) default: Option<&'a Expr>,
@@ -168,12 +171,12 @@ fn check_tagged<'a>(
         None => Vec::new(),
     };
     Some(TaggedPlan {
+        unsafe_span: tagged.unsafe_span?,
         method: tagged.method.as_ref()?,
         tag: tagged.tag.as_ref()?,
         default: tagged.default.as_ref(),
         sizes,
     })
-    .filter(|_| tagged.unsafe_span.is_some())
 }
 
 /// The page sizes a tagged plan implements when `sizes(…)` is not given.
