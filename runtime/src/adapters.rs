@@ -18,7 +18,9 @@ use x86_64::structures::paging::{FrameAllocator, FrameDeallocator, PageSize, Phy
 /// allocation closure returns, and [`FrameDeallocator<S>`] when it was built
 /// with a deallocation closure. Both calls are direct calls of the closures:
 /// once inlined, this type costs nothing over a hand-written impl.
-#[derive(Clone, Copy)]
+///
+/// It is deliberately neither `Clone` nor `Copy`: a copy of a closure that
+/// yields "the next frame" would yield the same frames again.
 pub struct FnAllocator<F, D = NoDealloc> {
     allocate: F,
     deallocate: D,
@@ -62,6 +64,7 @@ pub struct NoDealloc;
 /// assert_eq!(got, [0x1000, 0x2000, 0x3000]);
 /// ```
 #[inline]
+#[must_use]
 pub unsafe fn from_fn<S, F>(allocate: F) -> FnAllocator<F>
 where
     S: PageSize,
@@ -113,6 +116,7 @@ where
 /// assert_eq!(freed.try_recv(), Ok(frame));
 /// ```
 #[inline]
+#[must_use]
 pub unsafe fn from_fns<S, F, D>(allocate: F, deallocate: D) -> FnAllocator<F, D>
 where
     S: PageSize,
@@ -129,8 +133,7 @@ where
 ///
 /// Built by [`from_state`] or [`from_state_fns`]. Because each closure is
 /// handed `&mut T`, allocation and deallocation can share one free list or
-/// bitmap without a `RefCell`.
-#[derive(Clone, Copy)]
+/// bitmap without a `RefCell`. Like [`FnAllocator`], it is not `Clone`.
 pub struct StateAllocator<T, F, D = NoDealloc> {
     state: T,
     allocate: F,
@@ -162,6 +165,7 @@ pub struct StateAllocator<T, F, D = NoDealloc> {
 /// assert_eq!(*alloc.state(), 0x20_1000);
 /// ```
 #[inline]
+#[must_use]
 pub unsafe fn from_state<S, T, F>(state: T, allocate: F) -> StateAllocator<T, F>
 where
     S: PageSize,
@@ -200,6 +204,7 @@ where
 /// assert_eq!(alloc.allocate_frame(), Some(frame));
 /// ```
 #[inline]
+#[must_use]
 pub unsafe fn from_state_fns<S, T, F, D>(
     state: T,
     allocate: F,

@@ -16,6 +16,8 @@
 //! | an allocator whose allocation takes a region type, zone or flags | `alloc.tagged(tag)` | [`tagged`] |
 //! | nothing to give (reclaim or memory-pressure path) | [`NoAllocator`] | [`adapters`] |
 //! | a handful of preallocated frames | [`FramePool`] | [`pool`] |
+//! | a struct or enum holding an allocator, or a tagged method | `#[derive(FrameAllocator)]` | [`macro@FrameAllocator`] |
+//! | a closure literal | `unsafe { frame_allocator!(\|\| …) }` | [`frame_allocator!`] |
 //!
 //! The traits are `x86_64`'s own ([`FrameAllocator`], [`FrameDeallocator`]),
 //! re-exported here, so everything in this crate also works with
@@ -68,20 +70,17 @@ pub use x86_64::structures::paging::{
 pub use adapters::{
     FnAllocator, NoAllocator, StateAllocator, from_fn, from_fns, from_state, from_state_fns,
 };
+pub use alloc::{BitmapAllocator, BumpAllocator, MemoryMap, RegionKind};
 pub use paging::RecursivePageTable;
 pub use pool::{FramePool, PoolFull, WithOverflow};
 pub use tagged::{Tagged, TaggedFrameAllocator};
 
-/// Derive macro: see [`framealloc_macros::FrameAllocator`].
+/// `#[derive(FrameAllocator)]` (forward to a field, dispatch over an enum,
+/// or wrap a tagged method) and `frame_allocator!` (a closure literal as an
+/// allocator, inside the caller's `unsafe`). The derive shares its name with
+/// the trait, so `use framealloc::FrameAllocator;` imports both.
 pub use framealloc_macros::{FrameAllocator, frame_allocator};
 
 /// Implementation details of the macros. Not public API.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::adapters::{from_fn, from_fns, from_state, from_state_fns};
-    pub use crate::tagged::TaggedFrameAllocator;
-    pub use core;
-    pub use x86_64::structures::paging::{
-        FrameAllocator, FrameDeallocator, PageSize, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
-    };
-}
+pub mod __private;

@@ -16,9 +16,14 @@
 //! - [`FramePool::try_deallocate`] returns [`PoolFull`] with the frame in it;
 //! - [`FramePool::with_overflow`] gives a view whose deallocation sends
 //!   the frames that do not fit to a fallback [`FrameDeallocator`];
-//! - the plain [`FrameDeallocator`] impl **panics** on a full pool (it is a
-//!   logic error: more frames came back than the pool was sized for). The
-//!   pool is left unchanged.
+//! - the plain [`FrameDeallocator`] impl, which cannot report anything,
+//!   leaves the pool unchanged, does not panic (it may run inside
+//!   `CleanUp` in a kernel), and counts the frame in
+//!   [`FramePool::rejected`], so a frame the pool could not keep is never lost
+//!   silently.
+//!
+//! A frame given back that is *already* in the pool (a double free) is
+//! refused the same way: storing it twice would hand it out twice.
 
 use core::fmt;
 
@@ -65,11 +70,15 @@ use x86_64::structures::paging::{FrameAllocator, FrameDeallocator, PageSize, Phy
 /// static EMPTY: FramePool<Size2MiB, 16> = FramePool::new();
 /// assert_eq!(EMPTY.capacity(), 16);
 /// ```
-#[derive(Clone)]
+///
+/// The pool is deliberately not `Clone`: a copy would hand out the same
+/// frames again.
 pub struct FramePool<S: PageSize, const N: usize> {
     /// `frames[..len]` are the pooled frames; the rest are placeholders.
     frames: [PhysFrame<S>; N],
     len: usize,
+    /// Frames given back through `FrameDeallocator` that were not taken.
+    rejected: usize,
 }
 
 /// The error of [`FramePool::try_deallocate`] and [`FramePool::try_push`]:
@@ -108,6 +117,7 @@ impl<S: PageSize, const N: usize> FramePool<S, N> {
         FramePool {
             frames: [Self::PLACEHOLDER; N],
             len: 0,
+            rejected: 0,
         }
     }
 
@@ -119,7 +129,11 @@ impl<S: PageSize, const N: usize> FramePool<S, N> {
     /// hands them out: the pool will give them to whoever allocates from it.
     #[must_use]
     pub const unsafe fn from_frames(frames: [PhysFrame<S>; N]) -> Self {
-        FramePool { frames, len: N }
+        FramePool {
+            frames,
+            len: N,
+            rejected: 0,
+        }
     }
 
     /// How many frames the pool holds now.
@@ -140,6 +154,16 @@ impl<S: PageSize, const N: usize> FramePool<S, N> {
     /// The most frames the pool can hold: `N`.
     pub const fn capacity(&self) -> usize {
         N
+    }
+
+    /// How many frames given back through [`FrameDeallocator`] the pool did
+    /// not take, because it was full or already held the frame.
+    ///
+    /// A non-zero value after a reclaim means the pool was sized too small
+    /// (those frames are no longer tracked by anyone) or a frame was freed
+    /// twice. Use [`FramePool::with_overflow`] to route such frames elsewhere.
+    pub const fn rejected(&self) -> usize {
+        self.rejected
     }
 
     /// The frames in the pool, in the order they were added.
@@ -223,6 +247,7 @@ impl<S: PageSize, const N: usize> FramePool<S, N> {
 
     /// A view that allocates from this pool and, when the pool is full,
     /// sends deallocated frames to `overflow` instead of panicking.
+    #[must_use]
     pub fn with_overflow<'a, D>(&'a mut self, overflow: &'a mut D) -> WithOverflow<'a, S, N, D>
     where
         D: FrameDeallocator<S> + ?Sized,
@@ -231,6 +256,17 @@ impl<S: PageSize, const N: usize> FramePool<S, N> {
             pool: self,
             overflow,
         }
+    }
+
+    /// Takes a frame given back through [`FrameDeallocator`]: refuses a
+    /// frame already in the pool (`Ok(false)`), returns it when full.
+    fn give_back(&mut self, frame: PhysFrame<S>) -> Result<bool, PoolFull<S>> {
+        if self.frames().contains(&frame) {
+            return Ok(false);
+        }
+        // SAFETY: the frame is unused (the `FrameDeallocator` contract the
+        // caller of `give_back` holds) and, as just checked, not in the pool.
+        unsafe { self.try_push(frame) }.map(|()| true)
     }
 
     #[inline]
@@ -250,11 +286,16 @@ impl<S: PageSize, const N: usize> Default for FramePool<S, N> {
     }
 }
 
+#[expect(
+    clippy::missing_fields_in_debug,
+    reason = "`len` is the length of `frames`; placeholders are not shown"
+)]
 impl<S: PageSize, const N: usize> fmt::Debug for FramePool<S, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FramePool")
             .field("capacity", &N)
             .field("frames", &self.frames())
+            .field("rejected", &self.rejected)
             .finish()
     }
 }
@@ -270,18 +311,17 @@ unsafe impl<S: PageSize, const N: usize> FrameAllocator<S> for FramePool<S, N> {
 }
 
 impl<S: PageSize, const N: usize> FrameDeallocator<S> for FramePool<S, N> {
-    /// Puts the frame back into the pool.
+    /// Puts the frame back into the pool, in O(N) (it checks that the frame
+    /// is not pooled already).
     ///
-    /// # Panics
-    ///
-    /// If the pool is full. The pool is left unchanged. Use
-    /// [`FramePool::try_deallocate`] or [`FramePool::with_overflow`] where
-    /// more frames may come back than the pool holds.
-    #[inline]
+    /// If the pool is full, or already holds the frame, the pool is left
+    /// unchanged and [`FramePool::rejected`] goes up by one; this never
+    /// panics. Use [`FramePool::try_deallocate`] or
+    /// [`FramePool::with_overflow`] where more frames may come back than the
+    /// pool holds.
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame<S>) {
-        // SAFETY: the caller guarantees `frame` is unused.
-        if let Err(full) = unsafe { self.try_push(frame) } {
-            panic!("{full} (capacity {N}); use try_deallocate or with_overflow");
+        if !matches!(self.give_back(frame), Ok(true)) {
+            self.rejected += 1;
         }
     }
 }
@@ -317,14 +357,15 @@ impl<S: PageSize, const N: usize, D> FrameDeallocator<S> for WithOverflow<'_, S,
 where
     D: FrameDeallocator<S> + ?Sized,
 {
-    #[inline]
+    /// Puts the frame into the pool, or, if the pool is full, hands it to the
+    /// fallback. A frame already in the pool (a double free) is counted in
+    /// [`FramePool::rejected`] and goes nowhere.
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame<S>) {
-        // SAFETY: the caller guarantees `frame` is unused; it is not in the
-        // pool because the pool only holds frames that are not in use either
-        // (a frame cannot be both handed out and pooled).
-        if let Err(PoolFull(frame)) = unsafe { self.pool.try_push(frame) } {
+        match self.pool.give_back(frame) {
+            Ok(true) => {}
+            Ok(false) => self.pool.rejected += 1,
             // SAFETY: `frame` is unused, as the caller guaranteed.
-            unsafe { self.overflow.deallocate_frame(frame) };
+            Err(PoolFull(frame)) => unsafe { self.overflow.deallocate_frame(frame) },
         }
     }
 }

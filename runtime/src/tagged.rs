@@ -64,6 +64,7 @@ pub unsafe trait TaggedFrameAllocator<S: PageSize = Size4KiB> {
     /// If the type implements this trait for several page sizes, the call is
     /// ambiguous; write [`Tagged::new(&mut alloc, tag)`](Tagged::new) instead.
     #[inline]
+    #[must_use]
     fn tagged(&mut self, tag: Self::Tag) -> Tagged<'_, Self, Self::Tag> {
         Tagged {
             allocator: self,
@@ -86,6 +87,7 @@ pub struct Tagged<'a, A: ?Sized, T> {
 impl<'a, A: ?Sized, T> Tagged<'a, A, T> {
     /// A view of `allocator` that allocates every frame with `tag`.
     #[inline]
+    #[must_use]
     pub fn new(allocator: &'a mut A, tag: T) -> Self {
         Tagged { allocator, tag }
     }

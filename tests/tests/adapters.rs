@@ -265,17 +265,32 @@ fn pool_full_returns_frame_instead_of_losing_it() {
 }
 
 #[test]
-fn pool_deallocate_on_full_pool_panics_and_keeps_contents() {
+fn pool_deallocate_on_full_pool_counts_rejection_and_keeps_contents() {
     let mut pool = FramePool::<Size4KiB, 1>::new();
     // SAFETY: a never-used frame.
     unsafe { pool.try_push(data_frame(0)).unwrap() };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a never-used frame.
-        unsafe { pool.deallocate_frame(data_frame(1)) };
-    }));
-    let message = *result.unwrap_err().downcast::<String>().unwrap();
-    assert!(message.contains("frame pool is full"), "{message}");
+    // SAFETY: a never-used frame.
+    unsafe { pool.deallocate_frame(data_frame(1)) };
+    assert_eq!(pool.rejected(), 1);
     assert_eq!(pool.frames(), [data_frame(0)]);
+}
+
+#[test]
+fn pool_refuses_a_frame_it_already_holds() {
+    let mut pool = FramePool::<Size4KiB, 4>::new();
+    // SAFETY: a never-used frame, given back twice by mistake.
+    unsafe {
+        pool.deallocate_frame(data_frame(3));
+        pool.deallocate_frame(data_frame(3));
+    }
+    assert_eq!(pool.frames(), [data_frame(3)]);
+    assert_eq!(pool.rejected(), 1);
+    assert_eq!(pool.allocate_frame(), Some(data_frame(3)));
+    assert_eq!(
+        pool.allocate_frame(),
+        None,
+        "the frame must not come out twice"
+    );
 }
 
 /// A deallocator that records what it receives.
@@ -300,10 +315,14 @@ fn pool_overflow_goes_to_fallback() {
             view.deallocate_frame(data_frame(1));
             view.deallocate_frame(data_frame(2));
         }
+        // A double free of a pooled frame is refused, not spilled.
+        // SAFETY: the frame is unused (and already pooled, which is the point).
+        unsafe { view.deallocate_frame(data_frame(0)) };
         assert_eq!(view.allocate_frame(), Some(data_frame(0)));
         assert_eq!(view.allocate_frame(), None);
     }
     assert_eq!(spill.0, [data_frame(1), data_frame(2)]);
+    assert_eq!(pool.rejected(), 1);
 }
 
 #[test]
