@@ -12,6 +12,8 @@ use crate::ctxt::Errors;
 
 /// The derive's input.
 pub(crate) struct Input<'a> {
+    /// The whole input, for choosing generated names it does not use.
+    pub(crate) source: &'a DeriveInput,
     pub(crate) ident: &'a Ident,
     pub(crate) generics: &'a Generics,
     pub(crate) attrs: Container,
@@ -61,6 +63,7 @@ impl<'a> Input<'a> {
             Data::Union(data) => Shape::Union(data.union_token.span()),
         };
         Input {
+            source: input,
             ident: &input.ident,
             generics: &input.generics,
             attrs,

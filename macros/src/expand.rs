@@ -41,25 +41,32 @@ fn private_path(input: &Input) -> TokenStream {
     quote!(#root::__private)
 }
 
-/// A local name that cannot collide with the user's names.
+/// A generated local variable or parameter, `__framealloc_<name>`.
+///
+/// The mixed-site span keeps it apart from the user's local variables, but
+/// not from constants and unit structs in scope: a binding pattern that
+/// names one of those is read as that item, whatever the span. The prefix
+/// keeps clear of those (`const frame: …` in the user's module would
+/// otherwise turn the parameter `frame` into a constant pattern).
 fn local(name: &str) -> Ident {
-    Ident::new(name, Span::mixed_site())
+    Ident::new(&format!("__framealloc_{name}"), Span::mixed_site())
 }
 
 fn forward_struct(input: &Input, target: &Target, p: &TokenStream) -> TokenStream {
     let Target { member, ty } = target;
-    let allocate =
-        quote!(<#ty as #p::FrameAllocator<__PAGE_SIZE>>::allocate_frame(&mut self.#member));
+    let s = fresh_page_size_param(input.source);
+    let allocate = quote!(<#ty as #p::FrameAllocator<#s>>::allocate_frame(&mut self.#member));
     let frame = local("frame");
     let deallocate = quote!(unsafe {
-        <#ty as #p::FrameDeallocator<__PAGE_SIZE>>::deallocate_frame(&mut self.#member, #frame)
+        <#ty as #p::FrameDeallocator<#s>>::deallocate_frame(&mut self.#member, #frame)
     });
-    let mut out = forwarding_impls(input, p, &[ty], &allocate, &deallocate);
+    let mut out = forwarding_impls(input, p, &s, &[ty], &allocate, &deallocate);
     out.extend(field_check(input, ty, p));
     out
 }
 
 fn forward_enum(input: &Input, targets: &[(&Ident, Target)], p: &TokenStream) -> TokenStream {
+    let s = fresh_page_size_param(input.source);
     let allocator = local("allocator");
     let frame = local("frame");
     let types: Vec<&syn::Type> = targets.iter().map(|(_, target)| target.ty).collect();
@@ -72,16 +79,16 @@ fn forward_enum(input: &Input, targets: &[(&Ident, Target)], p: &TokenStream) ->
             .collect();
         (
             quote!(match self {
-                #(#patterns => <#types as #p::FrameAllocator<__PAGE_SIZE>>::allocate_frame(#allocator),)*
+                #(#patterns => <#types as #p::FrameAllocator<#s>>::allocate_frame(#allocator),)*
             }),
             quote!(match self {
                 #(#patterns => unsafe {
-                    <#types as #p::FrameDeallocator<__PAGE_SIZE>>::deallocate_frame(#allocator, #frame)
+                    <#types as #p::FrameDeallocator<#s>>::deallocate_frame(#allocator, #frame)
                 },)*
             }),
         )
     };
-    let mut out = forwarding_impls(input, p, &types, &allocate, &deallocate);
+    let mut out = forwarding_impls(input, p, &s, &types, &allocate, &deallocate);
     for ty in types {
         out.extend(field_check(input, ty, p));
     }
@@ -89,17 +96,19 @@ fn forward_enum(input: &Input, targets: &[(&Ident, Target)], p: &TokenStream) ->
 }
 
 /// The `FrameAllocator<S>` and `FrameDeallocator<S>` impls that forward to
-/// `fields`; `__PAGE_SIZE` in the bodies stands for the page-size parameter.
+/// `fields`, with `s` as the page-size parameter.
+///
+/// These impls keep macro spans from end to end, so rustc's `unsafe_code`
+/// lint does not see their `unsafe`: the promise is made by the field's own
+/// impl, and a crate under `#![forbid(unsafe_code)]` can derive them.
 fn forwarding_impls(
     input: &Input,
     p: &TokenStream,
+    s: &Ident,
     fields: &[&syn::Type],
     allocate: &TokenStream,
     deallocate: &TokenStream,
 ) -> TokenStream {
-    let s = fresh_page_size_param(input.generics);
-    let allocate = replace_placeholder(allocate.clone(), &s);
-    let deallocate = replace_placeholder(deallocate.clone(), &s);
     let ident = input.ident;
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let impl_generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
@@ -144,26 +153,6 @@ fn forwarding_impls(
     }
 }
 
-fn replace_placeholder(tokens: TokenStream, s: &Ident) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|token| match token {
-            proc_macro2::TokenTree::Ident(ident) if ident == "__PAGE_SIZE" => {
-                proc_macro2::TokenTree::Ident(s.clone())
-            }
-            proc_macro2::TokenTree::Group(group) => {
-                let mut new = proc_macro2::Group::new(
-                    group.delimiter(),
-                    replace_placeholder(group.stream(), s),
-                );
-                new.set_span(group.span());
-                proc_macro2::TokenTree::Group(new)
-            }
-            other => other,
-        })
-        .collect()
-}
-
 /// A compile-time check that a concrete field type is a frame allocator for
 /// some page size, reported at the field's type. Generic field types are
 /// left to the `where` bound of the impl.
@@ -173,15 +162,23 @@ fn field_check(input: &Input, ty: &syn::Type, p: &TokenStream) -> TokenStream {
     }
     let span = ty.span();
     let ty = elide_lifetimes(ty.to_token_stream());
-    // The check itself carries the field type's span, so that its error
-    // points at the field; the import is the macro's own.
+    let probe = local("probe");
+    let verdict = local("verdict");
+    // The check carries the field type's span, so that its error points at
+    // the field. The probe traits are glob-imported in an inner block that
+    // holds none of the user's tokens, so they shadow none of the user's
+    // names in the field type.
     let check = quote_spanned! {span=>
-        #p::require_allocator::<#ty, _>((&&&#p::FieldProbe::<#ty>::NEW).probe())
+        #p::require_allocator::<#ty, _>(#verdict)
     };
     quote! {
         const _: () = {
             let _ = || {
-                use #p::probe::*;
+                let #probe = #p::FieldProbe::<#ty>::NEW;
+                let #verdict = {
+                    use #p::probe::*;
+                    (&&&#probe).probe()
+                };
                 #check;
             };
         };
@@ -217,6 +214,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
     };
     let tag_local = local("tag");
     let unsafe_token = syn::Token![unsafe](*unsafe_span);
+    let allow = allow_unsafe_code(input);
     let mut out = TokenStream::new();
     for size in sizes {
         let size = size.to_type(p);
@@ -224,11 +222,8 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         let call = quote_spanned! {method_span=>
             #p::allocate_with::<Self, Self::Tag, #size, _>(#method, self, #tag_local)
         };
-        out.extend(quote! {
-            #[automatically_derived]
-            #unsafe_token impl #impl_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
-            #where_clause
-            {
+        let body = user_spanned_body(
+            quote! {
                 type Tag = #tag;
 
                 #[inline]
@@ -238,30 +233,95 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
                 ) -> #p::core::option::Option<#p::PhysFrame<#size>> {
                     #call
                 }
-            }
+            },
+            *unsafe_span,
+        );
+        out.extend(quote! {
+            #[automatically_derived]
+            #[allow(clippy::undocumented_unsafe_blocks)]
+            #allow
+            #unsafe_token impl #impl_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
+            #where_clause
+            #body
         });
         if let Some(default) = default {
-            out.extend(quote! {
-                #[automatically_derived]
-                #unsafe_token impl #impl_generics #p::FrameAllocator<#size> for #ident #ty_generics
-                #where_clause
-                {
+            let body = user_spanned_body(
+                quote! {
                     #[inline]
                     fn allocate_frame(&mut self) -> #p::core::option::Option<#p::PhysFrame<#size>> {
                         <Self as #p::TaggedFrameAllocator<#size>>::allocate_tagged(self, #default)
                     }
-                }
+                },
+                *unsafe_span,
+            );
+            out.extend(quote! {
+                #[automatically_derived]
+                #[allow(clippy::undocumented_unsafe_blocks)]
+                #allow
+                #unsafe_token impl #impl_generics #p::FrameAllocator<#size> for #ident #ty_generics
+                #where_clause
+                #body
             });
         }
     }
     out
 }
 
+/// `#[allow(unsafe_code)]` if the type carries it, else nothing.
+///
+/// A derive's impls are items beside the type, outside the reach of the
+/// type's own lint attributes; under `#![deny(unsafe_code)]` the natural way
+/// to accept the promise of `unsafe tagged(…)` for one type is to allow the
+/// lint on that type, so the allowance is carried to its impls. The lint name
+/// keeps the user's span, so rustc's messages point at the user's attribute.
+fn allow_unsafe_code(input: &Input) -> TokenStream {
+    for attr in &input.source.attrs {
+        let syn::Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        if !list.path.is_ident("allow") {
+            continue;
+        }
+        let named = list
+            .tokens
+            .clone()
+            .into_iter()
+            .find_map(|token| match token {
+                proc_macro2::TokenTree::Ident(ident) if ident == "unsafe_code" => Some(ident),
+                _ => None,
+            });
+        if let Some(lint) = named {
+            return quote!(#[allow(#lint)]);
+        }
+    }
+    TokenStream::new()
+}
+
+/// `{ items }` whose braces carry `span`, the span of the user's `unsafe`.
+///
+/// rustc reports `unsafe_code` at the span of the whole `unsafe impl` item,
+/// from its `unsafe` to its closing brace, and drops the lint when that span
+/// comes from a macro. A span that joins a user token to a macro token is
+/// treated as the macro's, so both ends must be the user's `unsafe`: then a
+/// crate under `#![forbid(unsafe_code)]` or `#![deny(unsafe_code)]` is told
+/// about the promise it makes with `unsafe tagged(…)`.
+///
+/// Such an item is no longer macro output to clippy either, whose
+/// `undocumented_unsafe_blocks` then looks for a `// SAFETY:` comment between
+/// the previous item and the `unsafe`: there is no such place inside the
+/// type's attributes, so the impls allow that lint; the `unsafe` written in
+/// the attribute is the acknowledgement.
+fn user_spanned_body(items: TokenStream, span: Span) -> proc_macro2::Group {
+    let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, items);
+    body.set_span(span);
+    body
+}
+
 /// After an error: `FrameAllocator<S>` for every `S`, never run (the crate
 /// does not compile), so that uses of the type add no errors of their own.
 fn fallback(input: &Input, p: &TokenStream) -> TokenStream {
     let ident = input.ident;
-    let s = fresh_page_size_param(input.generics);
+    let s = fresh_page_size_param(input.source);
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let impl_generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
     let where_clause = where_clause(input.generics, None);

@@ -5,25 +5,36 @@
 //! as `impl` blocks do not allow them.
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
-use quote::{ToTokens, format_ident, quote};
-use syn::{GenericParam, Generics};
+use quote::{ToTokens, quote};
+use syn::{DeriveInput, GenericParam, Generics};
 
-/// A name for the page-size parameter that no parameter of the input uses.
-pub(crate) fn fresh_page_size_param(generics: &Generics) -> Ident {
-    let taken = |name: &Ident| {
-        generics.params.iter().any(|param| match param {
-            GenericParam::Type(ty) => ty.ident == *name,
-            GenericParam::Const(c) => c.ident == *name,
-            GenericParam::Lifetime(_) => false,
-        })
-    };
-    let mut name = Ident::new("__S", Span::call_site());
+/// A name for the page-size parameter that no identifier of the input uses.
+///
+/// Hygiene cannot keep a generic parameter apart from the user's names (a
+/// mixed-site span only separates local variables and labels), so a user
+/// type named `__S` in a field type would resolve to the parameter. The name
+/// is therefore chosen among those the input does not mention anywhere:
+/// parameters, field types, `where` clauses, attributes.
+pub(crate) fn fresh_page_size_param(input: &DeriveInput) -> Ident {
+    let mut used = Vec::new();
+    collect_idents(input.to_token_stream(), &mut used);
+    let mut name = String::from("__S");
     let mut counter = 0u32;
-    while taken(&name) {
+    while used.contains(&name) {
         counter += 1;
-        name = format_ident!("__S{}", counter);
+        name = format!("__S{counter}");
     }
-    name
+    Ident::new(&name, Span::mixed_site())
+}
+
+fn collect_idents(tokens: TokenStream, used: &mut Vec<String>) {
+    for token in tokens {
+        match token {
+            TokenTree::Ident(ident) => used.push(ident.to_string()),
+            TokenTree::Group(group) => collect_idents(group.stream(), used),
+            TokenTree::Punct(_) | TokenTree::Literal(_) => {}
+        }
+    }
 }
 
 /// `<params…, extra>` for an `impl`, or nothing if there is nothing to list.

@@ -153,11 +153,23 @@ use proc_macro::TokenStream;
 /// no allocator at all is reported at the field rather than at the first use.
 /// The code compiles warning-free under `#![deny(warnings)]`,
 /// `#![deny(missing_docs)]`, clippy's pedantic and nursery groups, in
-/// `#![no_std]` crates, on editions 2021 and 2024. `FrameAllocator` is an
-/// unsafe trait, so the derived impls are `unsafe impl`s; rustc does not
-/// apply the `unsafe_code` lint to derive output, so even under
-/// `#![forbid(unsafe_code)]` the only trace of the promise is the word
-/// `unsafe` in `unsafe tagged(…)`: search for it when auditing.
+/// `#![no_std]` crates, on editions 2021 and 2024. Generated parameters and
+/// locals cannot capture the user's names: the page-size parameter is named
+/// so that it occurs nowhere in the input, and locals are mixed-site
+/// `__framealloc_…` names.
+///
+/// # `unsafe_code`
+///
+/// `FrameAllocator` is an unsafe trait, so the derived impls are
+/// `unsafe impl`s, but only `unsafe tagged(…)` makes a promise of the user's
+/// own. Its impls carry the span of the `unsafe` written in the attribute,
+/// so rustc's `unsafe_code` lint reports them there: a crate under
+/// `#![forbid(unsafe_code)]` cannot use `unsafe tagged(…)`, and under
+/// `#![deny(unsafe_code)]` it takes `#[allow(unsafe_code)]` on the type
+/// (the derive copies that allowance onto its impls). Field forwarding and
+/// enum dispatch promise nothing the field's own impl does not; their impls
+/// are macro-generated from end to end, which rustc does not lint, so
+/// crates that forbid unsafe code can derive them.
 ///
 /// # Errors
 ///
@@ -397,6 +409,17 @@ mod tests {
     fn derive(input: &str) -> String {
         let parsed = syn::parse_str::<syn::DeriveInput>(input).expect("item parses");
         crate::expand::derive(&parsed).to_string()
+    }
+
+    #[test]
+    fn page_size_parameter_avoids_every_name_of_the_input() {
+        // `__S` and `__S1` appear only inside field types, not as parameters.
+        let out = derive("struct P { inner: Wrap<(__S, __S1)> }");
+        assert!(
+            out.contains("__S2 : :: framealloc :: __private :: PageSize"),
+            "{out}"
+        );
+        assert!(!out.contains("< __S >"), "{out}");
     }
 
     #[test]

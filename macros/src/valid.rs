@@ -26,8 +26,9 @@ pub(crate) struct Target<'a> {
 
 /// A checked `unsafe tagged(…)`.
 pub(crate) struct TaggedPlan<'a> {
-    /// Where the user wrote `unsafe`: the generated `unsafe impl`s carry this
-    /// span, so `#![forbid(unsafe_code)]` sees the user's `unsafe`.
+    /// Where the user wrote `unsafe`: the generated `unsafe impl`s (their
+    /// `unsafe` and their braces) carry this span, so the `unsafe_code` lint
+    /// reports the user's `unsafe`.
     pub(crate) unsafe_span: Span,
     pub(crate) method: &'a Path,
     pub(crate) tag: &'a Type,
