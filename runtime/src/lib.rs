@@ -68,6 +68,7 @@ pub use x86_64::structures::paging::{
 pub use adapters::{
     FnAllocator, NoAllocator, StateAllocator, from_fn, from_fns, from_state, from_state_fns,
 };
+pub use alloc::{BitmapAllocator, BumpAllocator, MemoryMap, RegionKind};
 pub use paging::RecursivePageTable;
 pub use pool::{FramePool, PoolFull, WithOverflow};
 pub use tagged::{Tagged, TaggedFrameAllocator};
@@ -77,11 +78,4 @@ pub use framealloc_macros::{FrameAllocator, frame_allocator};
 
 /// Implementation details of the macros. Not public API.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::adapters::{from_fn, from_fns, from_state, from_state_fns};
-    pub use crate::tagged::TaggedFrameAllocator;
-    pub use core;
-    pub use x86_64::structures::paging::{
-        FrameAllocator, FrameDeallocator, PageSize, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
-    };
-}
+pub mod __private;

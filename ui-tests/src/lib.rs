@@ -1,1 +1,12 @@
-//! Compile tests of the `framealloc` macros live in `tests/`; this library is empty.
+//! Compile tests of the `framealloc` macros.
+//!
+//! The trybuild suites live in `tests/`. This library compiles every form of
+//! the macros ([`forms`]) in a `no_std` crate under the strictest lints: the
+//! workspace lints (clippy pedantic, `missing_docs`, …) plus those below, so
+//! `cargo clippy --workspace -- -D warnings` fails if generated code fires
+//! a lint in a user crate.
+#![no_std]
+#![deny(warnings, missing_docs, unsafe_op_in_unsafe_fn, unused_qualifications)]
+#![warn(clippy::pedantic, clippy::nursery, clippy::undocumented_unsafe_blocks)]
+
+pub mod forms;

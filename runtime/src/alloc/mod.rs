@@ -1,1 +1,29 @@
 //! Stock frame allocators over a firmware memory map.
+//!
+//! The path of a boot, and the types on it:
+//!
+//! 1. [`normalize`] turns the firmware's messy [`FirmwareRegion`]s into a
+//!    [`MemoryMap`] (sorted, disjoint, frame-aligned; see [`memory_map`] for
+//!    the rules) and a [`NormalizeReport`] of what it changed.
+//! 2. A bootloader allocates from it with a [`BumpAllocator`], O(1) per
+//!    frame, telling each allocation its purpose (a [`RegionKind`]; it is a
+//!    [`TaggedFrameAllocator`](crate::TaggedFrameAllocator)).
+//!    [`BumpAllocator::hand_off`] produces the updated map with every used
+//!    run marked with its purpose: the map the kernel receives.
+//! 3. The kernel builds a [`BitmapAllocator`] from that map: 4 KiB and 2 MiB
+//!    frames, with deallocation, over storage it provides, O(1) amortised.
+//!
+//! Nothing here uses a heap; storage is always the caller's.
+
+pub mod bitmap;
+pub mod bump;
+pub mod memory_map;
+
+pub use bitmap::{BitmapAllocator, BitmapError, DeallocError};
+pub use bump::{BumpAllocator, BumpError};
+#[cfg(feature = "std")]
+pub use memory_map::normalize_to_vec;
+pub use memory_map::{
+    FRAME_SIZE, FirmwareRegion, MapError, MemoryMap, MemoryRegion, NormalizeOptions,
+    NormalizeReport, PHYS_LIMIT, RegionKind, normalize,
+};

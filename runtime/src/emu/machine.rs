@@ -194,6 +194,17 @@ impl Machine {
     ///
     /// The [`PageFault`] the access raises.
     pub fn translate(&self, addr: VirtAddr, access: Access) -> Result<PhysAddr, PageFault> {
+        self.translation(addr, access).map(|t| t.phys(addr))
+    }
+
+    /// Like [`translate`](Self::translate), but returns the whole translation
+    /// the access used (page, frame, size, effective flags), which may be a
+    /// stale cached one.
+    ///
+    /// # Errors
+    ///
+    /// The [`PageFault`] the access raises.
+    pub fn translation(&self, addr: VirtAddr, access: Access) -> Result<Translation, PageFault> {
         self.translate_raw(addr.as_u64(), access)
     }
 
@@ -274,7 +285,7 @@ impl Machine {
         self.write_bytes(addr, &value.to_le_bytes())
     }
 
-    fn translate_raw(&self, addr: u64, access: Access) -> Result<PhysAddr, PageFault> {
+    fn translate_raw(&self, addr: u64, access: Access) -> Result<Translation, PageFault> {
         let Ok(virt) = VirtAddr::try_new(addr) else {
             return Err(PageFault {
                 addr,
@@ -287,7 +298,7 @@ impl Machine {
         if let Some(translation) = cached {
             self.count(|c| c.tlb_hits += 1);
             return match translation.permits(access) {
-                Ok(()) => Ok(translation.phys(virt)),
+                Ok(()) => Ok(translation),
                 Err(cause) => {
                     self.tlb.borrow_mut().invalidate(virt);
                     Err(PageFault {
@@ -302,7 +313,7 @@ impl Machine {
         self.count(|c| c.tlb_misses += 1);
         let translation = walk(&self.memory, self.cr3, addr, access)?;
         self.tlb.borrow_mut().insert(translation);
-        Ok(translation.phys(virt))
+        Ok(translation)
     }
 
     /// Translates every page of `len` bytes at `addr`: (physical start, range
@@ -319,7 +330,10 @@ impl Machine {
         while done < len {
             let at = addr.as_u64().wrapping_add(done as u64);
             let piece = ((4096 - at % 4096) as usize).min(len - done);
-            pieces.push((self.translate_raw(at, access)?, done..done + piece));
+            let translation = self.translate_raw(at, access)?;
+            // `at` is canonical, or the translation would have faulted.
+            let phys = translation.phys(VirtAddr::new_truncate(at));
+            pieces.push((phys, done..done + piece));
             done += piece;
         }
         Ok(pieces)

@@ -2,10 +2,12 @@
 
 use core::fmt;
 use std::boxed::Box;
-use std::collections::HashMap;
+use std::vec::Vec;
 
 use x86_64::PhysAddr;
 use x86_64::structures::paging::{PageTableIndex, PhysFrame};
+
+use super::hash::PageMap;
 
 const FRAME: u64 = 4096;
 
@@ -28,7 +30,7 @@ const FRAME: u64 = 4096;
 /// ```
 #[derive(Clone, Default)]
 pub struct PhysMemory {
-    frames: HashMap<u64, Box<[u8; FRAME as usize]>>,
+    frames: PageMap<Box<[u8; FRAME as usize]>>,
 }
 
 /// A physical access that would run past the top of the 52-bit physical
@@ -130,6 +132,44 @@ impl PhysMemory {
             .remove(&(frame.start_address().as_u64() / FRAME));
     }
 
+    /// The frames whose contents differ between `self` and `other`, in
+    /// address order. A frame never written equals a zeroed one.
+    ///
+    /// Handy to show that a failed operation left memory as it was:
+    ///
+    /// ```
+    /// use framealloc::emu::PhysMemory;
+    /// use framealloc::x86_64::PhysAddr;
+    ///
+    /// let mut memory = PhysMemory::new();
+    /// let before = memory.clone();
+    /// memory.write_u64(PhysAddr::new(0x3008), 0)?; // zeros: no change
+    /// assert_eq!(memory, before);
+    /// memory.write_u64(PhysAddr::new(0x3008), 1)?;
+    /// let changed: Vec<u64> = memory.differing_frames(&before).iter()
+    ///     .map(|f| f.start_address().as_u64()).collect();
+    /// assert_eq!(changed, [0x3000]);
+    /// # Ok::<(), framealloc::emu::PhysRangeError>(())
+    /// ```
+    pub fn differing_frames(&self, other: &Self) -> Vec<PhysFrame> {
+        fn contents(memory: &PhysMemory, pfn: u64) -> &[u8; FRAME as usize] {
+            static ZERO: [u8; FRAME as usize] = [0; FRAME as usize];
+            memory.frames.get(&pfn).map_or(&ZERO, |frame| frame)
+        }
+        let mut pfns: Vec<u64> = self
+            .frames
+            .keys()
+            .chain(other.frames.keys())
+            .copied()
+            .collect();
+        pfns.sort_unstable();
+        pfns.dedup();
+        pfns.into_iter()
+            .filter(|&pfn| contents(self, pfn) != contents(other, pfn))
+            .map(|pfn| PhysFrame::containing_address(PhysAddr::new(pfn * FRAME)))
+            .collect()
+    }
+
     /// The aligned `u64` at `addr` (8-aligned, below the limit).
     pub(crate) fn load(&self, addr: u64) -> u64 {
         let mut bytes = [0; 8];
@@ -184,6 +224,16 @@ impl PhysMemory {
     }
 }
 
+/// Equal when every address reads the same (see
+/// [`differing_frames`](PhysMemory::differing_frames)).
+impl PartialEq for PhysMemory {
+    fn eq(&self, other: &Self) -> bool {
+        self.differing_frames(other).is_empty()
+    }
+}
+
+impl Eq for PhysMemory {}
+
 impl fmt::Debug for PhysMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PhysMemory")
@@ -208,7 +258,7 @@ mod tests {
     #[test]
     fn accesses_cross_frames() {
         let mut memory = PhysMemory::new();
-        let data: std::vec::Vec<u8> = (0..=255).cycle().take(9000).collect();
+        let data: Vec<u8> = (0..=255).cycle().take(9000).collect();
         memory.write_bytes(PhysAddr::new(0xffc), &data).unwrap();
         assert_eq!(memory.resident_frames(), 4);
         let mut back = std::vec![0; 9000];
@@ -266,5 +316,27 @@ mod tests {
         memory.zero_frame(table);
         assert_eq!(memory.read_entry(table, PageTableIndex::new(511)), 0);
         assert_eq!(memory.resident_frames(), 0);
+    }
+
+    #[test]
+    fn equality_compares_contents_not_residency() {
+        let mut a = PhysMemory::new();
+        let mut b = PhysMemory::new();
+        a.write_u64(PhysAddr::new(0x1000), 5).unwrap();
+        b.write_u64(PhysAddr::new(0x9000), 0).unwrap();
+        b.write_u64(PhysAddr::new(0x2000), 6).unwrap();
+        let frames = |m: &PhysMemory, o| -> Vec<u64> {
+            m.differing_frames(o)
+                .iter()
+                .map(|f| f.start_address().as_u64())
+                .collect()
+        };
+        assert_eq!(frames(&a, &b), [0x1000, 0x2000]);
+        assert_eq!(frames(&b, &a), [0x1000, 0x2000]);
+        a.write_u64(PhysAddr::new(0x2000), 6).unwrap();
+        b.write_u64(PhysAddr::new(0x1000), 5).unwrap();
+        assert_eq!(a, b);
+        a.zero_frame(PhysFrame::containing_address(PhysAddr::new(0x1000)));
+        assert_ne!(a, b);
     }
 }

@@ -20,20 +20,25 @@
 //!   a test can catch needless flushes as well as missing ones.
 //! - [`PageFault`]: what the CPU would raise instead of touching memory,
 //!   naming the address, the access and the level where the walk stopped.
-//!   Guest state never makes the emulator panic.
+//!   Whatever the tables contain, walks and virtual accesses return a value
+//!   and never panic.
 //!
 //! `Machine` implements [`Backend`](crate::paging::Backend), so page-table
-//! code written against that trait runs on it unchanged; code of your own
-//! can use [`Machine::read_u64`]/[`Machine::write_u64`] at recursive
-//! addresses the same way, or edit tables by physical address through
-//! [`Machine::memory_mut`].
+//! code written against that trait runs on it unchanged, its table accesses
+//! going through the TLB at the tables' recursive addresses. A fault there
+//! means the code used a recursive address that is not mapped (a kernel
+//! crash on hardware), so the backend panics with the fault's text. Code of
+//! your own can use [`Machine::read_u64`]/[`Machine::write_u64`] at
+//! recursive addresses the same way (getting the fault as a value), or edit
+//! tables by physical address through [`Machine::memory_mut`].
 //!
 //! # Model
 //!
 //! EFER.NXE, CR0.WP and CR4.PGE are on; SMEP, SMAP, protection keys, PCIDs
-//! and 5-level paging are off; physical addresses have 52 bits. The TLB is
-//! unbounded (nothing is evicted behind your back) and holds leaf
-//! translations only: paging-structure caches are not modelled, so a change
+//! and 5-level paging are off; 1 GiB pages are supported; physical addresses
+//! have 52 bits. The TLB is unbounded (nothing is evicted behind your back)
+//! and holds leaf translations only: paging-structure caches are not
+//! modelled, so a change
 //! to a non-leaf entry affects addresses that are not in the TLB at once
 //! (hardware may keep using the old entry until any `invlpg` or CR3 write).
 //! Accessed and dirty bits are never set. A protection fault raised by a
@@ -87,6 +92,7 @@
 
 mod backend;
 mod fault;
+mod hash;
 mod machine;
 mod memory;
 mod mmu;

@@ -1,11 +1,11 @@
 //! A translation lookaside buffer that keeps translations until told not to.
 
-use std::collections::HashMap;
 use std::vec::Vec;
 
 use x86_64::VirtAddr;
 use x86_64::structures::paging::PageTableFlags;
 
+use super::hash::PageMap;
 use super::mmu::{LeafSize, Translation};
 
 /// Cached translations, one map per page size, keyed by the page's first
@@ -13,7 +13,7 @@ use super::mmu::{LeafSize, Translation};
 /// every missing invalidation shows up as a stale translation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Tlb {
-    by_size: [HashMap<u64, Translation>; 3],
+    by_size: [PageMap<Translation>; 3],
 }
 
 impl Tlb {
@@ -49,7 +49,7 @@ impl Tlb {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.by_size.iter().map(HashMap::len).sum()
+        self.by_size.iter().map(PageMap::len).sum()
     }
 
     /// Every entry, ordered by size and then address.

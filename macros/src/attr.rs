@@ -1,0 +1,339 @@
+//! Parsing of `#[frame_allocator…]` attributes.
+//!
+//! Every attribute name and key is a constant here, so the syntax is written
+//! down in one place. Parsing never stops at the first problem: a bad key is
+//! reported and skipped, and parsing resumes at the next comma.
+
+use proc_macro2::Span;
+use syn::parse::{Parse as _, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Attribute, Meta, Token};
+
+use crate::ctxt::Errors;
+use crate::sizes::{self, PageSizeName};
+
+/// The attribute on the type and on a field: `#[frame_allocator…]`.
+pub(crate) const FRAME_ALLOCATOR: &str = "frame_allocator";
+/// `#[frame_allocator(crate = path)]`.
+pub(crate) const CRATE: &str = "crate";
+/// `#[frame_allocator(unsafe tagged(…))]`.
+pub(crate) const TAGGED: &str = "tagged";
+/// `tagged(method = name)`: the method that allocates given a tag.
+pub(crate) const METHOD: &str = "method";
+/// `tagged(tag = Type)`: the type of the tag.
+pub(crate) const TAG: &str = "tag";
+/// `tagged(default = expr)`: the tag used by the plain `FrameAllocator` impl.
+pub(crate) const DEFAULT: &str = "default";
+/// `tagged(sizes(Size4KiB, Size2MiB))`: the page sizes to implement.
+pub(crate) const SIZES: &str = "sizes";
+
+/// The container attribute, i.e. `#[frame_allocator(…)]` on the type.
+#[derive(Default)]
+pub(crate) struct Container {
+    /// `crate = path`: where `framealloc` is reachable.
+    pub(crate) krate: Option<syn::Path>,
+    /// `unsafe tagged(…)`.
+    pub(crate) tagged: Option<Tagged>,
+}
+
+/// The contents of `tagged(…)`.
+pub(crate) struct Tagged {
+    /// The `tagged` keyword.
+    pub(crate) span: Span,
+    /// The `unsafe` before it, if written.
+    pub(crate) unsafe_span: Option<Span>,
+    pub(crate) method: Option<syn::Path>,
+    pub(crate) tag: Option<syn::Type>,
+    pub(crate) default: Option<syn::Expr>,
+    /// `sizes(…)`, with the span of the `sizes` key.
+    pub(crate) sizes: Option<(Span, Vec<PageSizeName>)>,
+}
+
+fn is_ours(attr: &Attribute) -> bool {
+    attr.path().is_ident(FRAME_ALLOCATOR)
+}
+
+/// Parses every `#[frame_allocator(…)]` on the type.
+pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
+    let mut container = Container::default();
+    for attr in attrs.iter().filter(|attr| is_ours(attr)) {
+        match &attr.meta {
+            Meta::List(_) => {
+                let parser = |input: ParseStream| {
+                    parse_container_keys(input, &mut container, errors);
+                    Ok(())
+                };
+                if let Err(error) = attr.parse_args_with(parser) {
+                    errors.push(error);
+                }
+            }
+            Meta::Path(_) | Meta::NameValue(_) => errors.spanned(
+                attr,
+                "`#[frame_allocator]` on a type needs arguments: \
+                 `#[frame_allocator(crate = path)]` or `#[frame_allocator(unsafe tagged(…))]`; \
+                 to mark the allocator field, put it on the field",
+            ),
+        }
+    }
+    container
+}
+
+/// Whether a field carries `#[frame_allocator]`, and where.
+pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<Span> {
+    let mut marker = None;
+    for attr in attrs.iter().filter(|attr| is_ours(attr)) {
+        if !matches!(attr.meta, Meta::Path(_)) {
+            errors.spanned(
+                &attr.meta,
+                "`#[frame_allocator]` on a field takes no arguments: write `#[frame_allocator]`",
+            );
+        } else if marker.is_some() {
+            errors.spanned(attr, "duplicate `#[frame_allocator]` on this field");
+        }
+        marker.get_or_insert(attr.path().span());
+    }
+    marker
+}
+
+/// `#[frame_allocator]` is meaningless on an enum variant: report it.
+pub(crate) fn reject_on_variant(attrs: &[Attribute], errors: &mut Errors) {
+    for attr in attrs.iter().filter(|attr| is_ours(attr)) {
+        errors.spanned(
+            attr,
+            "`#[frame_allocator]` belongs on the variant's allocator field, not on the variant",
+        );
+    }
+}
+
+/// Skips the rest of a malformed entry, up to (not including) the next comma.
+fn skip_entry(input: ParseStream) {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        if input.parse::<proc_macro2::TokenTree>().is_err() {
+            break;
+        }
+    }
+}
+
+/// Consumes a comma between entries; reports anything else.
+fn entry_separator(input: ParseStream, errors: &mut Errors) {
+    if input.is_empty() {
+        return;
+    }
+    if input.parse::<Token![,]>().is_err() {
+        errors.push(input.error("expected `,` between entries"));
+        skip_entry(input);
+        let _ = input.parse::<Token![,]>();
+    }
+}
+
+/// Parses `= value` after a key, reporting a missing `=` or a bad value.
+fn value<T>(
+    input: ParseStream,
+    key: &syn::Ident,
+    what: &str,
+    parse: fn(ParseStream) -> syn::Result<T>,
+    errors: &mut Errors,
+) -> Option<T> {
+    if input.parse::<Token![=]>().is_err() {
+        errors.spanned(key, format_args!("expected `{key} = {what}`"));
+        skip_entry(input);
+        return None;
+    }
+    match parse(input) {
+        Ok(value) if input.is_empty() || input.peek(Token![,]) => Some(value),
+        Ok(_) => {
+            errors.push(input.error(format_args!("expected `,` after `{key} = {what}`")));
+            skip_entry(input);
+            None
+        }
+        Err(error) => {
+            errors.push(syn::Error::new(
+                error.span(),
+                format_args!("expected `{key} = {what}`: {error}"),
+            ));
+            skip_entry(input);
+            None
+        }
+    }
+}
+
+fn duplicate<T>(slot: Option<&T>, key: &syn::Ident, errors: &mut Errors) -> bool {
+    if slot.is_some() {
+        errors.spanned(key, format_args!("duplicate `{key}`"));
+    }
+    slot.is_some()
+}
+
+fn parse_container_keys(input: ParseStream, container: &mut Container, errors: &mut Errors) {
+    while !input.is_empty() {
+        let unsafe_token = input.parse::<Option<Token![unsafe]>>().ok().flatten();
+        if input.peek(Token![crate]) && unsafe_token.is_none() {
+            let key = syn::Ident::new(CRATE, input.span());
+            let _ = input.parse::<Token![crate]>();
+            if let Some(path) = value(input, &key, "path", syn::Path::parse_mod_style, errors)
+                && !duplicate(container.krate.as_ref(), &key, errors)
+            {
+                container.krate = Some(path);
+            }
+        } else if input.peek(syn::Ident) && input.cursor().ident().is_some_and(|(i, _)| i == TAGGED)
+        {
+            let key: syn::Ident = match input.parse() {
+                Ok(key) => key,
+                Err(error) => {
+                    errors.push(error);
+                    return;
+                }
+            };
+            let tagged = parse_tagged(input, &key, unsafe_token.map(|u| u.span), errors);
+            if container.tagged.is_some() {
+                errors.spanned(&key, "duplicate `tagged(…)`");
+            } else {
+                container.tagged = Some(tagged);
+            }
+        } else if let Some(token) = unsafe_token {
+            errors.at(
+                token.span,
+                "`unsafe` acknowledges a tagged allocation method: \
+                 write `unsafe tagged(method = …, tag = …)`",
+            );
+            skip_entry(input);
+        } else {
+            let found = input.fork().parse::<proc_macro2::TokenTree>();
+            match found {
+                Ok(token) => errors.spanned(
+                    &token,
+                    format_args!(
+                        "unknown `frame_allocator` argument `{token}`; \
+                         expected `crate = path` or `unsafe tagged(…)`"
+                    ),
+                ),
+                Err(error) => errors.push(error),
+            }
+            skip_entry(input);
+        }
+        entry_separator(input, errors);
+    }
+}
+
+fn parse_tagged(
+    input: ParseStream,
+    key: &syn::Ident,
+    unsafe_span: Option<Span>,
+    errors: &mut Errors,
+) -> Tagged {
+    let mut tagged = Tagged {
+        span: key.span(),
+        unsafe_span,
+        method: None,
+        tag: None,
+        default: None,
+        sizes: None,
+    };
+    let parens = (|| -> syn::Result<_> {
+        let content;
+        syn::parenthesized!(content in input);
+        Ok(content)
+    })();
+    let content = match parens {
+        Ok(content) if input.is_empty() || input.peek(Token![,]) => content,
+        _ => {
+            errors.spanned(
+                key,
+                "expected `tagged(method = name, tag = Type)`, \
+                 optionally with `default = expr` and `sizes(…)`",
+            );
+            skip_entry(input);
+            return tagged;
+        }
+    };
+    let content = &content;
+    while !content.is_empty() {
+        match content.parse::<syn::Ident>() {
+            Ok(key) if key == METHOD => {
+                if let Some(method) = value(
+                    content,
+                    &key,
+                    "method_name",
+                    syn::Path::parse_mod_style,
+                    errors,
+                ) && !duplicate(tagged.method.as_ref(), &key, errors)
+                {
+                    tagged.method = Some(method);
+                }
+            }
+            Ok(key) if key == TAG => {
+                if let Some(tag) = value(content, &key, "Type", syn::Type::parse, errors)
+                    && !duplicate(tagged.tag.as_ref(), &key, errors)
+                {
+                    tagged.tag = Some(tag);
+                }
+            }
+            Ok(key) if key == DEFAULT => {
+                if let Some(default) = value(content, &key, "expr", syn::Expr::parse, errors)
+                    && !duplicate(tagged.default.as_ref(), &key, errors)
+                {
+                    tagged.default = Some(default);
+                }
+            }
+            Ok(key) if key == SIZES => {
+                let sizes = parse_sizes(content, &key, errors);
+                if !duplicate(tagged.sizes.as_ref(), &key, errors) {
+                    tagged.sizes = Some((key.span(), sizes));
+                }
+            }
+            Ok(key) => {
+                errors.spanned(
+                    &key,
+                    format_args!(
+                        "unknown `tagged` argument `{key}`; \
+                         expected `method`, `tag`, `default` or `sizes`"
+                    ),
+                );
+                skip_entry(content);
+            }
+            Err(error) => {
+                errors.push(syn::Error::new(
+                    error.span(),
+                    "expected `method = …`, `tag = …`, `default = …` or `sizes(…)`",
+                ));
+                skip_entry(content);
+            }
+        }
+        entry_separator(content, errors);
+    }
+    tagged
+}
+
+fn parse_sizes(input: ParseStream, key: &syn::Ident, errors: &mut Errors) -> Vec<PageSizeName> {
+    let list = (|| -> syn::Result<_> {
+        let content;
+        syn::parenthesized!(content in input);
+        let paths = syn::punctuated::Punctuated::<syn::Path, Token![,]>::parse_terminated_with(
+            &content,
+            syn::Path::parse_mod_style,
+        )?;
+        Ok(paths)
+    })();
+    let Ok(paths) = list else {
+        errors.spanned(key, "expected `sizes(Size4KiB, Size2MiB, …)`");
+        skip_entry(input);
+        return Vec::new();
+    };
+    let mut sizes: Vec<PageSizeName> = Vec::new();
+    for path in &paths {
+        match sizes::recognise(path) {
+            Some(size) if sizes.iter().any(|seen| seen.name == size.name) => {
+                errors.spanned(path, format_args!("`{}` is listed twice", size.name));
+            }
+            Some(size) => sizes.push(size),
+            None => errors.spanned(path, format_args!("unknown page size; {}", sizes::EXPECTED)),
+        }
+    }
+    if paths.is_empty() {
+        errors.spanned(
+            key,
+            "`sizes()` is empty; list at least one of `Size4KiB`, `Size2MiB`, `Size1GiB`",
+        );
+    }
+    sizes
+}

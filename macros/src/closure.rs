@@ -1,0 +1,328 @@
+//! `frame_allocator!`: a closure (and optionally a deallocation closure)
+//! turned into a frame allocator by a call of an `unsafe fn`.
+//!
+//! syn is used without its `full` feature, so closures are not parsed as
+//! expressions: the header (`async`? `move`? `|params|`, `-> Type`) is read
+//! from the tokens by hand and the body is passed through untouched, to be
+//! checked by the compiler with the user's spans.
+//!
+//! Input: `closure [, closure] [, size = Size] [, crate = path] [,]`, the
+//! named arguments in any position.
+
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned};
+
+use crate::ctxt::Errors;
+use crate::sizes::{self, PageSizeName};
+
+/// `size = Size2MiB`.
+const SIZE: &str = "size";
+/// `crate = path`.
+const CRATE: &str = "crate";
+
+/// The checked arguments.
+#[derive(Default)]
+struct Args {
+    allocate: Option<TokenStream>,
+    deallocate: Option<TokenStream>,
+    size: Option<PageSizeName>,
+    krate: Option<syn::Path>,
+}
+
+/// Expands `frame_allocator!(…)`.
+pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let tokens: Vec<TokenTree> = input.into_iter().collect();
+    let args = parse(&tokens, &mut errors);
+    if !errors.is_empty() {
+        // One block in expression position; the last `compile_error!` is its
+        // value, so the caller's code sees an error, not a `()` to complain about.
+        let errors = errors.into_compile_errors();
+        return quote!({ #errors });
+    }
+    let call_site = Span::call_site();
+    let root = args.krate.map_or_else(
+        || quote_spanned!(call_site=> ::framealloc),
+        |path| quote!(#path),
+    );
+    let private = quote_spanned!(call_site=> #root::__private);
+    let size = args.size.map(|size| size.to_type(&private));
+    match (args.allocate, args.deallocate) {
+        (Some(allocate), None) => {
+            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _>));
+            quote_spanned!(call_site=> #private::from_fn #generics (#allocate))
+        }
+        (Some(allocate), Some(deallocate)) => {
+            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _>));
+            quote_spanned!(call_site=> #private::from_fns #generics (#allocate, #deallocate))
+        }
+        // `parse` reports a missing allocation closure.
+        (None, _) => TokenStream::new(),
+    }
+}
+
+fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
+    matches!(token, Some(TokenTree::Punct(p)) if p.as_char() == ch)
+}
+
+fn is_joint_punct(token: Option<&TokenTree>, ch: char) -> bool {
+    matches!(token, Some(TokenTree::Punct(p))
+        if p.as_char() == ch && p.spacing() == proc_macro2::Spacing::Joint)
+}
+
+fn is_ident(token: Option<&TokenTree>, name: &str) -> bool {
+    matches!(token, Some(TokenTree::Ident(ident)) if ident == name)
+}
+
+/// The index of the next comma that ends an argument, starting at `i`.
+///
+/// Commas inside generic arguments do not end it: in expressions those only
+/// occur after `::<` (a turbofish); in types (`all_angles`) after any `<`.
+fn end_of_argument(tokens: &[TokenTree], mut i: usize, all_angles: bool) -> usize {
+    let mut depth = 0usize;
+    while let Some(token) = tokens.get(i) {
+        if let TokenTree::Punct(p) = token {
+            match p.as_char() {
+                ',' if depth == 0 => break,
+                '<' if depth > 0
+                    || all_angles
+                    || (i >= 2
+                        && is_punct(tokens.get(i - 1), ':')
+                        && is_joint_punct(tokens.get(i - 2), ':')) =>
+                {
+                    depth += 1;
+                }
+                '>' if depth > 0
+                    && !(i >= 1
+                        && (is_joint_punct(tokens.get(i - 1), '-')
+                            || is_joint_punct(tokens.get(i - 1), '='))) =>
+                {
+                    depth -= 1;
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    i
+}
+
+/// An error covering `tokens` (first to last).
+fn spanned_error(errors: &mut Errors, tokens: &[TokenTree], message: &str) {
+    let stream: TokenStream = tokens.iter().cloned().collect();
+    if stream.is_empty() {
+        errors.at(Span::call_site(), message);
+    } else {
+        errors.spanned(stream, message);
+    }
+}
+
+fn parse(tokens: &[TokenTree], errors: &mut Errors) -> Args {
+    let mut args = Args::default();
+    let mut closures = 0usize;
+    let mut i = 0;
+    while i < tokens.len() {
+        let start = i;
+        let named = match tokens.get(i) {
+            Some(TokenTree::Ident(ident))
+                if is_punct(tokens.get(i + 1), '=') && !is_joint_punct(tokens.get(i + 1), '=') =>
+            {
+                Some(ident.clone())
+            }
+            _ => None,
+        };
+        if let Some(name) = named {
+            i = end_of_argument(tokens, i + 2, true);
+            named_argument(&name, &tokens[start + 2..i], &mut args, errors);
+        } else if let Some(closure) = Closure::parse(tokens, i, errors) {
+            i = closure.end;
+            closures += 1;
+            let whole: TokenStream = tokens[start..i].iter().cloned().collect();
+            match closures {
+                1 => {
+                    if let Some(params) = closure.params.filter(|p| !p.is_empty()) {
+                        spanned_error(
+                            errors,
+                            params,
+                            "the allocation closure takes no arguments: write `|| …`",
+                        );
+                    }
+                    args.allocate = Some(whole);
+                }
+                2 => {
+                    if closure.params.is_some_and(<[TokenTree]>::is_empty) {
+                        spanned_error(
+                            errors,
+                            &tokens[start..closure.body_start],
+                            "the deallocation closure takes the frame to free: write `|frame| …`",
+                        );
+                    }
+                    args.deallocate = Some(whole);
+                }
+                _ => spanned_error(
+                    errors,
+                    &tokens[start..i],
+                    "unexpected third closure: `frame_allocator!` takes an allocation closure \
+                     and, optionally, a deallocation closure",
+                ),
+            }
+        } else {
+            // Counted as the closure it should have been.
+            closures += 1;
+            i = end_of_argument(tokens, i, false);
+            spanned_error(
+                errors,
+                &tokens[start..i],
+                "`frame_allocator!` takes a closure literal that returns `Option<PhysFrame<S>>`, \
+                 such as `|| frames.pop()`; for a closure stored in a variable, call \
+                 `framealloc::from_fn(f)` instead",
+            );
+        }
+        // `i` is at a comma or at the end.
+        i += 1;
+    }
+    if closures == 0 {
+        errors.at(
+            Span::call_site(),
+            "`frame_allocator!` needs an allocation closure: `frame_allocator!(|| …)`",
+        );
+    }
+    args
+}
+
+fn named_argument(
+    name: &proc_macro2::Ident,
+    value: &[TokenTree],
+    args: &mut Args,
+    errors: &mut Errors,
+) {
+    let stream: TokenStream = value.iter().cloned().collect();
+    if *name == SIZE {
+        let size = syn::parse2::<syn::Path>(stream)
+            .ok()
+            .and_then(|path| sizes::recognise(&path));
+        match size {
+            None => spanned_error(
+                errors,
+                value,
+                &format!("unknown page size; {}", sizes::EXPECTED),
+            ),
+            Some(_) if args.size.is_some() => errors.spanned(name, "duplicate `size`"),
+            Some(size) => args.size = Some(size),
+        }
+    } else if *name == CRATE {
+        match syn::parse2::<syn::Path>(stream) {
+            Err(_) => spanned_error(
+                errors,
+                value,
+                "expected a path after `crate =`, such as `::framealloc`",
+            ),
+            Ok(_) if args.krate.is_some() => errors.spanned(name, "duplicate `crate`"),
+            Ok(path) => args.krate = Some(path),
+        }
+    } else {
+        errors.spanned(
+            name,
+            format_args!("unknown argument `{name}`; expected `size = …` or `crate = …`"),
+        );
+    }
+}
+
+/// A closure's header, read from the tokens.
+struct Closure<'a> {
+    /// The tokens between the `|`s (empty for `||`); `None` if unclosed.
+    params: Option<&'a [TokenTree]>,
+    /// Index of the first token of the body (or of `->`).
+    body_start: usize,
+    /// Index just past the closure.
+    end: usize,
+}
+
+impl<'a> Closure<'a> {
+    /// Reads a closure at `i`; `None` (with nothing reported) if the tokens
+    /// there do not start a closure. An `async` closure is reported.
+    fn parse(tokens: &'a [TokenTree], i: usize, errors: &mut Errors) -> Option<Self> {
+        let mut j = i;
+        let is_async = is_ident(tokens.get(j), "async");
+        if is_async {
+            j += 1;
+        }
+        if is_ident(tokens.get(j), "move") {
+            j += 1;
+        }
+        if !is_punct(tokens.get(j), '|') {
+            return None;
+        }
+        if is_async {
+            errors.spanned(
+                &tokens[i],
+                "`async` closures cannot allocate frames: `allocate_frame` returns a frame, \
+                 not a future; remove `async`",
+            );
+        }
+        let params = if is_joint_punct(tokens.get(j), '|') && is_punct(tokens.get(j + 1), '|') {
+            j += 2;
+            Some(&tokens[j..j])
+        } else {
+            let open = j + 1;
+            let close = (open..tokens.len()).find(|&k| is_punct(tokens.get(k), '|'));
+            let Some(close) = close else {
+                errors.spanned(&tokens[j], "unclosed closure parameter list: expected `|`");
+                return Some(Closure {
+                    params: None,
+                    body_start: tokens.len(),
+                    end: tokens.len(),
+                });
+            };
+            j = close + 1;
+            Some(&tokens[open..close])
+        };
+        let body_start = j;
+        let end = if is_joint_punct(tokens.get(j), '-') && is_punct(tokens.get(j + 1), '>') {
+            // `-> Type { body }`: the body is the first top-level brace group.
+            let mut k = j + 2;
+            let mut depth = 0usize;
+            loop {
+                match tokens.get(k) {
+                    None => {
+                        spanned_error(
+                            errors,
+                            &tokens[j..],
+                            "a closure with a return type needs a block body: `|| -> Type { … }`",
+                        );
+                        break k;
+                    }
+                    Some(TokenTree::Group(g))
+                        if g.delimiter() == Delimiter::Brace && depth == 0 =>
+                    {
+                        break end_of_argument(tokens, k, false);
+                    }
+                    Some(TokenTree::Punct(p)) if p.as_char() == '<' => depth += 1,
+                    Some(TokenTree::Punct(p))
+                        if p.as_char() == '>'
+                            && depth > 0
+                            && !is_joint_punct(tokens.get(k - 1), '-') =>
+                    {
+                        depth -= 1;
+                    }
+                    Some(_) => {}
+                }
+                k += 1;
+            }
+        } else {
+            end_of_argument(tokens, j, false)
+        };
+        if end == body_start {
+            spanned_error(
+                errors,
+                &tokens[i..body_start],
+                "expected the closure's body, such as `|| frames.pop()`",
+            );
+        }
+        Some(Closure {
+            params,
+            body_start,
+            end,
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Carrying the input's generics into the generated impls.
+//!
+//! The generated impls add one type parameter (the page size) and some
+//! `where` predicates to whatever the input declares; defaults are dropped,
+//! as `impl` blocks do not allow them.
+
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote};
+use syn::{GenericParam, Generics};
+
+/// A name for the page-size parameter that no parameter of the input uses.
+pub(crate) fn fresh_page_size_param(generics: &Generics) -> Ident {
+    let taken = |name: &Ident| {
+        generics.params.iter().any(|param| match param {
+            GenericParam::Type(ty) => ty.ident == *name,
+            GenericParam::Const(c) => c.ident == *name,
+            GenericParam::Lifetime(_) => false,
+        })
+    };
+    let mut name = Ident::new("__S", Span::call_site());
+    let mut counter = 0u32;
+    while taken(&name) {
+        counter += 1;
+        name = format_ident!("__S{}", counter);
+    }
+    name
+}
+
+/// `<params…, extra>` for an `impl`, or nothing if there is nothing to list.
+pub(crate) fn impl_params(generics: &Generics, extra: Option<TokenStream>) -> TokenStream {
+    let params = generics.params.iter().map(|param| match param {
+        GenericParam::Lifetime(lifetime) => lifetime.to_token_stream(),
+        GenericParam::Type(ty) => {
+            let (attrs, ident, colon, bounds) = (&ty.attrs, &ty.ident, &ty.colon_token, &ty.bounds);
+            quote!(#(#attrs)* #ident #colon #bounds)
+        }
+        GenericParam::Const(c) => {
+            let (attrs, ident, ty) = (&c.attrs, &c.ident, &c.ty);
+            quote!(#(#attrs)* const #ident: #ty)
+        }
+    });
+    let all: Vec<TokenStream> = params.chain(extra).collect();
+    if all.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(<#(#all),*>)
+    }
+}
+
+/// `where` with the input's predicates and `extra`, or nothing if empty.
+pub(crate) fn where_clause(
+    generics: &Generics,
+    extra: impl IntoIterator<Item = TokenStream>,
+) -> TokenStream {
+    let own = generics
+        .where_clause
+        .iter()
+        .flat_map(|clause| clause.predicates.iter())
+        .map(ToTokens::to_token_stream);
+    let all: Vec<TokenStream> = own.chain(extra).collect();
+    if all.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(where #(#all),*)
+    }
+}
+
+/// Whether `tokens` name a type or const parameter of `generics`, or `Self`:
+/// then the type is not concrete and cannot be checked outside the impl.
+pub(crate) fn mentions_parameters(tokens: TokenStream, generics: &Generics) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => {
+            ident == "Self"
+                || generics.params.iter().any(|param| match param {
+                    GenericParam::Type(ty) => ty.ident == ident,
+                    GenericParam::Const(c) => c.ident == ident,
+                    GenericParam::Lifetime(_) => false,
+                })
+        }
+        TokenTree::Group(group) => mentions_parameters(group.stream(), generics),
+        TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+    })
+}
+
+/// `tokens` with every named lifetime but `'static` replaced by `'_`, so a
+/// type can be written inside a body where the input's lifetimes are unknown.
+pub(crate) fn elide_lifetimes(tokens: TokenStream) -> TokenStream {
+    let mut out = Vec::new();
+    let mut after_quote = false;
+    for token in tokens {
+        let token = match token {
+            TokenTree::Ident(ident) if after_quote && ident != "static" => {
+                TokenTree::Ident(Ident::new("_", ident.span()))
+            }
+            TokenTree::Group(group) => {
+                let mut new =
+                    proc_macro2::Group::new(group.delimiter(), elide_lifetimes(group.stream()));
+                new.set_span(group.span());
+                TokenTree::Group(new)
+            }
+            other => other,
+        };
+        after_quote = matches!(&token, TokenTree::Punct(p) if p.as_char() == '\'');
+        out.push(token);
+    }
+    out.into_iter().collect()
+}

@@ -1,0 +1,180 @@
+//! Validation: decides what the derive generates, or reports every reason it
+//! cannot.
+
+use proc_macro2::Span;
+use syn::{Expr, Ident, Member, Path, Type};
+
+use crate::ast::{Field, Input, Shape};
+use crate::ctxt::Errors;
+use crate::sizes::{self, PageSizeName};
+
+/// What to generate.
+pub(crate) enum Plan<'a> {
+    /// Forward to one field of a struct.
+    Struct(Target<'a>),
+    /// Dispatch to one field of each variant.
+    Enum(Vec<(&'a Ident, Target<'a>)>),
+    /// Wrap a tagged allocation method.
+    Tagged(TaggedPlan<'a>),
+}
+
+/// The allocator field of a struct or variant.
+pub(crate) struct Target<'a> {
+    pub(crate) member: &'a Member,
+    pub(crate) ty: &'a Type,
+}
+
+/// A checked `unsafe tagged(…)`.
+pub(crate) struct TaggedPlan<'a> {
+    pub(crate) method: &'a Path,
+    pub(crate) tag: &'a Type,
+    pub(crate) default: Option<&'a Expr>,
+    pub(crate) sizes: Vec<&'a PageSizeName>,
+}
+
+/// Checks `input`; returns the plan if nothing was reported.
+pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Plan<'a>> {
+    let plan = match (&input.shape, &input.attrs.tagged) {
+        (Shape::Union(span), _) => {
+            errors.at(
+                *span,
+                "`FrameAllocator` cannot be derived for a union: the derive cannot know which \
+                 field holds the allocator; use a struct or an enum",
+            );
+            None
+        }
+        (shape, Some(tagged)) => {
+            let fields: Box<dyn Iterator<Item = &Field>> = match shape {
+                Shape::Struct(fields) => Box::new(fields.iter()),
+                Shape::Enum(variants) => Box::new(variants.iter().flat_map(|v| &v.fields)),
+                Shape::Union(_) => Box::new(std::iter::empty()),
+            };
+            for field in fields {
+                if let Some(marker) = field.marker {
+                    errors.at(
+                        marker,
+                        "`#[frame_allocator]` on a field has no effect with `tagged(…)`: \
+                         frames come from the tagged method; remove the marker",
+                    );
+                }
+            }
+            check_tagged(tagged, errors).map(Plan::Tagged)
+        }
+        (Shape::Struct(fields), None) => {
+            let what = format!("`{}`", input.ident);
+            target(&what, input.ident.span(), fields, errors).map(Plan::Struct)
+        }
+        (Shape::Enum(variants), None) => {
+            let mut targets = Vec::new();
+            for variant in variants {
+                let what = format!("variant `{}::{}`", input.ident, variant.ident);
+                if let Some(target) = target(&what, variant.ident.span(), &variant.fields, errors) {
+                    targets.push((variant.ident, target));
+                }
+            }
+            (targets.len() == variants.len()).then_some(Plan::Enum(targets))
+        }
+    };
+    plan.filter(|_| errors.is_empty())
+}
+
+/// Picks the allocator field of a struct or variant.
+fn target<'a>(
+    what: &str,
+    span: Span,
+    fields: &'a [Field<'a>],
+    errors: &mut Errors,
+) -> Option<Target<'a>> {
+    let marked: Vec<&Field> = fields.iter().filter(|f| f.marker.is_some()).collect();
+    let chosen = match (fields, marked.as_slice()) {
+        ([], _) => {
+            errors.at(
+                span,
+                format_args!(
+                    "{what} has no field to forward to: a derived `FrameAllocator` needs a \
+                     field that is an allocator (`framealloc::NoAllocator` never allocates)"
+                ),
+            );
+            return None;
+        }
+        ([only], []) => only,
+        (_, [one]) => one,
+        (_, []) => {
+            errors.at(
+                span,
+                format_args!(
+                    "{what} has {} fields: mark the allocator field with `#[frame_allocator]`",
+                    fields.len()
+                ),
+            );
+            return None;
+        }
+        (_, [first, rest @ ..]) => {
+            for extra in rest {
+                errors.at(
+                    extra.marker.unwrap_or(span),
+                    format_args!(
+                        "{what} can forward to one field only, and `{}` is already marked \
+                         `#[frame_allocator]`",
+                        first.name()
+                    ),
+                );
+            }
+            return None;
+        }
+    };
+    Some(Target {
+        member: &chosen.member,
+        ty: chosen.ty,
+    })
+}
+
+fn check_tagged<'a>(
+    tagged: &'a crate::attr::Tagged,
+    errors: &mut Errors,
+) -> Option<TaggedPlan<'a>> {
+    let method_name = tagged.method.as_ref().map_or_else(
+        || "the method".to_owned(),
+        |path| {
+            let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+            format!("`{}`", segments.join("::"))
+        },
+    );
+    if tagged.unsafe_span.is_none() {
+        errors.at(
+            tagged.span,
+            format_args!(
+                "`tagged` needs `unsafe`: it implements the unsafe trait `TaggedFrameAllocator` \
+                 with {method_name}, promising that it never returns a frame that is in use, \
+                 and the derive cannot check that; write `unsafe tagged(…)` to make the promise"
+            ),
+        );
+    }
+    if tagged.method.is_none() {
+        errors.at(
+            tagged.span,
+            "`tagged(…)` needs `method = name`: the method `fn(&mut self, tag: Tag) -> \
+             Option<PhysFrame<S>>` that allocates a frame",
+        );
+    }
+    if tagged.tag.is_none() {
+        errors.at(
+            tagged.span,
+            "`tagged(…)` needs `tag = Type`: the type of the method's tag argument",
+        );
+    }
+    let sizes = match &tagged.sizes {
+        Some((_, sizes)) => sizes.iter().collect(),
+        None => Vec::new(),
+    };
+    Some(TaggedPlan {
+        method: tagged.method.as_ref()?,
+        tag: tagged.tag.as_ref()?,
+        default: tagged.default.as_ref(),
+        sizes,
+    })
+    .filter(|_| tagged.unsafe_span.is_some())
+}
+
+/// The page sizes a tagged plan implements when `sizes(…)` is not given.
+pub(crate) const DEFAULT_SIZE: &str = sizes::NAMES[0];

@@ -1,0 +1,123 @@
+//! The framealloc QEMU test kernel.
+//!
+//! Booted by `cargo test -p tests --test qemu`: runs every scenario of the
+//! `scenarios` crate on the real (QEMU) MMU, once per page-table
+//! implementation, reports each result on COM1 and exits through
+//! `isa-debug-exit` (0x10: every required scenario passed).
+//!
+//! Serial protocol, one line each:
+//! `SCENARIO <platform> <name> PASS|FAIL|OBSERVED <detail>`, then
+//! `SUMMARY passed=<n> failed=<n> observed=<n>`.
+#![no_std]
+#![no_main]
+
+mod boot;
+mod cpu;
+mod libc;
+mod probe;
+mod serial;
+mod x86_table;
+
+use core::panic::PanicInfo;
+
+use framealloc::paging::{Mmu, RecursivePageTable};
+use framealloc::x86_64::PhysAddr;
+use framealloc::x86_64::structures::paging::PageTableIndex;
+use scenarios::{
+    FRAMES_BASE, Frames, MAX_FRAMES, OURS_REGION, Ours, Platform, RECURSIVE_INDEX, X86_64_REGION,
+};
+
+use probe::Probes;
+use serial::{Exit, Serial, exit};
+
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    observed: u32,
+}
+
+/// Runs every scenario on `platform` and reports each on the serial port.
+/// Scenarios named in `observe_only` are reported but do not decide the run.
+fn run<P: Platform>(
+    platform: &mut P,
+    frames: &mut Frames,
+    first_region: u64,
+    observe_only: &[&str],
+    tally: &mut Tally,
+) {
+    let name = platform.name();
+    scenarios::run_all(platform, frames, first_region, |scenario, outcome| {
+        let verdict = match (outcome, observe_only.contains(&scenario)) {
+            (_, true) => {
+                tally.observed += 1;
+                "OBSERVED"
+            }
+            (Ok(_), false) => {
+                tally.passed += 1;
+                "PASS"
+            }
+            (Err(_), false) => {
+                tally.failed += 1;
+                "FAIL"
+            }
+        };
+        match outcome {
+            Ok(remark) => println!("SCENARIO {name} {scenario} {verdict} ok {remark}"),
+            Err(failure) => println!("SCENARIO {name} {scenario} {verdict} {failure}"),
+        }
+    });
+}
+
+/// Entered from the boot trampoline in long mode, interrupts off.
+extern "C" fn kernel_main() -> ! {
+    Serial::init();
+    println!("BOOT framealloc test kernel");
+    cpu::init();
+
+    // SAFETY: QEMU is started with 320 MiB of RAM; the 256 MiB from
+    // FRAMES_BASE (32 MiB) hold nothing of the kernel, which lies below.
+    let mut frames = unsafe { Frames::new(PhysAddr::new(FRAMES_BASE), MAX_FRAMES) };
+    let mut tally = Tally::default();
+
+    // SAFETY: ring 0, 4-level paging, and the trampoline made entry
+    // RECURSIVE_INDEX of the active level-4 table point to itself; from here
+    // on only the table values below change the page tables, one at a time.
+    let mmu = unsafe { Mmu::new() };
+    match RecursivePageTable::new(mmu, PageTableIndex::new(RECURSIVE_INDEX)) {
+        Ok(table) => {
+            let mut ours = Ours::<_, Probes>::new(table, "qemu/ours");
+            run(&mut ours, &mut frames, OURS_REGION, &[], &mut tally);
+        }
+        Err(error) => {
+            println!("FATAL framealloc's RecursivePageTable::new refused the tables: {error}");
+            exit(Exit::Failed);
+        }
+    }
+
+    // SAFETY: as above; framealloc's table is gone, this one takes over.
+    let mut x86 = unsafe { x86_table::X86Table::new(RECURSIVE_INDEX) };
+    run(
+        &mut x86,
+        &mut frames,
+        X86_64_REGION,
+        &["reclaim_then_remap"],
+        &mut tally,
+    );
+
+    println!(
+        "SUMMARY passed={} failed={} observed={}",
+        tally.passed, tally.failed, tally.observed
+    );
+    exit(if tally.failed == 0 {
+        Exit::Passed
+    } else {
+        Exit::Failed
+    })
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    println!("PANIC {info}");
+    exit(Exit::Failed)
+}

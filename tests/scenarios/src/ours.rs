@@ -1,0 +1,222 @@
+//! [`Platform`] over framealloc's own `RecursivePageTable`, on any backend.
+
+use core::marker::PhantomData;
+
+use framealloc::paging::{Backend, LeafSize, RecursivePageTable};
+use framealloc::x86_64::VirtAddr;
+use framealloc::x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
+use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
+use framealloc::x86_64::structures::paging::{
+    FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+};
+
+use crate::{Fault, PagingError, Platform, Translation};
+
+/// How a machine performs recoverable accesses through its MMU.
+pub trait Memory<B> {
+    /// Reads a `u64` at `addr` through `backend`'s MMU.
+    ///
+    /// # Errors
+    ///
+    /// The page fault the access raised.
+    fn read_u64(backend: &mut B, addr: VirtAddr) -> Result<u64, Fault>;
+
+    /// Writes a `u64` at `addr` through `backend`'s MMU.
+    ///
+    /// # Errors
+    ///
+    /// The page fault the access raised.
+    fn write_u64(backend: &mut B, addr: VirtAddr, value: u64) -> Result<(), Fault>;
+}
+
+/// framealloc's `RecursivePageTable` on backend `B`, with memory accesses
+/// made by `M`.
+pub struct Ours<B: Backend, M: Memory<B>> {
+    table: RecursivePageTable<B>,
+    name: &'static str,
+    memory: PhantomData<M>,
+}
+
+impl<B: Backend, M: Memory<B>> Ours<B, M> {
+    /// The platform named `name` (e.g. `emu/ours`) over `table`.
+    pub fn new(table: RecursivePageTable<B>, name: &'static str) -> Self {
+        Ours {
+            table,
+            name,
+            memory: PhantomData,
+        }
+    }
+
+    /// The page table.
+    pub fn table(&mut self) -> &mut RecursivePageTable<B> {
+        &mut self.table
+    }
+
+    fn map<S: LeafSize, A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<S>,
+        frame: PhysFrame<S>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError> {
+        // SAFETY: scenarios map frames they own into their own regions.
+        match unsafe { self.table.map_to(page, frame, flags, tables) } {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn unmap<S: LeafSize>(&mut self, page: Page<S>) -> Result<PhysFrame<S>, PagingError> {
+        let (frame, flush) = self.table.unmap(page).map_err(PagingError::from)?;
+        flush.flush();
+        Ok(frame)
+    }
+}
+
+impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn read_u64(&mut self, addr: VirtAddr) -> Result<u64, Fault> {
+        M::read_u64(self.table.backend_mut(), addr)
+    }
+
+    fn write_u64(&mut self, addr: VirtAddr, value: u64) -> Result<(), Fault> {
+        M::write_u64(self.table.backend_mut(), addr, value)
+    }
+
+    fn map_4k<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size4KiB>,
+        frame: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError> {
+        self.map(page, frame, flags, tables)
+    }
+
+    fn map_2m<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size2MiB>,
+        frame: PhysFrame<Size2MiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError> {
+        self.map(page, frame, flags, tables)
+    }
+
+    fn map_1g<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size1GiB>,
+        frame: PhysFrame<Size1GiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError> {
+        self.map(page, frame, flags, tables)
+    }
+
+    fn unmap_4k(&mut self, page: Page<Size4KiB>) -> Result<PhysFrame<Size4KiB>, PagingError> {
+        self.unmap(page)
+    }
+
+    fn unmap_2m(&mut self, page: Page<Size2MiB>) -> Result<PhysFrame<Size2MiB>, PagingError> {
+        self.unmap(page)
+    }
+
+    fn unmap_1g(&mut self, page: Page<Size1GiB>) -> Result<PhysFrame<Size1GiB>, PagingError> {
+        self.unmap(page)
+    }
+
+    fn update_flags_4k(
+        &mut self,
+        page: Page<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), PagingError> {
+        // SAFETY: the page belongs to the scenario's own region.
+        let flush = unsafe { self.table.update_flags(page, flags) }.map_err(PagingError::from)?;
+        flush.flush();
+        Ok(())
+    }
+
+    fn translate(&mut self, addr: VirtAddr) -> Translation {
+        match self.table.translate(addr) {
+            TranslateResult::Mapped {
+                frame,
+                offset,
+                flags,
+            } => {
+                let (start, size) = match frame {
+                    MappedFrame::Size4KiB(f) => (f.start_address(), f.size()),
+                    MappedFrame::Size2MiB(f) => (f.start_address(), f.size()),
+                    MappedFrame::Size1GiB(f) => (f.start_address(), f.size()),
+                };
+                Translation::Mapped {
+                    addr: start + offset,
+                    flags,
+                    size,
+                }
+            }
+            TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
+                Translation::NotMapped
+            }
+        }
+    }
+
+    fn map_range_4k<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        pages: PageRange<Size4KiB>,
+        first: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError> {
+        let count = pages.end - pages.start;
+        let frames = PhysFrame::range(first, first + count);
+        // SAFETY: scenarios map frames they own into their own regions.
+        match unsafe { self.table.map_range(pages, frames, flags, tables) } {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(error) => Err(error.error.into()),
+        }
+    }
+
+    fn unmap_range_4k(&mut self, pages: PageRange<Size4KiB>) -> Result<(), PagingError> {
+        match self.table.unmap_range(pages, drop) {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(error) => Err(error.error.into()),
+        }
+    }
+
+    fn update_range_4k(
+        &mut self,
+        pages: PageRange<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), PagingError> {
+        // SAFETY: the pages belong to the scenario's own region.
+        match unsafe { self.table.update_flags_range(pages, flags) } {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(error) => Err(error.error.into()),
+        }
+    }
+
+    fn reclaim<D: FrameDeallocator<Size4KiB>>(
+        &mut self,
+        pages: PageRangeInclusive<Size4KiB>,
+        tables: &mut D,
+    ) -> Result<(), PagingError> {
+        // SAFETY: the scenario's region and its tables belong to it alone.
+        unsafe { self.table.clean_up_addr_range(pages, tables) };
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! [`Platform`]: what differs between the QEMU kernel and the emulator.
+
+use framealloc::x86_64::structures::paging::PageSize;
+use framealloc::x86_64::structures::paging::mapper::{FlagUpdateError, MapToError, UnmapError};
+use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
+use framealloc::x86_64::structures::paging::{
+    FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+};
+use framealloc::x86_64::{PhysAddr, VirtAddr};
+
+/// A page fault caught by a recoverable access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    /// The faulting address (CR2).
+    pub addr: VirtAddr,
+    /// The page-fault error code (bit 0: protection violation, bit 1: write).
+    pub error_code: u64,
+}
+
+impl Fault {
+    /// Whether the page was present (a protection fault, not a missing page).
+    pub const fn is_protection(&self) -> bool {
+        self.error_code & 1 != 0
+    }
+
+    /// Whether the faulting access was a write.
+    pub const fn is_write(&self) -> bool {
+        self.error_code & 2 != 0
+    }
+}
+
+/// A page-table operation that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagingError {
+    /// A page table was needed and the allocator returned none.
+    FrameAllocationFailed,
+    /// The page is already mapped.
+    AlreadyMapped,
+    /// The page is not mapped.
+    NotMapped,
+    /// A huge page is in the way (or the page is mapped with another size).
+    HugePage,
+    /// Anything else the implementation reports.
+    Other(&'static str),
+}
+
+impl<S: PageSize> From<MapToError<S>> for PagingError {
+    fn from(error: MapToError<S>) -> Self {
+        match error {
+            MapToError::FrameAllocationFailed => PagingError::FrameAllocationFailed,
+            MapToError::ParentEntryHugePage => PagingError::HugePage,
+            MapToError::PageAlreadyMapped(_) => PagingError::AlreadyMapped,
+        }
+    }
+}
+
+impl From<UnmapError> for PagingError {
+    fn from(error: UnmapError) -> Self {
+        match error {
+            UnmapError::PageNotMapped => PagingError::NotMapped,
+            UnmapError::ParentEntryHugePage => PagingError::HugePage,
+            UnmapError::InvalidFrameAddress(_) => PagingError::Other("invalid frame address"),
+        }
+    }
+}
+
+impl From<FlagUpdateError> for PagingError {
+    fn from(error: FlagUpdateError) -> Self {
+        match error {
+            FlagUpdateError::PageNotMapped => PagingError::NotMapped,
+            FlagUpdateError::ParentEntryHugePage => PagingError::HugePage,
+        }
+    }
+}
+
+/// What `translate` found for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    /// Mapped: the physical address, the flags of the final entry and the
+    /// page size in bytes.
+    Mapped {
+        /// Physical address the virtual address translates to.
+        addr: PhysAddr,
+        /// Flags of the entry that maps the page.
+        flags: PageTableFlags,
+        /// 4 KiB, 2 MiB or 1 GiB.
+        size: u64,
+    },
+    /// Not mapped.
+    NotMapped,
+}
+
+/// A page table on some machine, with accesses through that machine's MMU.
+///
+/// Every mapping operation here performs its TLB flushes before returning
+/// (ranges: one flush decision per call). Accesses go through the machine's
+/// MMU and TLB, so a missing flush is visible as stale data.
+pub trait Platform {
+    /// Short name of the machine and page-table implementation, e.g. `qemu/ours`.
+    fn name(&self) -> &'static str;
+
+    /// Reads a `u64` through the MMU.
+    ///
+    /// # Errors
+    ///
+    /// The page fault the access raised.
+    fn read_u64(&mut self, addr: VirtAddr) -> Result<u64, Fault>;
+
+    /// Writes a `u64` through the MMU.
+    ///
+    /// # Errors
+    ///
+    /// The page fault the access raised.
+    fn write_u64(&mut self, addr: VirtAddr, value: u64) -> Result<(), Fault>;
+
+    /// Maps a 4 KiB page (and flushes).
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn map_4k<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size4KiB>,
+        frame: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError>;
+
+    /// Maps a 2 MiB page (and flushes).
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn map_2m<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size2MiB>,
+        frame: PhysFrame<Size2MiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError>;
+
+    /// Maps a 1 GiB page (and flushes).
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn map_1g<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size1GiB>,
+        frame: PhysFrame<Size1GiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError>;
+
+    /// Unmaps a 4 KiB page (and flushes); returns its frame.
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn unmap_4k(&mut self, page: Page<Size4KiB>) -> Result<PhysFrame<Size4KiB>, PagingError>;
+
+    /// Unmaps a 2 MiB page (and flushes); returns its frame.
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn unmap_2m(&mut self, page: Page<Size2MiB>) -> Result<PhysFrame<Size2MiB>, PagingError>;
+
+    /// Unmaps a 1 GiB page (and flushes); returns its frame.
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn unmap_1g(&mut self, page: Page<Size1GiB>) -> Result<PhysFrame<Size1GiB>, PagingError>;
+
+    /// Replaces the flags of a mapped 4 KiB page (and flushes).
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn update_flags_4k(
+        &mut self,
+        page: Page<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), PagingError>;
+
+    /// Translates through the page table (not the TLB).
+    fn translate(&mut self, addr: VirtAddr) -> Translation;
+
+    /// Maps `pages[i]` to `first + i`, with one flush decision.
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn map_range_4k<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        pages: PageRange<Size4KiB>,
+        first: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError>;
+
+    /// Unmaps every page of `pages`, with one flush decision.
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn unmap_range_4k(&mut self, pages: PageRange<Size4KiB>) -> Result<(), PagingError>;
+
+    /// Replaces the flags of every page of `pages`, with one flush decision.
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn update_range_4k(
+        &mut self,
+        pages: PageRange<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), PagingError>;
+
+    /// Frees the page tables of `pages` that map nothing (and flushes what
+    /// the implementation thinks needs flushing).
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn reclaim<D: FrameDeallocator<Size4KiB>>(
+        &mut self,
+        pages: PageRangeInclusive<Size4KiB>,
+        tables: &mut D,
+    ) -> Result<(), PagingError>;
+}

@@ -1,0 +1,67 @@
+//! The scenarios of `tests/scenarios` on the emulator (`framealloc::emu`):
+//! the same steps, addresses and frames as in the QEMU kernel, on
+//! framealloc's `RecursivePageTable` over an emulated MMU whose TLB stays
+//! stale until invalidated. Every scenario is reported by name.
+
+use framealloc::emu::{Machine, PageFault};
+use framealloc::paging::RecursivePageTable;
+use framealloc::x86_64::structures::paging::{PageTableIndex, PhysFrame};
+use framealloc::x86_64::{PhysAddr, VirtAddr};
+use scenarios::{
+    FRAMES_BASE, Fault, Frames, MAX_FRAMES, Memory, OURS_REGION, Ours, RECURSIVE_INDEX,
+};
+
+/// Accesses through the emulated MMU.
+struct Emulated;
+
+fn fault(fault: &PageFault) -> Fault {
+    Fault {
+        addr: VirtAddr::new_truncate(fault.addr),
+        // A non-canonical address has no page-fault error code; no
+        // scenario uses one, so any value that is not a page fault's will do.
+        error_code: fault.error_code().map_or(u64::MAX, |code| code.bits()),
+    }
+}
+
+impl Memory<Machine> for Emulated {
+    fn read_u64(machine: &mut Machine, addr: VirtAddr) -> Result<u64, Fault> {
+        machine.read_u64(addr).map_err(|f| fault(&f))
+    }
+
+    fn write_u64(machine: &mut Machine, addr: VirtAddr, value: u64) -> Result<(), Fault> {
+        machine.write_u64(addr, value).map_err(|f| fault(&f))
+    }
+}
+
+#[test]
+fn scenarios_on_the_emulator() {
+    // The level-4 table lies below the frames the scenarios allocate.
+    let level_4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+    let machine = Machine::with_recursive_table(RECURSIVE_INDEX, level_4).expect("index < 512");
+    let table = RecursivePageTable::new(machine, PageTableIndex::new(RECURSIVE_INDEX))
+        .expect("the emulated tables are recursive at RECURSIVE_INDEX");
+    let mut platform = Ours::<_, Emulated>::new(table, "emu/ours");
+    // SAFETY: emulated physical memory; nothing else uses this range.
+    let mut frames = Box::new(unsafe { Frames::new(PhysAddr::new(FRAMES_BASE), MAX_FRAMES) });
+
+    let mut failures = Vec::new();
+    let mut count = 0;
+    scenarios::run_all(&mut platform, &mut frames, OURS_REGION, |name, outcome| {
+        count += 1;
+        match outcome {
+            Ok(remark) => println!("emu/ours     {name:<28} PASS     ok {remark}"),
+            Err(failure) => {
+                println!("emu/ours     {name:<28} FAIL     {failure}");
+                failures.push(format!("{name}: {failure}"));
+            }
+        }
+    });
+    assert_eq!(count, scenarios::NAMES.len(), "every scenario ran");
+    assert!(count >= 12, "at least 12 scenarios, got {count}");
+    assert!(
+        failures.is_empty(),
+        "{} scenario(s) failed on the emulator:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}

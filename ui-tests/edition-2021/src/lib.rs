@@ -1,0 +1,10 @@
+//! The `ui-tests` forms and pass cases again, in an edition-2021 crate.
+//!
+//! trybuild compiles each case with the edition of the package that runs it,
+//! so this package runs the same files as `ui-tests` under edition 2021.
+#![no_std]
+#![deny(warnings, missing_docs, unsafe_op_in_unsafe_fn, unused_qualifications)]
+#![warn(clippy::pedantic, clippy::nursery, clippy::undocumented_unsafe_blocks)]
+
+#[path = "../../src/forms.rs"]
+pub mod forms;

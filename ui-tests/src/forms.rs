@@ -1,0 +1,159 @@
+//! One item for every form of the macros, compiled under the workspace's
+//! strictest lints (see the crate root). Nothing here runs; the run-time
+//! behaviour is checked by the trybuild pass cases.
+
+use framealloc::x86_64::PhysAddr;
+use framealloc::{FrameAllocator, FramePool, NoAllocator, PhysFrame, Size2MiB, Size4KiB, Tagged};
+
+/// A single field needs no marker; a generic field gets a `where` bound.
+#[derive(FrameAllocator)]
+pub struct Single<A> {
+    /// The allocator.
+    pub inner: A,
+}
+
+/// The first snippet, with public fields.
+#[derive(FrameAllocator)]
+pub struct KernelFrames {
+    /// The allocator.
+    #[frame_allocator]
+    pub inner: NoAllocator,
+    /// Not an allocator.
+    pub stats: u64,
+}
+
+/// A tuple struct; forwards `FrameDeallocator` too, for 2 MiB frames.
+#[derive(FrameAllocator)]
+pub struct HugePool(#[frame_allocator] pub FramePool<Size2MiB, 4>, pub u32);
+
+/// Lifetimes: a concrete field type that borrows.
+#[derive(FrameAllocator)]
+pub struct PageTables<'a> {
+    /// A tagged view.
+    pub view: Tagged<'a, Boot, Purpose>,
+}
+
+/// Const generics, `where` clauses, a defaulted parameter, and a parameter
+/// named like the derive's own page-size parameter.
+#[derive(FrameAllocator)]
+pub struct Pooled<'a, __S, const N: usize, B = NoAllocator>
+where
+    __S: Copy,
+{
+    /// The allocator.
+    #[frame_allocator]
+    pub pool: FramePool<Size4KiB, N>,
+    /// Not an allocator.
+    pub label: &'a str,
+    /// Not an allocator.
+    pub extra: (__S, B),
+}
+
+/// Enum dispatch: concrete, generic and marked fields; tuple and struct variants.
+#[derive(FrameAllocator)]
+pub enum AnyAllocator<'a, A> {
+    /// Never allocates.
+    Never(NoAllocator),
+    /// A pool.
+    Pool(FramePool<Size4KiB, 8>),
+    /// Anything else.
+    Other {
+        /// The allocator.
+        #[frame_allocator]
+        inner: A,
+        /// Not an allocator.
+        label: &'a str,
+    },
+}
+
+/// An enum without variants cannot be built; its impls are `match *self {}`.
+#[derive(FrameAllocator)]
+pub enum Uninhabited {}
+
+/// What a [`Boot`] allocation is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Page tables.
+    PageTable,
+    /// The kernel image.
+    Kernel,
+}
+
+/// A bootloader-style allocator, with the seed's method.
+#[derive(FrameAllocator)]
+#[frame_allocator(unsafe tagged(method = allocate_frame, tag = Purpose, default = Purpose::PageTable))]
+pub struct Boot {
+    next: u64,
+}
+
+impl Boot {
+    /// A new allocator, handing out frames from `start` upwards.
+    #[must_use]
+    pub const fn new(start: u64) -> Self {
+        Self { next: start }
+    }
+
+    /// Allocates a frame for `purpose`.
+    pub fn allocate_frame(&mut self, purpose: Purpose) -> Option<PhysFrame> {
+        let _ = purpose;
+        let frame = PhysFrame::from_start_address(PhysAddr::new(self.next)).ok()?;
+        self.next += 4096;
+        Some(frame)
+    }
+}
+
+/// A tagged allocator for two sizes, with lifetimes and a generic method.
+#[derive(FrameAllocator)]
+#[frame_allocator(unsafe tagged(method = take, tag = usize, sizes(Size4KiB, framealloc::Size2MiB)))]
+pub struct Zones<'a> {
+    bases: &'a mut [u64],
+}
+
+impl Zones<'_> {
+    fn take<S: framealloc::PageSize>(&mut self, zone: usize) -> Option<PhysFrame<S>> {
+        let base = self.bases.get_mut(zone)?;
+        let frame = PhysFrame::from_start_address(PhysAddr::new(*base)).ok()?;
+        *base += S::SIZE;
+        Some(frame)
+    }
+}
+
+/// The crate reached through another path, as a re-exporting crate would.
+pub mod reexported {
+    pub use framealloc as renamed;
+
+    /// Forwards through `crate::forms::reexported::renamed`.
+    #[derive(renamed::FrameAllocator)]
+    #[frame_allocator(crate = crate::forms::reexported::renamed)]
+    pub struct Renamed(pub renamed::NoAllocator);
+
+    /// `frame_allocator!` with the same path.
+    #[must_use]
+    pub fn from_closure() -> impl renamed::FrameAllocator<renamed::Size4KiB> {
+        // SAFETY: the closure never returns a frame.
+        unsafe { renamed::frame_allocator!(|| None, crate = crate::forms::reexported::renamed) }
+    }
+}
+
+/// `frame_allocator!` over a borrowed slice of frames.
+pub fn from_slice(frames: &mut [Option<PhysFrame>]) -> impl FrameAllocator<Size4KiB> + '_ {
+    // SAFETY: each slot is taken once; the caller owns the frames.
+    unsafe { framealloc::frame_allocator!(|| frames.iter_mut().find_map(Option::take)) }
+}
+
+/// `frame_allocator!` with deallocation and an explicit size.
+pub fn with_deallocation(
+    pool: &mut FramePool<Size2MiB, 4>,
+) -> impl framealloc::FrameDeallocator<Size2MiB> + FrameAllocator<Size2MiB> + '_ {
+    let pool = core::cell::RefCell::new(pool);
+    // SAFETY: frames come from and go back to the pool, which holds unused frames.
+    unsafe {
+        framealloc::frame_allocator!(
+            move || pool.borrow_mut().allocate_frame(),
+            |frame| {
+                let _ = frame;
+            },
+            size = Size2MiB,
+        )
+    }
+}

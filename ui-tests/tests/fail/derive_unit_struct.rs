@@ -1,0 +1,6 @@
+use framealloc::FrameAllocator;
+
+#[derive(FrameAllocator)]
+struct Nothing;
+
+fn main() {}

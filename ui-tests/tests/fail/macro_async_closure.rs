@@ -1,0 +1,6 @@
+use framealloc::PhysFrame;
+
+fn main() {
+    let mut frames: Vec<PhysFrame> = Vec::new();
+    let _alloc = unsafe { framealloc::frame_allocator!(async move || frames.pop()) };
+}
