@@ -20,6 +20,8 @@ benches=(paging adapters)
 [[ -f tests/benches/allocators.rs ]] && benches+=(allocators)
 bench_args=()
 for b in "${benches[@]}"; do bench_args+=(--bench "$b"); done
+# allocators.rs keeps its own criterion directory and prints its own summary.
+timed_args=(--bench paging --bench adapters)
 
 for tool in valgrind python3; do
     command -v "$tool" >/dev/null || { echo "bench.sh: $tool is needed" >&2; exit 1; }
@@ -29,12 +31,16 @@ echo "== building (${benches[*]})" >&2
 cargo bench -p tests "${bench_args[@]}" --no-run --message-format=json-render-diagnostics \
     > "$target/bench-build.json"
 
-rm -rf "$target/criterion" "$ir_dir"
+rm -rf "$target/criterion" "$ir_dir" "$target/bench-allocators.log"
 mkdir -p "$ir_dir/full" "$ir_dir/nozero"
 
 echo "== timing with criterion (log: $log)" >&2
-cargo bench -p tests "${bench_args[@]}" -- ${filter:+"$filter"} > "$log" 2>&1 \
+cargo bench -p tests "${timed_args[@]}" -- ${filter:+"$filter"} > "$log" 2>&1 \
     || { tail -n 40 "$log" >&2; exit 1; }
+if [[ " ${benches[*]} " == *" allocators "* ]]; then
+    cargo bench -p tests --bench allocators -- ${filter:+"$filter"} > "$target/bench-allocators.log" 2>&1 \
+        || { tail -n 40 "$target/bench-allocators.log" >&2; exit 1; }
+fi
 
 echo "== counting instructions with callgrind" >&2
 python3 - "$target/bench-build.json" "${benches[@]}" > "$ir_dir/executables" <<'EOF'
@@ -62,3 +68,8 @@ echo >&2
 echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores;" \
     "$(rustc --version); profile: bench (release + debug info)"
 python3 tests/bench_report.py "$target" "$ir_dir"
+if [[ -f $target/bench-allocators.log ]]; then
+    echo
+    echo "Allocators (tests/benches/allocators.rs; criterion mean):"
+    sed -n '/^per-frame cost/,$p' "$target/bench-allocators.log"
+fi

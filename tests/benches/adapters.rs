@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use framealloc::x86_64::PhysAddr;
-use framealloc::{FrameAllocator, PhysFrame, Size4KiB, TaggedFrameAllocator, from_fn, from_state};
+use framealloc::{
+    FrameAllocator, PhysFrame, Size4KiB, TaggedFrameAllocator, frame_allocator, from_fn, from_state,
+};
 
 const COUNT: u64 = 4096;
 const START: u64 = 0x10_0000;
@@ -61,6 +63,18 @@ unsafe impl FrameAllocator<Size4KiB> for Bump {
     }
 }
 
+/// A hand-written impl over a borrowed allocator: what a closure capturing
+/// `&mut Bump` is compared with.
+struct ByRef<'a>(&'a mut Bump);
+
+// SAFETY: forwards to `Bump`, which hands out each frame once.
+unsafe impl FrameAllocator<Size4KiB> for ByRef<'_> {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        self.0.take()
+    }
+}
+
 /// What a bootloader tags its allocations with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Purpose {
@@ -98,6 +112,87 @@ unsafe impl FrameAllocator<Size4KiB> for PageTableAllocator<'_> {
     #[inline]
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         self.boot.allocate_tagged(Purpose::PageTable)
+    }
+}
+
+/// A second allocator type, so that an enum has two different impls to
+/// dispatch to: hands out the same frames, from the top down.
+struct TopDown {
+    next: u64,
+    start: u64,
+}
+
+impl TopDown {
+    #[inline(always)]
+    fn take(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        if self.next <= self.start {
+            return None;
+        }
+        self.next -= 4096;
+        Some(frame_at(self.next))
+    }
+}
+
+// SAFETY: `next` only shrinks, so each frame is handed out once.
+unsafe impl FrameAllocator<Size4KiB> for TopDown {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        self.take()
+    }
+}
+
+/// Forwarding struct made by the derive.
+#[derive(framealloc::FrameAllocator)]
+struct Derived {
+    #[frame_allocator]
+    inner: Bump,
+    #[allow(dead_code, reason = "a field the derive must leave alone")]
+    label: u32,
+}
+
+/// Enum dispatch made by the derive.
+#[derive(framealloc::FrameAllocator)]
+enum DerivedEither {
+    Up(Bump),
+    Down(TopDown),
+}
+
+/// The same enum dispatch written by hand.
+enum HandEither {
+    Up(Bump),
+    Down(TopDown),
+}
+
+// SAFETY: forwards to the variant's allocator.
+unsafe impl FrameAllocator<Size4KiB> for HandEither {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        match self {
+            HandEither::Up(a) => a.take(),
+            HandEither::Down(a) => a.take(),
+        }
+    }
+}
+
+/// A tagged allocator made by the derive from an inherent method.
+#[derive(framealloc::FrameAllocator)]
+#[frame_allocator(unsafe tagged(
+    method = allocate_for,
+    tag = Purpose,
+    default = Purpose::PageTable,
+))]
+struct DerivedTagged {
+    inner: Bump,
+    page_tables: u64,
+}
+
+impl DerivedTagged {
+    #[inline]
+    fn allocate_for(&mut self, tag: Purpose) -> Option<PhysFrame<Size4KiB>> {
+        if tag == Purpose::PageTable {
+            self.page_tables += 1;
+        }
+        self.inner.take()
     }
 }
 
@@ -163,7 +258,20 @@ fn main() {
         ))
     };
 
+    closure_and_tagged_cases(&mut runner);
+    derive_cases(&mut runner);
+    if let Runner::Time(c) = runner {
+        c.final_summary();
+    }
+}
+
+/// The hand-written impl, closures, the tagged view.
+fn closure_and_tagged_cases(runner: &mut Runner) {
     runner.case("hand", || drain(&mut bump(), COUNT));
+    runner.case("hand_ref", || {
+        let mut b = bump();
+        drain(&mut ByRef(&mut b), COUNT)
+    });
     runner.case("from_fn", || {
         let mut b = bump();
         // SAFETY: `Bump` hands out each frame once.
@@ -198,8 +306,59 @@ fn main() {
         let a: &mut dyn FrameAllocator<Size4KiB> = black_box(&mut b);
         drain(a, COUNT)
     });
+}
 
-    if let Runner::Time(c) = runner {
-        c.final_summary();
+/// `frame_allocator!` and the derive (struct, tagged, enum vs a hand enum).
+fn derive_cases(runner: &mut Runner) {
+    runner.case("frame_allocator_macro", || {
+        let mut b = bump();
+        // SAFETY: `Bump` hands out each frame once.
+        let mut a = unsafe { frame_allocator!(|| b.take()) };
+        drain(&mut a, COUNT)
+    });
+    runner.case("derive_struct", || {
+        let mut a = Derived {
+            inner: bump(),
+            label: 1,
+        };
+        drain(&mut a, COUNT)
+    });
+    runner.case("derive_tagged_default", || {
+        let mut a = DerivedTagged {
+            inner: bump(),
+            page_tables: 0,
+        };
+        let last = drain(&mut a, COUNT);
+        assert_eq!(a.page_tables, COUNT);
+        last
+    });
+    // The variant is chosen at run time (black_box), so the dispatch stays.
+    let top = START + (COUNT << 12);
+    for up in [true, false] {
+        let dir = if up { "up" } else { "down" };
+        runner.case(&format!("hand_enum_{dir}"), || {
+            let mut a = if black_box(up) {
+                HandEither::Up(bump())
+            } else {
+                HandEither::Down(TopDown {
+                    next: top,
+                    start: START,
+                })
+            };
+            let last = drain(&mut a, COUNT);
+            if up { last } else { last + ((COUNT - 1) << 12) }
+        });
+        runner.case(&format!("derive_enum_{dir}"), || {
+            let mut a = if black_box(up) {
+                DerivedEither::Up(bump())
+            } else {
+                DerivedEither::Down(TopDown {
+                    next: top,
+                    start: START,
+                })
+            };
+            let last = drain(&mut a, COUNT);
+            if up { last } else { last + ((COUNT - 1) << 12) }
+        });
     }
 }

@@ -27,14 +27,25 @@ fn is_huge<S: PageSize>() -> bool {
 /// recursive address `table` if not). Checks the present bit only.
 #[inline(always)]
 unsafe fn ensure(entry: *mut u64, table: *mut u64, frames: &mut FakeFrames) -> Option<()> {
+    // SAFETY: the caller passes an entry of a present table.
+    if unsafe { *entry } & PRESENT == 0 {
+        // SAFETY: forwarded from the caller.
+        return unsafe { create(entry, table, frames) };
+    }
+    Some(())
+}
+
+/// The rare path of [`ensure`], kept out of line so that the per-page walk
+/// keeps its registers.
+#[cold]
+#[inline(never)]
+unsafe fn create(entry: *mut u64, table: *mut u64, frames: &mut FakeFrames) -> Option<()> {
+    let frame = frames.allocate_frame()?;
     // SAFETY: the caller passes an entry of a present table and the
     // recursive address that entry makes visible, both inside the window.
     unsafe {
-        if *entry & PRESENT == 0 {
-            let frame = frames.allocate_frame()?;
-            *entry = frame.start_address().as_u64() | PRESENT | WRITABLE;
-            ptr::write_bytes(table, 0, 512);
-        }
+        *entry = frame.start_address().as_u64() | PRESENT | WRITABLE;
+        ptr::write_bytes(table, 0, 512);
     }
     Some(())
 }
