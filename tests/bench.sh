@@ -42,7 +42,6 @@ if [[ " ${benches[*]} " == *" allocators "* ]]; then
         || { tail -n 40 "$target/bench-allocators.log" >&2; exit 1; }
 fi
 
-echo "== counting instructions with callgrind" >&2
 python3 - "$target/bench-build.json" "${benches[@]}" > "$ir_dir/executables" <<'EOF'
 import json, sys
 want = set(sys.argv[2:])
@@ -52,9 +51,15 @@ for line in open(sys.argv[1]):
             and "bench" in msg["target"]["kind"] and msg.get("executable"):
         print(msg["target"]["name"], msg["executable"])
 EOF
+
+echo "== timing the target cases interleaved (ours, x86_64, hand-written)" >&2
+paging_exe=$(awk '$1 == "paging" {print $2}' "$ir_dir/executables")
+BENCH_MODE=pairs BENCH_FILTER="$filter" "$paging_exe" > "$ir_dir/pairs.txt"
+
+echo "== counting instructions with callgrind" >&2
 while read -r name exe; do
-    # Only binaries that speak the BENCH_MODE=ir protocol (support/valgrind.rs).
-    grep -q "BENCH_MODE" "tests/benches/$name.rs" || continue
+    # Only the binaries that speak the BENCH_MODE=ir protocol (support/valgrind.rs).
+    [[ $name == paging || $name == adapters ]] || continue
     for run in full nozero; do
         extra=()
         [[ $run == nozero ]] && extra=(--toggle-collect='*memset*')

@@ -681,8 +681,113 @@ where
     }
 }
 
+// ------------------------------------------------------------- paired
+
+/// The operations whose targets are ratios, timed interleaved.
+#[derive(Clone, Copy)]
+enum PairOp {
+    Map,
+    Unmap,
+    TranslateSeq,
+    TranslateRand,
+    MapRange,
+    UnmapRange,
+}
+
+/// One timed run of a per-page operation on freshly prepared state.
+fn once<S: PageSize, T: Subject<S>>(t: &mut T, op: PairOp, n: u64, order: &[u32]) -> Duration {
+    let expected = expected_sum::<S>(order);
+    match op {
+        PairOp::Map | PairOp::MapRange => t.reset(),
+        _ => filled(t, n),
+    }
+    let start = Instant::now();
+    match op {
+        PairOp::Map | PairOp::MapRange => map_all(t, n),
+        PairOp::Unmap | PairOp::UnmapRange => unmap_all(t, n),
+        PairOp::TranslateSeq | PairOp::TranslateRand => {
+            assert_eq!(translate_all(t, order), expected);
+        }
+    }
+    start.elapsed()
+}
+
+/// One timed run of a range operation (falls back to `once` for the rest).
+fn once_range<S: PageSize, T: RangeSubject<S>>(
+    t: &mut T,
+    op: PairOp,
+    n: u64,
+    order: &[u32],
+) -> Duration {
+    match op {
+        PairOp::MapRange => {
+            t.reset();
+            let start = Instant::now();
+            assert!(t.map_range(n));
+            start.elapsed()
+        }
+        PairOp::UnmapRange => {
+            t.reset();
+            assert!(t.map_range(n));
+            let start = Instant::now();
+            assert!(t.unmap_range(n));
+            start.elapsed()
+        }
+        _ => once(t, op, n, order),
+    }
+}
+
+/// Times the target cases with ours, `x86_64`'s recursive table and the
+/// hand-written bound alternating run by run, and prints the fastest run of
+/// each as `pair <case> <ns per page>`. Interleaving exposes all three to the
+/// same load on a shared machine, which keeps their ratios meaningful.
+fn paired(window: &mut Window) {
+    const ROUNDS: usize = 200;
+    let cases = [
+        ("map", PairOp::Map, 1u64 << 16),
+        ("unmap", PairOp::Unmap, 1 << 16),
+        ("translate_seq", PairOp::TranslateSeq, 1 << 16),
+        ("translate_rand", PairOp::TranslateRand, 1 << 16),
+        ("map_range", PairOp::MapRange, 1 << 18),
+        ("unmap_range", PairOp::UnmapRange, 1 << 18),
+    ];
+    for (name, op, n) in cases {
+        if !valgrind::selected(&format!("{name}/4k/")) {
+            continue;
+        }
+        let order: Vec<u32> = match op {
+            PairOp::TranslateRand => shuffled(n),
+            _ => (0..n as u32).collect(),
+        };
+        let mut best = [Duration::MAX; 3];
+        for _ in 0..ROUNDS {
+            let ours = once_range::<Size4KiB, _>(&mut Ours::new(window), op, n, &order);
+            let x86 = once::<Size4KiB, _>(&mut X86Recursive::new(window), op, n, &order);
+            let mut hand = Hand {
+                window: &mut *window,
+                frames: FakeFrames::new(),
+            };
+            let hand = once_range::<Size4KiB, _>(&mut hand, op, n, &order);
+            for (b, t) in best.iter_mut().zip([ours, x86, hand]) {
+                *b = (*b).min(t);
+            }
+        }
+        // The x86_64 column of a range row is its per-page loop.
+        for (who, t) in ["ours", "x86rec", "hand"].iter().zip(best) {
+            println!(
+                "pair {name}/4k/{who}/{n} {:.4}",
+                t.as_secs_f64() * 1e9 / f64::from(n as u32)
+            );
+        }
+    }
+}
+
 fn main() {
     let mut window = Window::open();
+    if std::env::var_os("BENCH_MODE").is_some_and(|m| m == "pairs") {
+        paired(&mut window);
+        return;
+    }
     let mut offset = X86Offset::new();
     let mut runner = if valgrind::enabled() {
         valgrind::baseline();
