@@ -6,13 +6,13 @@
 mod paging_model;
 mod paging_support;
 
-use framealloc::emu::Machine;
-use framealloc::paging::{LeafSize, RecursivePageTable};
+use framealloc::emu::{Machine, PhysMemory};
+use framealloc::paging::{LeafSize, MaxPageSize, RangeError, RecursivePageTable};
 use framealloc::x86_64::structures::paging::mapper::{
     FlagUpdateError, MapToError, MappedFrame, TranslateError, TranslateResult, UnmapError,
 };
 use framealloc::x86_64::structures::paging::{
-    Page, PageSize, PageTableFlags as F, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+    FrameDeallocator, Page, PageSize, PageTableFlags as F, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
 };
 use framealloc::x86_64::{PhysAddr, VirtAddr};
 use paging_model::{Level, Mapping, Model, Outcome, page_size};
@@ -88,7 +88,65 @@ enum Op {
         at: [usize; 4],
     },
     CleanUp,
+    MapRange {
+        level: Level,
+        at: [usize; 4],
+        len: u64,
+        flags: usize,
+        budget: Option<usize>,
+    },
+    MapMixed {
+        at: [usize; 4],
+        shape: usize,
+        largest: usize,
+        budget: Option<usize>,
+    },
+    UnmapRange {
+        level: Level,
+        at: [usize; 4],
+        len: u64,
+    },
+    UnmapRangeFree {
+        level: Level,
+        at: [usize; 4],
+        len: u64,
+        reclaim: bool,
+    },
+    UpdateRange {
+        level: Level,
+        at: [usize; 4],
+        len: u64,
+        flags: usize,
+    },
 }
+
+/// Range lengths per level: enough to cross table boundaries from the
+/// generated starts (index 511 at every level).
+fn range_len() -> impl Strategy<Value = (Level, u64)> {
+    prop_oneof![
+        (1..=20u64).prop_map(|n| (1, n)),
+        (1..=6u64).prop_map(|n| (2, n)),
+        (1..=3u64).prop_map(|n| (3, n)),
+    ]
+}
+
+/// Mixed-map shapes: (length in 4 KiB pages, physical misalignment).
+const MIXED_SHAPES: [(u64, u64); 8] = [
+    (1, 0),
+    (2, 0x1000),
+    (513, 0),
+    (1026, 0),
+    (1537, 0x20_0000),
+    (262_145, 0),
+    (262_144 + 513, 0),
+    (3, 0x20_0000),
+];
+
+const LARGEST: [MaxPageSize; 3] = [
+    MaxPageSize::Size4KiB,
+    MaxPageSize::Size2MiB,
+    MaxPageSize::Size1GiB,
+];
 
 fn op() -> impl Strategy<Value = Op> {
     let level = 1u8..=3;
@@ -100,7 +158,94 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (level.clone(), at, 0..4usize).prop_map(|(level, at, flags)| Op::Update { level, at, flags }),
         1 => (level, at).prop_map(|(level, at)| Op::Translate { level, at }),
         1 => Just(Op::CleanUp),
+        2 => (range_len(), at, 0..4usize, prop::option::weighted(0.2, 0..3usize))
+            .prop_map(|((level, len), at, flags, budget)| Op::MapRange { level, at, len, flags, budget }),
+        1 => (at, 0..MIXED_SHAPES.len(), 0..3usize, prop::option::weighted(0.2, 0..3usize))
+            .prop_map(|(at, shape, largest, budget)| Op::MapMixed { at, shape, largest, budget }),
+        1 => (range_len(), at).prop_map(|((level, len), at)| Op::UnmapRange { level, at, len }),
+        1 => (range_len(), at, any::<bool>())
+            .prop_map(|((level, len), at, reclaim)| Op::UnmapRangeFree { level, at, len, reclaim }),
+        1 => (range_len(), at, 0..4usize)
+            .prop_map(|((level, len), at, flags)| Op::UpdateRange { level, at, len, flags }),
     ]
+}
+
+const LOW_48: u64 = (1 << 48) - 1;
+
+/// The flush decision for `pages` changed entries: one `invlpg` each up to
+/// the threshold, one full flush above.
+fn decision(pages: u64) -> (u64, u64) {
+    if pages > framealloc::paging::FLUSH_ALL_THRESHOLD {
+        (0, 1)
+    } else {
+        (pages, 0)
+    }
+}
+
+fn page<S: PageSize>(va: u64) -> Page<S> {
+    Page::from_start_address(VirtAddr::new(va)).unwrap()
+}
+
+fn map_outcome<S: PageSize>(error: &MapToError<S>) -> Outcome {
+    match error {
+        MapToError::PageAlreadyMapped(_) => Outcome::AlreadyMapped,
+        MapToError::ParentEntryHugePage => Outcome::Huge,
+        MapToError::FrameAllocationFailed => Outcome::NoFrame,
+    }
+}
+
+fn unmap_outcome(error: &UnmapError) -> Outcome {
+    match error {
+        UnmapError::PageNotMapped => Outcome::NotMapped,
+        UnmapError::ParentEntryHugePage => Outcome::Huge,
+        UnmapError::InvalidFrameAddress(_) => panic!("unexpected {error:?}"),
+    }
+}
+
+/// The test's own split of a mixed range, page by page: the largest page
+/// (up to `largest`) whose virtual and physical starts are aligned and that
+/// fits in what is left.
+fn split(va: u64, len: u64, phys: u64, largest: MaxPageSize) -> Vec<(u64, Level)> {
+    let end = va + len * 4096;
+    let mut pos = va;
+    let mut out = Vec::new();
+    while pos < end {
+        let pa = phys + (pos - va);
+        let fits = |level: Level| {
+            let size = page_size(level);
+            pos.is_multiple_of(size) && pa.is_multiple_of(size) && end - pos >= size
+        };
+        let level = if largest == MaxPageSize::Size1GiB && fits(3) {
+            3
+        } else if largest >= MaxPageSize::Size2MiB && fits(2) {
+            2
+        } else {
+            1
+        };
+        out.push((pos, level));
+        pos += page_size(level);
+    }
+    out
+}
+
+/// Frees data frames (recorded) and table frames (to `TableFrames`), told
+/// apart by address.
+struct DataAndTables {
+    tables: TableFrames,
+    data: Vec<u64>,
+}
+
+impl<S: PageSize> FrameDeallocator<S> for DataAndTables {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame<S>) {
+        let addr = frame.start_address().as_u64();
+        if addr >= 0x100_0000_0000 {
+            self.data.push(addr);
+        } else {
+            let frame = PhysFrame::<Size4KiB>::containing_address(frame.start_address());
+            // SAFETY: forwarded contract.
+            unsafe { self.tables.deallocate_frame(frame) };
+        }
+    }
 }
 
 /// Runs the sequence; the harness state.
@@ -109,6 +254,7 @@ struct Harness {
     frames: TableFrames,
     model: Model,
     next_data: [u64; 3],
+    next_mixed: u64,
     next_token: u64,
 }
 
@@ -120,6 +266,7 @@ impl Harness {
             model: Model::default(),
             // Separate, aligned regions for 4 KiB, 2 MiB and 1 GiB data frames.
             next_data: [0x100_0000_0000, 0x200_0000_0000, 0x1000_0000_0000],
+            next_mixed: 0x4000_0000_0000,
             next_token: 1,
         }
     }
@@ -140,7 +287,14 @@ impl Harness {
         (frame, tokens)
     }
 
+    #[allow(clippy::too_many_lines, reason = "one arm per operation, each short")]
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let flushes_before = self.flushes();
+        let tables_before = self.model.tables.len() as u64;
+        // (invlpg, full flushes) the operation must have performed: exactly
+        // the ones it needs, none missing (the reads catch those) and none
+        // needless.
+        let mut expect: Option<(u64, u64)> = None;
         match *op {
             Op::Map {
                 level,
@@ -160,34 +314,56 @@ impl Harness {
                     tokens,
                 };
                 let expected = self.model.map(level, va, mapping, &mut available);
+                let before = self.snapshot_if_failing(expected);
                 let got = match level {
                     1 => self.map::<Size4KiB>(va, frame, flags),
                     2 => self.map::<Size2MiB>(va, frame, flags),
                     _ => self.map::<Size1GiB>(va, frame, flags),
                 };
+                self.unchanged(before.as_ref())?;
                 self.frames.budget = None;
                 prop_assert_eq!(got, expected, "map {} at {:#x}", page_size(level), va);
+                let created = self.model.tables.len() as u64 - tables_before;
+                expect = Some(if got == Outcome::Ok {
+                    (created + 1, 0)
+                } else {
+                    (0, 0)
+                });
             }
             Op::Unmap { level, at } => {
                 let va = address(level, at);
                 let expected = self.model.unmap_or_update(level, va, None);
+                let before = self.snapshot_if_failing(expected);
                 let got = match level {
                     1 => self.unmap::<Size4KiB>(va),
                     2 => self.unmap::<Size2MiB>(va),
                     _ => self.unmap::<Size1GiB>(va),
                 };
+                self.unchanged(before.as_ref())?;
                 prop_assert_eq!(got, expected, "unmap {} at {:#x}", page_size(level), va);
+                expect = Some(if let Outcome::OkFrame(_) = got {
+                    (1, 0)
+                } else {
+                    (0, 0)
+                });
             }
             Op::Update { level, at, flags } => {
                 let va = address(level, at);
                 let flags = FLAG_CHOICES[flags];
                 let expected = self.model.unmap_or_update(level, va, Some(flags.bits()));
+                let before = self.snapshot_if_failing(expected);
                 let got = match level {
                     1 => self.update::<Size4KiB>(va, flags),
                     2 => self.update::<Size2MiB>(va, flags),
                     _ => self.update::<Size1GiB>(va, flags),
                 };
+                self.unchanged(before.as_ref())?;
                 prop_assert_eq!(got, expected, "update {} at {:#x}", page_size(level), va);
+                expect = Some(if let Outcome::OkFrame(_) = got {
+                    (1, 0)
+                } else {
+                    (0, 0)
+                });
             }
             Op::Translate { level, at } => {
                 let va = address(level, at);
@@ -198,15 +374,367 @@ impl Harness {
                     _ => self.translate_page::<Size1GiB>(va),
                 };
                 prop_assert_eq!(got, expected, "translate {} at {:#x}", page_size(level), va);
+                expect = Some((0, 0));
             }
             Op::CleanUp => {
                 let expected = self.model.clean_up();
                 // SAFETY: every table frame belongs to this hierarchy only.
                 let freed = unsafe { self.table.clean_up(&mut self.frames) };
                 prop_assert_eq!(freed, expected, "tables freed by clean_up");
+                expect = Some((freed as u64, 0));
+            }
+            Op::MapRange {
+                level,
+                at,
+                len,
+                flags,
+                budget,
+            } => {
+                let va = address(level, at);
+                let flags = FLAG_CHOICES[flags];
+                let size = page_size(level);
+                let first = self.next_data[usize::from(level - 1)];
+                self.next_data[usize::from(level - 1)] += len * size;
+                self.frames.budget = budget;
+                let mut available = budget.unwrap_or(usize::MAX / 2);
+                let mut expected = (len, Outcome::Ok);
+                for i in 0..len {
+                    let tokens = self.write_tokens(first + i * size, size);
+                    let mapping = Mapping {
+                        level,
+                        frame: first + i * size,
+                        flags: flags.bits(),
+                        tokens,
+                    };
+                    let outcome = self
+                        .model
+                        .map(level, va + i * size, mapping, &mut available);
+                    if outcome != Outcome::Ok {
+                        expected = (i, outcome);
+                        break;
+                    }
+                }
+                let got = match level {
+                    1 => self.map_range::<Size4KiB>(va, len, first, flags),
+                    2 => self.map_range::<Size2MiB>(va, len, first, flags),
+                    _ => self.map_range::<Size1GiB>(va, len, first, flags),
+                };
+                self.frames.budget = None;
+                prop_assert_eq!(got, expected, "map_range {} x{} at {:#x}", size, len, va);
+                let created = self.model.tables.len() as u64 - tables_before;
+                let (invlpg, full) = decision(got.0);
+                expect = Some((invlpg + created, full));
+            }
+            Op::MapMixed {
+                at,
+                shape,
+                largest,
+                budget,
+            } => {
+                let (len, shift) = MIXED_SHAPES[shape];
+                // Start at level-1 index 0 or 511 (both directly before or on
+                // a 2 MiB boundary); 1 GiB-long shapes start on or one page
+                // before a 1 GiB boundary, so every shape makes few pages.
+                let mut at = at;
+                let before = at[3] % 2 == 1;
+                at[3] = if before { 2 } else { 0 };
+                if len >= 1 << 18 {
+                    at[2] = if before { 2 } else { 0 };
+                }
+                let va = address(1, at);
+                let base = self.next_mixed;
+                self.next_mixed += 4 << 30;
+                let phys = base + (va & ((1 << 30) - 1)) + shift;
+                // Long shapes only with pages large enough to keep the
+                // number of mappings (each checked after every step) small.
+                let needed = if len >= 1 << 18 {
+                    2
+                } else {
+                    usize::from(len >= 512)
+                };
+                let largest = LARGEST[largest.max(needed)];
+                self.frames.budget = budget;
+                let mut available = budget.unwrap_or(usize::MAX / 2);
+                let mut expected = (len, Outcome::Ok);
+                let mut done = 0;
+                for (page, level) in split(va, len, phys, largest) {
+                    let size = page_size(level);
+                    let frame = phys + (page - va);
+                    let tokens = self.write_tokens(frame, size);
+                    let mapping = Mapping {
+                        level,
+                        frame,
+                        flags: F::PRESENT.union(F::WRITABLE).bits(),
+                        tokens,
+                    };
+                    let outcome = self.model.map(level, page, mapping, &mut available);
+                    if outcome != Outcome::Ok {
+                        expected = (done, outcome);
+                        break;
+                    }
+                    done += size / 4096;
+                }
+                let pages = Page::range(page::<Size4KiB>(va), page::<Size4KiB>(va) + len);
+                let first = PhysFrame::containing_address(PhysAddr::new(phys));
+                // SAFETY: emulated memory.
+                let result = unsafe {
+                    self.table.map_range_mixed(
+                        pages,
+                        PhysFrame::range(first, first + len),
+                        F::PRESENT | F::WRITABLE,
+                        largest,
+                        &mut self.frames,
+                    )
+                };
+                self.frames.budget = None;
+                let got = match result {
+                    Ok(flush) => {
+                        flush.flush();
+                        (len, Outcome::Ok)
+                    }
+                    Err(RangeError { done, error }) => (done, map_outcome(&error)),
+                };
+                prop_assert_eq!(
+                    got,
+                    expected,
+                    "map_range_mixed x{} at {:#x} -> {:#x}",
+                    len,
+                    va,
+                    phys
+                );
+            }
+            Op::UnmapRange { level, at, len } => {
+                let va = address(level, at);
+                let (expected, frames) = self.model_unmap_range(level, va, len, None);
+                let got = match level {
+                    1 => self.unmap_range::<Size4KiB>(va, len),
+                    2 => self.unmap_range::<Size2MiB>(va, len),
+                    _ => self.unmap_range::<Size1GiB>(va, len),
+                };
+                prop_assert_eq!(
+                    &got,
+                    &(expected, frames),
+                    "unmap_range x{} at {:#x}",
+                    len,
+                    va
+                );
+                expect = Some(decision(got.0.0));
+            }
+            Op::UnmapRangeFree {
+                level,
+                at,
+                len,
+                reclaim,
+            } => {
+                let va = address(level, at);
+                let (expected, frames) = self.model_unmap_range(level, va, len, None);
+                let mut expected_freed = 0;
+                if reclaim && expected.0 > 0 {
+                    let lo = va & LOW_48;
+                    expected_freed = self
+                        .model
+                        .clean_up_range(lo, lo + expected.0 * page_size(level) - 1);
+                }
+                let expected_freed = (expected.1 == Outcome::Ok).then_some(expected_freed);
+                let got = match level {
+                    1 => self.unmap_range_free::<Size4KiB>(va, len, reclaim),
+                    2 => self.unmap_range_free::<Size2MiB>(va, len, reclaim),
+                    _ => self.unmap_range_free::<Size1GiB>(va, len, reclaim),
+                };
+                prop_assert_eq!(
+                    got,
+                    (expected, frames, expected_freed),
+                    "unmap_range_and_free x{} at {:#x}",
+                    len,
+                    va
+                );
+            }
+            Op::UpdateRange {
+                level,
+                at,
+                len,
+                flags,
+            } => {
+                let va = address(level, at);
+                let flags = FLAG_CHOICES[flags];
+                let (expected, frames) = self.model_unmap_range(level, va, len, Some(flags.bits()));
+                let _ = frames;
+                let got = match level {
+                    1 => self.update_range::<Size4KiB>(va, len, flags),
+                    2 => self.update_range::<Size2MiB>(va, len, flags),
+                    _ => self.update_range::<Size1GiB>(va, len, flags),
+                };
+                prop_assert_eq!(got, expected, "update_flags_range x{} at {:#x}", len, va);
+                expect = Some(decision(got.0));
             }
         }
+        if let Some(expected) = expect {
+            let (invlpg, full) = self.flushes();
+            prop_assert_eq!(
+                (invlpg - flushes_before.0, full - flushes_before.1),
+                expected,
+                "TLB invalidations of {:?}",
+                op
+            );
+        }
         self.check()
+    }
+
+    /// (invlpg, full flushes) so far.
+    fn flushes(&self) -> (u64, u64) {
+        let counters = self.table.backend().counters();
+        (counters.invlpg, counters.full_flushes)
+    }
+
+    /// Physical memory before an operation the model says fails.
+    fn snapshot_if_failing(&self, expected: Outcome) -> Option<PhysMemory> {
+        (!matches!(expected, Outcome::Ok | Outcome::OkFrame(_)))
+            .then(|| self.table.backend().memory().clone())
+    }
+
+    /// A failed operation left every byte of physical memory as it was.
+    fn unchanged(&self, before: Option<&PhysMemory>) -> Result<(), TestCaseError> {
+        if let Some(before) = before {
+            let memory = self.table.backend().memory();
+            prop_assert!(
+                memory == before,
+                "failed operation changed frames {:?}",
+                memory.differing_frames(before)
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes two fresh tokens into the frame (first and last word).
+    fn write_tokens(&mut self, frame: u64, size: u64) -> (u64, u64) {
+        let tokens = (self.next_token, self.next_token + 1);
+        self.next_token += 2;
+        let memory = self.table.backend_mut().memory_mut();
+        memory.write_u64(PhysAddr::new(frame), tokens.0).unwrap();
+        memory
+            .write_u64(PhysAddr::new(frame + size - 8), tokens.1)
+            .unwrap();
+        tokens
+    }
+
+    /// The model's loop of single-page unmaps (or updates): pages done and
+    /// the stopping outcome, and the frames unmapped.
+    fn model_unmap_range(
+        &mut self,
+        level: Level,
+        va: u64,
+        len: u64,
+        update: Option<u64>,
+    ) -> ((u64, Outcome), Vec<u64>) {
+        let mut frames = Vec::new();
+        for i in 0..len {
+            match self
+                .model
+                .unmap_or_update(level, va + i * page_size(level), update)
+            {
+                Outcome::OkFrame(frame) => frames.push(frame),
+                outcome => return ((i, outcome), frames),
+            }
+        }
+        ((len, Outcome::Ok), frames)
+    }
+
+    fn map_range<S: LeafSize>(
+        &mut self,
+        va: u64,
+        len: u64,
+        first: u64,
+        flags: F,
+    ) -> (u64, Outcome) {
+        let start = page::<S>(va);
+        let first = PhysFrame::<S>::from_start_address(PhysAddr::new(first)).unwrap();
+        // SAFETY: emulated memory.
+        let result = unsafe {
+            self.table.map_range(
+                Page::range(start, start + len),
+                PhysFrame::range(first, first + len),
+                flags,
+                &mut self.frames,
+            )
+        };
+        match result {
+            Ok(flush) => {
+                flush.flush();
+                (len, Outcome::Ok)
+            }
+            Err(RangeError { done, error }) => {
+                if let MapToError::PageAlreadyMapped(f) = error {
+                    assert_eq!(f, first + done, "the error names the frame asked for");
+                }
+                (done, map_outcome(&error))
+            }
+        }
+    }
+
+    fn unmap_range<S: LeafSize>(&mut self, va: u64, len: u64) -> ((u64, Outcome), Vec<u64>) {
+        let start = page::<S>(va);
+        let mut frames = Vec::new();
+        let result = self
+            .table
+            .unmap_range(Page::range(start, start + len), |f| {
+                frames.push(f.start_address().as_u64());
+            });
+        let outcome = match result {
+            Ok(flush) => {
+                flush.flush();
+                (len, Outcome::Ok)
+            }
+            Err(RangeError { done, error }) => (done, unmap_outcome(&error)),
+        };
+        (outcome, frames)
+    }
+
+    /// Returns what happened, the data frames freed and (on success) the
+    /// number of tables freed; on error frame accounting checks the tables.
+    fn unmap_range_free<S: LeafSize>(
+        &mut self,
+        va: u64,
+        len: u64,
+        reclaim: bool,
+    ) -> ((u64, Outcome), Vec<u64>, Option<usize>) {
+        let start = page::<S>(va);
+        let mut sink = DataAndTables {
+            tables: std::mem::take(&mut self.frames),
+            data: Vec::new(),
+        };
+        // SAFETY: data frames are owned by their single mapping; table frames
+        // belong to this hierarchy only.
+        let result = unsafe {
+            self.table
+                .unmap_range_and_free(Page::range(start, start + len), &mut sink, reclaim)
+        };
+        self.frames = sink.tables;
+        match result {
+            Ok(freed) => ((len, Outcome::Ok), sink.data, Some(freed)),
+            Err(RangeError { done, error }) => ((done, unmap_outcome(&error)), sink.data, None),
+        }
+    }
+
+    fn update_range<S: LeafSize>(&mut self, va: u64, len: u64, flags: F) -> (u64, Outcome) {
+        let start = page::<S>(va);
+        // SAFETY: emulated memory.
+        match unsafe {
+            self.table
+                .update_flags_range(Page::range(start, start + len), flags)
+        } {
+            Ok(flush) => {
+                flush.flush();
+                (len, Outcome::Ok)
+            }
+            Err(RangeError {
+                done,
+                error: FlagUpdateError::PageNotMapped,
+            }) => (done, Outcome::NotMapped),
+            Err(RangeError {
+                done,
+                error: FlagUpdateError::ParentEntryHugePage,
+            }) => (done, Outcome::Huge),
+        }
     }
 
     fn map<S: LeafSize>(&mut self, va: u64, frame: u64, flags: F) -> Outcome {
@@ -356,7 +884,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: ProptestConfig::default().cases.max(256), ..ProptestConfig::default() })]
 
     #[test]
-    fn single_page_operations_match_the_model(ops in prop::collection::vec(op(), 1..40)) {
+    fn operations_match_the_model(ops in prop::collection::vec(op(), 1..40)) {
         let mut harness = Harness::new();
         for op in &ops {
             harness.step(op)?;

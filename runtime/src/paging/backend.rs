@@ -22,8 +22,9 @@ use x86_64::structures::paging::PhysFrame;
 ///
 /// # Safety
 ///
-/// Implementers guarantee that `read_entry`/`write_entry` read and write the
-/// 8-byte entry `index` of the 4 KiB page that the address space's *current
+/// Implementers guarantee that `read_entry`/`write_entry` (and the `_at`
+/// forms, for the entry at that address) read and write the 8-byte entry
+/// `index` of the 4 KiB page that the address space's *current
 /// translation* (including any stale TLB entry) maps at `table`; that
 /// `zero_table` zeroes that page; and that `flush_page`/`flush_all` remove the
 /// named translations from every TLB the page-table code relies on. Page-table
@@ -37,6 +38,33 @@ pub unsafe trait Backend {
 
     /// Writes entry `index` of the table at recursive address `table`.
     fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64);
+
+    /// Reads the entry at recursive address `entry` (8-byte aligned; the
+    /// table is `entry` rounded down to 4 KiB, the index its offset / 8).
+    ///
+    /// The default splits the address and calls
+    /// [`read_entry`](Self::read_entry); a backend that addresses memory
+    /// directly can read in one step.
+    #[inline]
+    fn read_entry_at(&self, entry: VirtAddr) -> u64 {
+        let addr = entry.as_u64();
+        self.read_entry(
+            VirtAddr::new_truncate(addr & !0xfff),
+            ((addr & 0xfff) >> 3) as usize,
+        )
+    }
+
+    /// Writes the entry at recursive address `entry`; see
+    /// [`read_entry_at`](Self::read_entry_at).
+    #[inline]
+    fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
+        let addr = entry.as_u64();
+        self.write_entry(
+            VirtAddr::new_truncate(addr & !0xfff),
+            ((addr & 0xfff) >> 3) as usize,
+            value,
+        );
+    }
 
     /// Zeroes the whole table at recursive address `table`.
     fn zero_table(&mut self, table: VirtAddr) {
@@ -65,6 +93,14 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
     #[inline]
     fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
         (**self).write_entry(table, index, value);
+    }
+    #[inline]
+    fn read_entry_at(&self, entry: VirtAddr) -> u64 {
+        (**self).read_entry_at(entry)
+    }
+    #[inline]
+    fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
+        (**self).write_entry_at(entry, value);
     }
     #[inline]
     fn zero_table(&mut self, table: VirtAddr) {

@@ -104,6 +104,20 @@ unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
         unsafe { table.as_mut_ptr::<u64>().add(index).write(value) }
     }
 
+    #[inline(always)]
+    fn read_entry_at(&self, entry: VirtAddr) -> u64 {
+        // SAFETY: by the constructors' contracts `entry` is the recursive
+        // address of an entry of a mapped page table.
+        unsafe { entry.as_ptr::<u64>().read() }
+    }
+
+    #[inline(always)]
+    fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
+        // SAFETY: as in `read_entry_at`; writable through the recursive
+        // entry, which `RecursivePageTable::new` checks.
+        unsafe { entry.as_mut_ptr::<u64>().write(value) }
+    }
+
     #[inline]
     fn zero_table(&mut self, table: VirtAddr) {
         // SAFETY: `table` is the recursive address of a whole 4 KiB table.

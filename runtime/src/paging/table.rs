@@ -57,6 +57,41 @@ pub(crate) const fn sign_extend(addr: u64) -> u64 {
 /// recursive index) are page tables: mapping, unmapping or changing flags
 /// there fails with `ParentEntryHugePage`, since the recursive entry maps the
 /// whole window like one huge page.
+///
+/// # Examples
+///
+/// On the emulator (feature `emu`); on the CPU use [`Mmu`](super::Mmu) as
+/// the backend instead:
+///
+/// ```
+/// # #[cfg(feature = "emu")] {
+/// use framealloc::emu::Machine;
+/// use framealloc::RecursivePageTable;
+/// use framealloc::x86_64::structures::paging::{Page, PageTableFlags as F, PageTableIndex, PhysFrame, Size4KiB};
+/// use framealloc::x86_64::{PhysAddr, VirtAddr};
+///
+/// let level_4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+/// let machine = Machine::with_recursive_table(510, level_4).unwrap();
+/// let mut table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
+/// let mut next = 0x10_0000u64;
+/// // SAFETY: every call yields a fresh frame.
+/// let mut frames = unsafe {
+///     framealloc::from_fn(|| { next += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next))) })
+/// };
+///
+/// let page = Page::<Size4KiB>::containing_address(VirtAddr::new(0x4000_0000));
+/// let frame = PhysFrame::containing_address(PhysAddr::new(0x80_0000));
+/// table.backend_mut().memory_mut().write_u64(frame.start_address(), 42).unwrap();
+/// // SAFETY: emulated memory.
+/// unsafe { table.map_to(page, frame, F::PRESENT | F::WRITABLE, &mut frames) }.unwrap().flush();
+/// assert_eq!(table.backend().read_u64(page.start_address()).unwrap(), 42); // through the TLB
+///
+/// let (unmapped, flush) = table.unmap(page).unwrap();
+/// assert_eq!(unmapped, frame);
+/// flush.flush();
+/// assert!(table.backend().read_u64(page.start_address()).is_err()); // a page fault
+/// # }
+/// ```
 pub struct RecursivePageTable<B: Backend> {
     backend: B,
     recursive_index: u64,
@@ -365,17 +400,25 @@ impl<B: Backend> RecursivePageTable<B> {
         ((v >> (3 + 9 * level)) & 511) as usize
     }
 
+    /// Recursive address of `v`'s entry in its level-`level` table: the
+    /// table's address and the index times 8, in one shift and mask.
+    #[inline(always)]
+    pub(crate) fn entry_address(&self, level: usize, v: u64) -> VirtAddr {
+        let mask = ((1u64 << (9 * (5 - level))) - 1) << 3;
+        let addr = self.bases[level - 1] | ((v >> (9 * level)) & mask);
+        // SAFETY: canonical, as in `table`.
+        unsafe { VirtAddr::new_unsafe(addr) }
+    }
+
     #[inline(always)]
     pub(crate) fn read(&self, level: usize, v: u64) -> u64 {
-        self.backend
-            .read_entry(self.table(level, v), Self::index(level, v))
+        self.backend.read_entry_at(self.entry_address(level, v))
     }
 
     #[inline(always)]
     pub(crate) fn write(&mut self, level: usize, v: u64, value: u64) {
-        let table = self.table(level, v);
-        self.backend
-            .write_entry(table, Self::index(level, v), value);
+        let entry = self.entry_address(level, v);
+        self.backend.write_entry_at(entry, value);
     }
 
     /// Whether `v` lies in the recursive window.

@@ -175,6 +175,39 @@ impl Model {
         needed
     }
 
+    /// Predicts `clean_up_addr_range` over the 48-bit offsets `lo..=hi`:
+    /// visits tables whose region meets the range, children first, and frees
+    /// those left with no mapping and no child table. Returns the number
+    /// freed; spares are handed back too.
+    pub fn clean_up_range(&mut self, lo: u64, hi: u64) -> usize {
+        const LOW_48: u64 = (1 << 48) - 1;
+        let mut freed = 0;
+        for level in 1..=3 {
+            let span = table_span(level);
+            let candidates: Vec<(Level, u64)> = self
+                .tables
+                .iter()
+                .copied()
+                .filter(|&(l, r)| l == level && (r & LOW_48) <= hi && (r & LOW_48) + span > lo)
+                .collect();
+            for (l, r) in candidates {
+                let start = r & LOW_48;
+                let inside = |va: u64| (start..start + span).contains(&(va & LOW_48));
+                let mapped = self.mappings.keys().any(|&va| inside(va));
+                let child = self
+                    .tables
+                    .iter()
+                    .any(|&(cl, cr)| cl + 1 == l && inside(cr));
+                if !mapped && !child {
+                    self.tables.remove(&(l, r));
+                    freed += 1;
+                }
+            }
+        }
+        self.spare = 0;
+        freed
+    }
+
     /// Predicts `clean_up`: returns the number of tables freed.
     pub fn clean_up(&mut self) -> usize {
         let needed = self.needed_tables();
