@@ -27,6 +27,7 @@ for tool in valgrind python3; do
     command -v "$tool" >/dev/null || { echo "bench.sh: $tool is needed" >&2; exit 1; }
 done
 
+mkdir -p "$target"
 echo "== building (${benches[*]})" >&2
 cargo bench -p tests "${bench_args[@]}" --no-run --message-format=json-render-diagnostics \
     > "$target/bench-build.json"
