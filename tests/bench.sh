@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of the workspace and prints one side-by-side table.
 #
-#   tests/bench.sh            # everything (about 5 minutes on 2 cores, build included)
+#   tests/bench.sh            # everything (under 5 minutes on 2 cores from a clean clone)
 #   tests/bench.sh map/4k     # only cases whose name contains "map/4k" (timing and counts)
 #
 # Times come from criterion (`cargo bench`, default release profile with debug
