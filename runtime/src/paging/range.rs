@@ -361,7 +361,7 @@ impl<B: Backend> RecursivePageTable<B> {
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk {
                 let index = first + j as usize;
-                let old = self.backend().read_entry(table, index);
+                let old = self.read_in(table, index);
                 if old != 0 {
                     return Err((i + j, MapFail::AlreadyMapped(old)));
                 }
@@ -369,8 +369,7 @@ impl<B: Backend> RecursivePageTable<B> {
                     Some(frame) => frame,
                     None => source.data(i + j).ok_or((i + j, MapFail::NoFrame))?,
                 };
-                self.backend_mut()
-                    .write_entry(table, index, frame | leaf_flags);
+                self.write_in(table, index, frame | leaf_flags);
             }
             i += chunk;
         }
@@ -607,8 +606,8 @@ impl<B: Backend> RecursivePageTable<B> {
             let chunk = (512 - first as u64).min(done - i);
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk as usize {
-                let entry = self.backend().read_entry(table, first + j);
-                self.backend_mut().write_entry(table, first + j, 0);
+                let entry = self.read_in(table, first + j);
+                self.write_in(table, first + j, 0);
                 let frame = PhysFrame::<S>::containing_address(PhysAddr::new(entry & ADDR_MASK));
                 // SAFETY: the page was unmapped and invalidated; the caller
                 // owns the frame.
@@ -657,10 +656,10 @@ impl<B: Backend> RecursivePageTable<B> {
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk {
                 let index = first + j as usize;
-                let entry = self.backend().read_entry(table, index);
+                let entry = self.read_in(table, index);
                 let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (i + j, e))?;
                 let new = if mark { entry & !PRESENT } else { 0 };
-                self.backend_mut().write_entry(table, index, new);
+                self.write_in(table, index, new);
                 on_frame(frame);
             }
             i += chunk;
@@ -718,15 +717,14 @@ impl<B: Backend> RecursivePageTable<B> {
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk {
                 let index = first + j as usize;
-                let entry = self.backend().read_entry(table, index);
+                let entry = self.read_in(table, index);
                 if entry == 0 {
                     return Err((i + j, FlagUpdateError::PageNotMapped));
                 }
                 if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
                     return Err((i + j, FlagUpdateError::ParentEntryHugePage));
                 }
-                self.backend_mut()
-                    .write_entry(table, index, (entry & ADDR_MASK) | flags);
+                self.write_in(table, index, (entry & ADDR_MASK) | flags);
             }
             i += chunk;
         }

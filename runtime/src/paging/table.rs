@@ -292,10 +292,13 @@ impl<B: Backend> RecursivePageTable<B> {
             511 => return Err(InvalidRecursiveTable::IndexLast),
             _ => {}
         }
-        // SAFETY: checked just below, before any other access.
-        let table = unsafe { Self::new_unchecked(backend, recursive_index) };
+        let table = Self::with_index(backend, recursive_index);
         let r = table.recursive_index;
-        let entry = table.backend.read_entry(table.table(4, 0), r as usize);
+        // SAFETY: the `Backend` contract makes this one read (entry `r` of the
+        // level-4 table at its recursive address for index `r`) memory-safe
+        // for any index a table is created with; nothing else is accessed
+        // before the checks below succeed.
+        let entry = unsafe { table.backend.read_entry(table.table(4, 0), r as usize) };
         let level_4 = table.backend.level_4_frame();
         if entry & (PRESENT | HUGE) != PRESENT
             || entry & ADDR_MASK != level_4.start_address().as_u64()
@@ -317,6 +320,12 @@ impl<B: Backend> RecursivePageTable<B> {
     /// and nothing else changes the tables while this value uses them.
     #[inline]
     pub unsafe fn new_unchecked(backend: B, recursive_index: PageTableIndex) -> Self {
+        Self::with_index(backend, recursive_index)
+    }
+
+    /// Builds the value (addresses only, no table access).
+    #[inline]
+    fn with_index(backend: B, recursive_index: PageTableIndex) -> Self {
         let r = u64::from(u16::from(recursive_index));
         let l1 = r << 39;
         let l2 = l1 | r << 30;
@@ -410,15 +419,49 @@ impl<B: Backend> RecursivePageTable<B> {
         unsafe { VirtAddr::new_unsafe(addr) }
     }
 
+    // The entry accessors below are crate-private and safe to call, under
+    // an invariant every caller in `paging` keeps: an entry at `level` is
+    // accessed only after every entry above it on `v`'s path was read as a
+    // present table pointer (level 4 needs nothing), and the tables are not
+    // changed by anything else meanwhile (the constructors' contracts). So
+    // the address is the recursive address of an entry of an existing table,
+    // as `Backend`'s accessors require. Writes only store values this module
+    // tree computed under the public methods' contracts.
+
+    /// Reads `v`'s entry at `level` (see the invariant above).
     #[inline(always)]
     pub(crate) fn read(&self, level: usize, v: u64) -> u64 {
-        self.backend.read_entry_at(self.entry_address(level, v))
+        // SAFETY: the invariant above: the table exists, the address is an
+        // aligned entry of it.
+        unsafe { self.backend.read_entry_at(self.entry_address(level, v)) }
     }
 
+    /// Writes `v`'s entry at `level` (see the invariant above).
     #[inline(always)]
     pub(crate) fn write(&mut self, level: usize, v: u64, value: u64) {
         let entry = self.entry_address(level, v);
-        self.backend.write_entry_at(entry, value);
+        // SAFETY: as in `read`; the recursive entry is writable (checked or
+        // promised at construction) and every parent on the path carries
+        // `WRITABLE` (see `parent_bits`).
+        unsafe { self.backend.write_entry_at(entry, value) };
+    }
+
+    /// Reads entry `index` of the table at recursive address `table`, which
+    /// was computed by [`Self::table`] for an existing table (invariant above).
+    #[inline(always)]
+    pub(crate) fn read_in(&self, table: VirtAddr, index: usize) -> u64 {
+        debug_assert!(index < 512);
+        // SAFETY: the invariant above, `index < 512` at every call site.
+        unsafe { self.backend.read_entry(table, index) }
+    }
+
+    /// Writes entry `index` of the table at recursive address `table` (see
+    /// [`Self::read_in`]).
+    #[inline(always)]
+    pub(crate) fn write_in(&mut self, table: VirtAddr, index: usize, value: u64) {
+        debug_assert!(index < 512);
+        // SAFETY: as in `read_in` and `write`.
+        unsafe { self.backend.write_entry(table, index, value) };
     }
 
     /// Whether `v` lies in the recursive window.
@@ -430,7 +473,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Whether every entry of the level-`level` table on `v`'s path is 0.
     pub(crate) fn table_is_empty(&self, level: usize, v: u64) -> bool {
         let table = self.table(level, v);
-        (0..512).all(|i| self.backend.read_entry(table, i) == 0)
+        (0..512).all(|i| self.read_in(table, i) == 0)
     }
 
     // ---------------------------------------------------------------- map
@@ -721,7 +764,11 @@ impl<B: Backend> RecursivePageTable<B> {
             next += 1;
             let child = self.table(level - 1, v);
             self.backend.flush_page(child);
-            self.backend.zero_table(child);
+            // SAFETY: `child` is the recursive address of the table just
+            // linked in (the entry above was written as a present, writable
+            // table pointer, and its stale translation invalidated); it is
+            // new, so clearing all its entries is what it needs.
+            unsafe { self.backend.zero_table(child) };
             level -= 1;
         }
     }
