@@ -462,7 +462,10 @@ impl Pair {
                 flush.flush();
                 (len, None)
             }
-            Err(RangeError { done, error }) => (done, Some(error)),
+            Err(RangeError::Stopped { done, error }) => (done, Some(error)),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
@@ -542,7 +545,10 @@ impl Pair {
                 flush.flush();
                 (len, None)
             }
-            Err(RangeError { done, error }) => (done, Some(format!("{error:?}"))),
+            Err(RangeError::Stopped { done, error }) => (done, Some(format!("{error:?}"))),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
@@ -575,7 +581,10 @@ impl Pair {
                 flush.flush();
                 (frames, None)
             }
-            Err(RangeError { done, error }) => (frames, Some((done, error))),
+            Err(RangeError::Stopped { done, error }) => (frames, Some((done, error))),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
@@ -611,7 +620,10 @@ impl Pair {
                 flush.flush();
                 (len, None)
             }
-            Err(RangeError { done, error }) => (done, Some(error)),
+            Err(RangeError::Stopped { done, error }) => (done, Some(error)),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }

@@ -33,6 +33,14 @@ use x86_64::structures::paging::PhysFrame;
 /// `zero_table` zeroes that page; and that `flush_page`/`flush_all` remove the
 /// named translations from every TLB the page-table code relies on. Page-table
 /// code trusts these facts to uphold memory safety.
+///
+/// They also guarantee that, for any recursive index `r` a
+/// [`RecursivePageTable`](super::RecursivePageTable) is created with over
+/// this value, reading entry `r` of the table at the level-4 recursive address
+/// of `r` is memory-safe even before it is known to be recursive (the
+/// checking read of `RecursivePageTable::new`): the hardware backend's
+/// constructors demand that the recursive window is mapped, and on the
+/// emulator every access is safe.
 pub unsafe trait Backend {
     /// The frame of the active level-4 table (what CR3 points to).
     fn level_4_frame(&self) -> PhysFrame;

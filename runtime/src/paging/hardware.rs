@@ -45,7 +45,9 @@ use super::Backend;
 /// read from CR3. With `false` ([`Mmu::without_flushes`]) invalidation does
 /// nothing and the level-4 frame is the one given at construction: the same
 /// table code, runnable in user space over a window mapped with `mmap` (for
-/// benchmarks), where `invlpg` and CR3 are out of reach.
+/// benchmarks), where `invlpg` and CR3 are out of reach. `x86_64`'s
+/// `Mapper` is implemented for both; with `NoFlushMmu` its `MapperFlush`
+/// tokens must be ignored, not flushed (their `flush` runs `invlpg`).
 ///
 /// [`RecursivePageTable`]: super::RecursivePageTable
 #[derive(Debug, PartialEq, Eq)]

@@ -28,32 +28,72 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::flush::{FLUSH_ALL_THRESHOLD, FlushScope, RangeFlush};
-use super::table::{ADDR_MASK, HUGE, MapFail, PRESENT, leaf_frame_for_unmap, sign_extend};
+use super::flush::{FlushScope, RangeFlush};
+use super::table::{ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_frame_for_unmap, sign_extend};
 use super::{Backend, LeafSize, RecursivePageTable};
 
 /// The canonical address space as 48-bit offsets.
 const LOW_48: u64 = (1 << 48) - 1;
 
-/// A range operation stopped at a page: `done` pages from the start of the
-/// range were processed (and stay so), page `done` failed with `error`, the
-/// rest were not touched.
+/// The first non-canonical address.
+const HOLE: u64 = 1 << 47;
+
+/// Why a range operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RangeError<E> {
-    /// Pages processed before the failing one (4 KiB pages for
-    /// [`map_range_mixed`](RecursivePageTable::map_range_mixed)).
-    pub done: u64,
-    /// What the single-page operation returned for page `done`.
-    pub error: E,
+pub enum RangeError<E> {
+    /// The range starts in the lower half of the address space and ends in
+    /// the upper half, so it contains the non-canonical addresses between
+    /// them, which are not pages. Nothing was done.
+    CrossesCanonicalHole {
+        /// Start of the range.
+        start: VirtAddr,
+        /// End of the range (exclusive).
+        end: VirtAddr,
+    },
+    /// The operation stopped at a page: `done` pages from the start of the
+    /// range were processed (and stay so), page `done` failed with `error`,
+    /// the rest were not touched.
+    Stopped {
+        /// Pages processed before the failing one (4 KiB pages for
+        /// [`map_range_mixed`](RecursivePageTable::map_range_mixed)).
+        done: u64,
+        /// What the single-page operation returned for page `done`.
+        error: E,
+    },
+}
+
+impl<E> RangeError<E> {
+    /// Pages processed before the failure (0 for
+    /// [`CrossesCanonicalHole`](Self::CrossesCanonicalHole)).
+    pub fn done(&self) -> u64 {
+        match self {
+            RangeError::CrossesCanonicalHole { .. } => 0,
+            RangeError::Stopped { done, .. } => *done,
+        }
+    }
+
+    /// The single-page error of a [`Stopped`](Self::Stopped) operation.
+    pub fn into_error(self) -> Option<E> {
+        match self {
+            RangeError::CrossesCanonicalHole { .. } => None,
+            RangeError::Stopped { error, .. } => Some(error),
+        }
+    }
 }
 
 impl<E: fmt::Debug> fmt::Display for RangeError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "range operation stopped after {} pages: {:?}",
-            self.done, self.error
-        )
+        match self {
+            RangeError::CrossesCanonicalHole { start, end } => write!(
+                f,
+                "range {:#x}..{:#x} crosses the non-canonical hole",
+                start.as_u64(),
+                end.as_u64()
+            ),
+            RangeError::Stopped { done, error } => {
+                write!(f, "range operation stopped after {done} pages: {error:?}")
+            }
+        }
     }
 }
 
@@ -167,16 +207,23 @@ where
     }
 }
 
-/// Start (as a 48-bit offset) and length in pages of a page range.
+/// Start (as a 48-bit offset) and length in pages of a page range, or the
+/// error for a range that crosses the canonical hole.
 #[inline]
-fn span<S: PageSize>(pages: PageRange<S>) -> (u64, u64) {
+fn span<S: PageSize, E>(pages: PageRange<S>) -> Result<(u64, u64), RangeError<E>> {
     let start = pages.start.start_address().as_u64();
     let end = pages.end.start_address().as_u64();
     if end <= start {
-        return (start & LOW_48, 0);
+        return Ok((start & LOW_48, 0));
+    }
+    if start < HOLE && end > HOLE {
+        return Err(RangeError::CrossesCanonicalHole {
+            start: pages.start.start_address(),
+            end: pages.end.start_address(),
+        });
     }
     let count = ((end & LOW_48) - (start & LOW_48)) / S::SIZE;
-    (start & LOW_48, count)
+    Ok((start & LOW_48, count))
 }
 
 impl<B: Backend> RecursivePageTable<B> {
@@ -220,7 +267,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// let frames = PhysFrame::range(first, first + 1000);
     /// // SAFETY: emulated memory.
     /// let flush = unsafe { table.map_range(Page::range(start, start + 1000), frames, F::PRESENT | F::WRITABLE, &mut tables) }.unwrap();
-    /// flush.flush(); // 1000 pages: one full flush
+    /// flush.flush(); // fresh entries: nothing to invalidate
     /// assert_eq!(table.translate_page(start + 999).ok(), Some(first + 999));
     /// # }
     /// ```
@@ -234,14 +281,14 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let frame_count = if frames.end > frames.start {
             (frames.end.start_address() - frames.start.start_address()) / S::SIZE
         } else {
             0
         };
         if frame_count < count {
-            return Err(RangeError {
+            return Err(RangeError::Stopped {
                 done: 0,
                 error: MapToError::FrameAllocationFailed,
             });
@@ -278,7 +325,7 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let mut source = Allocated { allocator };
         self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
             PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
@@ -295,7 +342,6 @@ impl<B: Backend> RecursivePageTable<B> {
         source: &mut D,
         already_mapped: impl FnOnce(u64, u64) -> PhysFrame<S>,
     ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>> {
-        let start = VirtAddr::new_truncate(sign_extend(start48));
         let want = Self::parent_bits(
             flags
                 & (PageTableFlags::PRESENT
@@ -303,12 +349,10 @@ impl<B: Backend> RecursivePageTable<B> {
                     | PageTableFlags::USER_ACCESSIBLE),
         );
         match self.map_run::<S, D>(start48, count, flags.bits() | S::HUGE_BIT, want, source) {
-            Ok(()) => Ok(RangeFlush::new(
-                self.backend_mut(),
-                FlushScope::for_pages(start, count, S::SIZE),
-            )),
+            // Only unused entries were filled: nothing cached can be stale
+            // (parent upgrades were invalidated as they were made).
+            Ok(()) => Ok(RangeFlush::new(self.backend_mut(), FlushScope::Nothing)),
             Err((done, fail)) => {
-                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
                 let error = match fail {
                     MapFail::Huge => MapToError::ParentEntryHugePage,
                     MapFail::NoFrame => MapToError::FrameAllocationFailed,
@@ -316,7 +360,7 @@ impl<B: Backend> RecursivePageTable<B> {
                         MapToError::PageAlreadyMapped(already_mapped(done, entry))
                     }
                 };
-                Err(RangeError { done, error })
+                Err(RangeError::Stopped { done, error })
             }
         }
     }
@@ -383,9 +427,13 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// # Errors
     ///
-    /// As [`map_range`](Self::map_range), with `done` counted in 4 KiB pages
-    /// and errors of huge pieces reported as the 4 KiB variant (the frame of
-    /// `PageAlreadyMapped` is the first 4 KiB frame of the piece).
+    /// As [`map_range`](Self::map_range), with `done` counted in 4 KiB pages.
+    /// The error is typed for 4 KiB pages whatever the size of the page that
+    /// failed: `PageAlreadyMapped(frame)` names, as `x86_64`'s `map_to` does,
+    /// the frame that was to be mapped, here the first 4 KiB frame of the
+    /// failing page (`frames.start + done`), which for a 2 MiB or 1 GiB page
+    /// is the start of that huge frame. `ParentEntryHugePage` and
+    /// `FrameAllocationFailed` mean what they mean for that page's size.
     ///
     /// # Safety
     ///
@@ -413,7 +461,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// // SAFETY: emulated memory.
     /// unsafe { table.map_range_mixed(Page::range(start, start + n), PhysFrame::range(first, first + n), F::PRESENT | F::WRITABLE, MaxPageSize::Size1GiB, &mut tables) }
     ///     .unwrap()
-    ///     .flush(); // four entries: four invlpg
+    ///     .flush(); // fresh entries: nothing to invalidate
     /// assert_eq!(table.mappings().map(|m| m.size).collect::<Vec<_>>(), [4096, 2 << 20, 2 << 20, 4096]);
     /// # }
     /// ```
@@ -428,14 +476,14 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let frame_count = if frames.end > frames.start {
             (frames.end.start_address() - frames.start.start_address()) / Size4KiB::SIZE
         } else {
             0
         };
         if frame_count < count {
-            return Err(RangeError {
+            return Err(RangeError::Stopped {
                 done: 0,
                 error: MapToError::FrameAllocationFailed,
             });
@@ -449,7 +497,6 @@ impl<B: Backend> RecursivePageTable<B> {
                     | PageTableFlags::WRITABLE
                     | PageTableFlags::USER_ACCESSIBLE),
         );
-        let mut entries = 0;
         let mut done4k = 0;
         let mut failure = None;
         for (addr, level, n) in pieces(start, end, phys, largest) {
@@ -458,35 +505,18 @@ impl<B: Backend> RecursivePageTable<B> {
             let result = self.map_piece(level, pos48, n, first, flags, want, allocator);
             let per = 1u64 << (9 * (level as u64 - 1));
             match result {
-                Ok(()) => {
-                    entries += n;
-                    done4k += n * per;
-                }
+                Ok(()) => done4k += n * per,
                 Err((done, fail)) => {
-                    entries += done;
                     done4k += done * per;
                     failure = Some(fail);
                     break;
                 }
             }
         }
-        let done_end = VirtAddr::new_truncate(sign_extend(start48 + done4k * Size4KiB::SIZE));
-        let scope = if entries == 0 {
-            FlushScope::Nothing
-        } else if entries <= FLUSH_ALL_THRESHOLD {
-            FlushScope::Mixed {
-                start,
-                end: done_end,
-                phys,
-                largest,
-            }
-        } else {
-            FlushScope::All
-        };
         match failure {
-            None => Ok(RangeFlush::new(self.backend_mut(), scope)),
+            // Only unused entries were filled: nothing to invalidate.
+            None => Ok(RangeFlush::new(self.backend_mut(), FlushScope::Nothing)),
             Some(fail) => {
-                scope.perform(self.backend_mut());
                 let error = match fail {
                     MapFail::Huge => MapToError::ParentEntryHugePage,
                     MapFail::NoFrame => MapToError::FrameAllocationFailed,
@@ -494,7 +524,7 @@ impl<B: Backend> RecursivePageTable<B> {
                         PhysFrame::containing_address(phys + done4k * Size4KiB::SIZE),
                     ),
                 };
-                Err(RangeError {
+                Err(RangeError::Stopped {
                     done: done4k,
                     error,
                 })
@@ -547,16 +577,17 @@ impl<B: Backend> RecursivePageTable<B> {
         pages: PageRange<S>,
         mut on_frame: impl FnMut(PhysFrame<S>),
     ) -> Result<RangeFlush<'_, B>, RangeError<UnmapError>> {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
-        match self.unmap_run::<S>(start48, count, false, &mut on_frame) {
+        let mut global = false;
+        match self.unmap_run::<S>(start48, count, false, &mut global, &mut on_frame) {
             Ok(()) => Ok(RangeFlush::new(
                 self.backend_mut(),
-                FlushScope::for_pages(start, count, S::SIZE),
+                FlushScope::for_pages(start, count, S::SIZE, global),
             )),
             Err((done, error)) => {
-                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
-                Err(RangeError { done, error })
+                FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
+                Err(RangeError::Stopped { done, error })
             }
         }
     }
@@ -591,14 +622,15 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         D: FrameDeallocator<S> + FrameDeallocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
-        let result = self.unmap_run::<S>(start48, count, true, &mut |_| {});
+        let mut global = false;
+        let result = self.unmap_run::<S>(start48, count, true, &mut global, &mut |_| {});
         let done = match result {
             Ok(()) => count,
             Err((done, _)) => done,
         };
-        FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
+        FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
         let mut i = 0;
         while i < done {
             let v = sign_extend(start48 + i * S::SIZE);
@@ -631,7 +663,7 @@ impl<B: Backend> RecursivePageTable<B> {
         }
         match result {
             Ok(()) => Ok(freed),
-            Err((done, error)) => Err(RangeError { done, error }),
+            Err((done, error)) => Err(RangeError::Stopped { done, error }),
         }
     }
 
@@ -642,6 +674,7 @@ impl<B: Backend> RecursivePageTable<B> {
         start48: u64,
         count: u64,
         mark: bool,
+        global: &mut bool,
         on_frame: &mut impl FnMut(PhysFrame<S>),
     ) -> Result<(), (u64, UnmapError)> {
         let mut i = 0;
@@ -658,6 +691,7 @@ impl<B: Backend> RecursivePageTable<B> {
                 let index = first + j as usize;
                 let entry = self.read_in(table, index);
                 let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (i + j, e))?;
+                *global |= entry & GLOBAL != 0;
                 let new = if mark { entry & !PRESENT } else { 0 };
                 self.write_in(table, index, new);
                 on_frame(frame);
@@ -685,16 +719,18 @@ impl<B: Backend> RecursivePageTable<B> {
         pages: PageRange<S>,
         flags: PageTableFlags,
     ) -> Result<RangeFlush<'_, B>, RangeError<FlagUpdateError>> {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
-        match self.update_run::<S>(start48, count, flags.bits() | S::HUGE_BIT) {
+        let new = flags.bits() | S::HUGE_BIT;
+        let mut global = new & GLOBAL != 0;
+        match self.update_run::<S>(start48, count, new, &mut global) {
             Ok(()) => Ok(RangeFlush::new(
                 self.backend_mut(),
-                FlushScope::for_pages(start, count, S::SIZE),
+                FlushScope::for_pages(start, count, S::SIZE, global),
             )),
             Err((done, error)) => {
-                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
-                Err(RangeError { done, error })
+                FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
+                Err(RangeError::Stopped { done, error })
             }
         }
     }
@@ -704,6 +740,7 @@ impl<B: Backend> RecursivePageTable<B> {
         start48: u64,
         count: u64,
         flags: u64,
+        global: &mut bool,
     ) -> Result<(), (u64, FlagUpdateError)> {
         let mut i = 0;
         while i < count {
@@ -724,6 +761,7 @@ impl<B: Backend> RecursivePageTable<B> {
                 if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
                     return Err((i + j, FlagUpdateError::ParentEntryHugePage));
                 }
+                *global |= entry & GLOBAL != 0;
                 self.write_in(table, index, (entry & ADDR_MASK) | flags);
             }
             i += chunk;

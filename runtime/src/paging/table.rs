@@ -18,6 +18,7 @@ use super::{Backend, Flush, LeafSize};
 pub(crate) const PRESENT: u64 = 1;
 pub(crate) const WRITABLE: u64 = 1 << 1;
 pub(crate) const HUGE: u64 = 1 << 7;
+pub(crate) const GLOBAL: u64 = 1 << 8;
 pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Sign-extends a 48-bit address to a canonical one.
@@ -755,6 +756,7 @@ impl<B: Backend> RecursivePageTable<B> {
             if plan.or_levels & (1 << level) != 0 {
                 let entry = self.read(level, v);
                 self.write(level, v, entry | want);
+                self.flush_upgraded(level, v);
             }
             level -= 1;
         }
@@ -770,6 +772,29 @@ impl<B: Backend> RecursivePageTable<B> {
             // new, so clearing all its entries is what it needs.
             unsafe { self.backend.zero_table(child) };
             level -= 1;
+        }
+    }
+
+    /// Invalidates what caches the old value of the parent entry at `level`
+    /// on `v`'s path after bits were added to it (`plan` only marks entries
+    /// that lacked some).
+    ///
+    /// That entry is the leaf of the recursive translation of its child
+    /// table (and an intermediate entry of the recursive translations of the
+    /// tables below): a TLB entry cached through it before, for instance by
+    /// a `translate`, keeps the old rights, so the next write to the child
+    /// table through it would fault if `WRITABLE` was just added. At level
+    /// 2 the one affected table is the child: one `invlpg`. At levels 3 and
+    /// 4 the entry lies on the recursive path of up to 512 (or 512²) tables:
+    /// one full flush. (Recursive translations are not global unless a
+    /// parent entry carries `GLOBAL`, which happens only if a caller put it in
+    /// `parent_table_flags`.)
+    fn flush_upgraded(&mut self, level: usize, v: u64) {
+        if level == 2 {
+            let child = self.table(1, v);
+            self.backend.flush_page(child);
+        } else {
+            self.backend.flush_all();
         }
     }
 

@@ -181,7 +181,10 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.error.into()),
+            Err(error) => Err(error.into_error().map_or(
+                PagingError::Other("range crosses the canonical hole"),
+                Into::into,
+            )),
         }
     }
 
@@ -191,7 +194,10 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.error.into()),
+            Err(error) => Err(error.into_error().map_or(
+                PagingError::Other("range crosses the canonical hole"),
+                Into::into,
+            )),
         }
     }
 
@@ -206,7 +212,10 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.error.into()),
+            Err(error) => Err(error.into_error().map_or(
+                PagingError::Other("range crosses the canonical hole"),
+                Into::into,
+            )),
         }
     }
 
