@@ -7,7 +7,7 @@ mod paging_model;
 mod paging_support;
 
 use framealloc::emu::{Machine, PhysMemory};
-use framealloc::paging::{LeafSize, MaxPageSize, RangeError, RecursivePageTable};
+use framealloc::paging::{EntrySize, MaxPageSize, RangeError, RecursivePageTable};
 use framealloc::x86_64::structures::paging::mapper::{
     FlagUpdateError, MapToError, MappedFrame, TranslateError, TranslateResult, UnmapError,
 };
@@ -701,7 +701,7 @@ impl Harness {
         ((len, Outcome::Ok), frames)
     }
 
-    fn map_range<S: LeafSize>(
+    fn map_range<S: EntrySize>(
         &mut self,
         va: u64,
         len: u64,
@@ -736,7 +736,7 @@ impl Harness {
         }
     }
 
-    fn unmap_range<S: LeafSize>(&mut self, va: u64, len: u64) -> ((u64, Outcome), Vec<u64>) {
+    fn unmap_range<S: EntrySize>(&mut self, va: u64, len: u64) -> ((u64, Outcome), Vec<u64>) {
         let start = page::<S>(va);
         let mut frames = Vec::new();
         let result = self
@@ -759,7 +759,7 @@ impl Harness {
 
     /// Returns what happened, the data frames freed and (on success) the
     /// number of tables freed; on error frame accounting checks the tables.
-    fn unmap_range_free<S: LeafSize>(
+    fn unmap_range_free<S: EntrySize>(
         &mut self,
         va: u64,
         len: u64,
@@ -788,7 +788,7 @@ impl Harness {
         }
     }
 
-    fn update_range<S: LeafSize>(&mut self, va: u64, len: u64, flags: F) -> (u64, Outcome) {
+    fn update_range<S: EntrySize>(&mut self, va: u64, len: u64, flags: F) -> (u64, Outcome) {
         let start = page::<S>(va);
         // SAFETY: emulated memory.
         match unsafe {
@@ -813,7 +813,7 @@ impl Harness {
         }
     }
 
-    fn map<S: LeafSize>(&mut self, va: u64, frame: u64, flags: F) -> Outcome {
+    fn map<S: EntrySize>(&mut self, va: u64, frame: u64, flags: F) -> Outcome {
         let page = Page::<S>::from_start_address(VirtAddr::new(va)).unwrap();
         let frame = PhysFrame::<S>::from_start_address(PhysAddr::new(frame)).unwrap();
         // SAFETY: emulated memory.
@@ -831,7 +831,7 @@ impl Harness {
         }
     }
 
-    fn unmap<S: LeafSize>(&mut self, va: u64) -> Outcome {
+    fn unmap<S: EntrySize>(&mut self, va: u64) -> Outcome {
         let page = Page::<S>::from_start_address(VirtAddr::new(va)).unwrap();
         match self.table.unmap(page) {
             Ok((frame, flush)) => {
@@ -844,7 +844,7 @@ impl Harness {
         }
     }
 
-    fn update<S: LeafSize>(&mut self, va: u64, flags: F) -> Outcome {
+    fn update<S: EntrySize>(&mut self, va: u64, flags: F) -> Outcome {
         let page = Page::<S>::from_start_address(VirtAddr::new(va)).unwrap();
         let frame = self.table.translate_page(page).ok();
         // SAFETY: emulated memory.
@@ -858,7 +858,7 @@ impl Harness {
         }
     }
 
-    fn translate_page<S: LeafSize>(&self, va: u64) -> Outcome {
+    fn translate_page<S: EntrySize>(&self, va: u64) -> Outcome {
         let page = Page::<S>::from_start_address(VirtAddr::new(va)).unwrap();
         match self.table.translate_page(page) {
             Ok(frame) => Outcome::OkFrame(frame.start_address().as_u64()),

@@ -356,6 +356,14 @@ fn dump_merges_contiguous_runs() {
             .flush();
     }
     let dump = table.dump().to_string();
+    assert_eq!(
+        format!("{:?}", table.dump()),
+        "Dump { recursive_index: PageTableIndex(510), .. }"
+    );
+    assert!(
+        format!("{:?}", table.mappings())
+            .starts_with("Mappings { recursive_index: PageTableIndex(510), next_offset: 0x0")
+    );
     let expected = "\
 virtual start       virtual end           physical start  size   pages  flags
 0x0000000000400000  0x0000000000403000 -> 0x001000000000    4K       3  rwx kernel

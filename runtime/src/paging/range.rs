@@ -30,7 +30,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::flush::{FlushScope, RangeFlush};
 use super::table::{ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_frame_for_unmap, sign_extend};
-use super::{Backend, LeafSize, RecursivePageTable};
+use super::{Backend, EntrySize, RecursivePageTable};
 
 /// The canonical address space as 48-bit offsets.
 const LOW_48: u64 = (1 << 48) - 1;
@@ -162,7 +162,7 @@ pub(crate) fn pieces(
 }
 
 /// Where the frames of a mapped range come from.
-pub(crate) trait DataFrames<S: LeafSize> {
+pub(crate) trait DataFrames<S: EntrySize> {
     type Tables: FrameAllocator<Size4KiB> + ?Sized;
     fn tables(&mut self) -> &mut Self::Tables;
     /// The frame for page `i` of the run.
@@ -175,7 +175,7 @@ struct Consecutive<'a, A: ?Sized> {
     tables: &'a mut A,
 }
 
-impl<S: LeafSize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Consecutive<'_, A> {
+impl<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Consecutive<'_, A> {
     type Tables = A;
     #[inline]
     fn tables(&mut self) -> &mut A {
@@ -192,7 +192,7 @@ struct Allocated<'a, A: ?Sized> {
     allocator: &'a mut A,
 }
 
-impl<S: LeafSize, A> DataFrames<S> for Allocated<'_, A>
+impl<S: EntrySize, A> DataFrames<S> for Allocated<'_, A>
 where
     A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
 {
@@ -271,7 +271,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// assert_eq!(table.translate_page(start + 999).ok(), Some(first + 999));
     /// # }
     /// ```
-    pub unsafe fn map_range<S: LeafSize, A>(
+    pub unsafe fn map_range<S: EntrySize, A>(
         &mut self,
         pages: PageRange<S>,
         frames: PhysFrameRange<S>,
@@ -316,7 +316,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// # Safety
     ///
     /// As [`map_to`](Self::map_to), for every page.
-    pub unsafe fn map_range_allocated<S: LeafSize, A>(
+    pub unsafe fn map_range_allocated<S: EntrySize, A>(
         &mut self,
         pages: PageRange<S>,
         flags: PageTableFlags,
@@ -334,7 +334,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// Runs a map and turns its outcome into a token or an error (flushing
     /// the done part first).
-    fn finish_map<S: LeafSize, D: DataFrames<S>>(
+    fn finish_map<S: EntrySize, D: DataFrames<S>>(
         &mut self,
         start48: u64,
         count: u64,
@@ -367,7 +367,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// Maps `count` pages of size `S` from the 48-bit offset `start48`,
     /// one table at a time. On failure returns the pages done and why.
-    pub(crate) fn map_run<S: LeafSize, D: DataFrames<S>>(
+    pub(crate) fn map_run<S: EntrySize, D: DataFrames<S>>(
         &mut self,
         start48: u64,
         count: u64,
@@ -572,7 +572,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// [`RangeError`] with the pages unmapped and the error
     /// [`unmap`](Self::unmap) gave for the next page; the unmapped part has
     /// been flushed already.
-    pub fn unmap_range<S: LeafSize>(
+    pub fn unmap_range<S: EntrySize>(
         &mut self,
         pages: PageRange<S>,
         mut on_frame: impl FnMut(PhysFrame<S>),
@@ -613,7 +613,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// The frames mapped in the range are owned by the mapping and not used
     /// through any other mapping; with `reclaim`, as
     /// [`clean_up`](Self::clean_up).
-    pub unsafe fn unmap_range_and_free<S: LeafSize, D>(
+    pub unsafe fn unmap_range_and_free<S: EntrySize, D>(
         &mut self,
         pages: PageRange<S>,
         deallocator: &mut D,
@@ -669,7 +669,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// Clears (or, with `mark`, makes non-present) the entries of `count`
     /// pages from `start48`, reporting each frame.
-    fn unmap_run<S: LeafSize>(
+    fn unmap_run<S: EntrySize>(
         &mut self,
         start48: u64,
         count: u64,
@@ -714,7 +714,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// # Safety
     ///
     /// As [`update_flags`](Self::update_flags), for every page.
-    pub unsafe fn update_flags_range<S: LeafSize>(
+    pub unsafe fn update_flags_range<S: EntrySize>(
         &mut self,
         pages: PageRange<S>,
         flags: PageTableFlags,
@@ -735,7 +735,7 @@ impl<B: Backend> RecursivePageTable<B> {
         }
     }
 
-    fn update_run<S: LeafSize>(
+    fn update_run<S: EntrySize>(
         &mut self,
         start48: u64,
         count: u64,

@@ -13,7 +13,7 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::{Backend, Flush, LeafSize};
+use super::{Backend, EntrySize, Flush};
 
 pub(crate) const PRESENT: u64 = 1;
 pub(crate) const WRITABLE: u64 = 1 << 1;
@@ -34,7 +34,7 @@ pub(crate) const fn sign_extend(addr: u64) -> u64 {
 /// with recursive index `r`, the level-1 table covering address `v` sits at
 /// `r:p4(v):p3(v):p2(v)`, the level-2 table at `r:r:p4(v):p3(v)`, and so on.
 /// These addresses are computed directly from the page number, so an
-/// operation costs one load per level and nothing else.
+/// operation reads one entry per level and no other memory.
 ///
 /// Beyond `x86_64::structures::paging::RecursivePageTable`:
 ///
@@ -480,9 +480,13 @@ impl<B: Backend> RecursivePageTable<B> {
     // ---------------------------------------------------------------- map
 
     /// Maps `page` to `frame` with `flags`, creating missing tables with
-    /// frames from `allocator`; parent entries get `PRESENT | WRITABLE` and
-    /// the `PRESENT`/`WRITABLE`/`USER_ACCESSIBLE` bits of `flags` (as
-    /// `x86_64`'s `Mapper::map_to`).
+    /// frames from `allocator`.
+    ///
+    /// Parent entries: the `PRESENT`/`WRITABLE`/`USER_ACCESSIBLE` bits of
+    /// `flags` are the requested parent flags, as in `x86_64`'s
+    /// `Mapper::map_to`; see
+    /// [`map_to_with_table_flags`](Self::map_to_with_table_flags) for exactly
+    /// what is added to new and existing parent entries.
     ///
     /// # Errors
     ///
@@ -499,7 +503,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// As `x86_64`'s `Mapper::map_to`: the new mapping must not break memory
     /// safety (no aliasing of `&mut` data, no invalid values appearing).
     #[inline]
-    pub unsafe fn map_to<S: LeafSize, A>(
+    pub unsafe fn map_to<S: EntrySize, A>(
         &mut self,
         page: Page<S>,
         frame: PhysFrame<S>,
@@ -517,8 +521,20 @@ impl<B: Backend> RecursivePageTable<B> {
         unsafe { self.map_to_with_table_flags(page, frame, flags, parent, allocator) }
     }
 
-    /// [`map_to`](Self::map_to) with explicit flags for parent entries
-    /// (`PRESENT | WRITABLE` are always added; `HUGE_PAGE` is ignored).
+    /// [`map_to`](Self::map_to) with explicit flags for parent entries.
+    ///
+    /// Every parent entry on the path, new or existing, ends up with
+    /// `parent_table_flags | PRESENT | WRITABLE` set (other bits of an
+    /// existing entry are kept; `HUGE_PAGE` and address bits of
+    /// `parent_table_flags` are ignored). For new entries this is what
+    /// `x86_64` does. For existing entries `x86_64` adds only
+    /// `parent_table_flags`; this table also adds `WRITABLE`, because it
+    /// writes the child table through the recursive mapping, whose last
+    /// level is that very parent entry: without `WRITABLE` there the write
+    /// would fault (on hardware with CR0.WP set, as the emulator models).
+    /// Adding bits to an existing entry is followed by the invalidation of
+    /// the translations cached through it (`invlpg` of the child table for a level-2 entry, a full flush for a
+    /// level-3 or level-4 entry).
     ///
     /// # Errors
     ///
@@ -528,7 +544,7 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// As [`map_to`](Self::map_to).
     #[inline]
-    pub unsafe fn map_to_with_table_flags<S: LeafSize, A>(
+    pub unsafe fn map_to_with_table_flags<S: EntrySize, A>(
         &mut self,
         page: Page<S>,
         frame: PhysFrame<S>,
@@ -556,9 +572,16 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// # Errors
     ///
-    /// As [`map_to`](Self::map_to), except that `PageAlreadyMapped` carries
-    /// the frame the page is already mapped to, and `FrameAllocationFailed`
-    /// also covers the page's own frame. On error nothing was written.
+    /// As [`map_to`](Self::map_to), except for `PageAlreadyMapped` and
+    /// `FrameAllocationFailed`. `x86_64`'s `map_to` names in
+    /// `PageAlreadyMapped` the frame it was asked to map; here no frame is
+    /// taken before the checks, so it names the address found in the used
+    /// entry instead, rounded down to `S`: the frame the page is mapped to
+    /// when the entry maps a page of size `S`, but, for a huge `S` whose
+    /// entry points to a page table (smaller pages are mapped there), that
+    /// table's frame rounded down, which is not a mapped page.
+    /// `FrameAllocationFailed` also covers the page's own frame. On error
+    /// nothing was written.
     ///
     /// # Safety
     ///
@@ -567,7 +590,7 @@ impl<B: Backend> RecursivePageTable<B> {
         clippy::type_complexity,
         reason = "the frame and its flush token, as `unmap`"
     )]
-    pub unsafe fn map_allocated<S: LeafSize, A>(
+    pub unsafe fn map_allocated<S: EntrySize, A>(
         &mut self,
         page: Page<S>,
         flags: PageTableFlags,
@@ -604,6 +627,10 @@ impl<B: Backend> RecursivePageTable<B> {
         Ok((frame, Flush::new(&mut self.backend, page)))
     }
 
+    /// The bits every parent entry on a mapped path must carry: the
+    /// requested ones plus `PRESENT | WRITABLE` (see
+    /// [`map_to_with_table_flags`](Self::map_to_with_table_flags) for why
+    /// `WRITABLE`).
     #[inline(always)]
     pub(crate) fn parent_bits(flags: PageTableFlags) -> u64 {
         (flags.bits() & !(HUGE | ADDR_MASK)) | PRESENT | WRITABLE
@@ -612,7 +639,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// The fast path of a single-page map: all parents present with the
     /// wanted flags. Everything else goes to [`Self::map_slow`].
     #[inline(always)]
-    pub(crate) fn map_entry<S: LeafSize, A>(
+    pub(crate) fn map_entry<S: EntrySize, A>(
         &mut self,
         v: u64,
         leaf: u64,
@@ -643,7 +670,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     #[cold]
     #[inline(never)]
-    fn map_slow<S: LeafSize, A>(
+    fn map_slow<S: EntrySize, A>(
         &mut self,
         v: u64,
         leaf: u64,
@@ -661,7 +688,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// Read-only walk: finds every reason the map would fail, and what it
     /// has to change.
-    pub(crate) fn plan<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
+    pub(crate) fn plan<S: EntrySize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
         let plan = self.plan_parents::<S>(v, want)?;
         if plan.create_level == 0 {
             let old = self.read(S::LEVEL, v);
@@ -674,7 +701,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// The parent part of [`Self::plan`]: errors above the leaf, missing
     /// tables and missing flags.
-    pub(crate) fn plan_parents<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
+    pub(crate) fn plan_parents<S: EntrySize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
         if self.in_window(v) {
             return Err(MapFail::Huge);
         }
@@ -731,7 +758,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// (invalidating each one's recursive address first, so no stale
     /// translation from a freed table can redirect the zeroing), then writes
     /// the leaf.
-    pub(crate) fn commit<S: LeafSize>(
+    pub(crate) fn commit<S: EntrySize>(
         &mut self,
         v: u64,
         plan: Plan,
@@ -744,7 +771,7 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// The parent part of [`Self::commit`].
-    pub(crate) fn commit_parents<S: LeafSize>(
+    pub(crate) fn commit_parents<S: EntrySize>(
         &mut self,
         v: u64,
         plan: Plan,
@@ -811,7 +838,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Checks the parent entries of `v`'s level-`S` entry: all must be
     /// present table pointers.
     #[inline(always)]
-    pub(crate) fn walk_parents<S: LeafSize>(&self, v: u64) -> Result<(), WalkFail> {
+    pub(crate) fn walk_parents<S: EntrySize>(&self, v: u64) -> Result<(), WalkFail> {
         let mut level = 4;
         while level > S::LEVEL {
             let entry = self.read(level, v);
@@ -841,7 +868,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// `InvalidFrameAddress` if a huge entry's address is not aligned to `S`.
     /// On error nothing was written.
     #[inline]
-    pub fn unmap<S: LeafSize>(
+    pub fn unmap<S: EntrySize>(
         &mut self,
         page: Page<S>,
     ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), UnmapError> {
@@ -851,7 +878,7 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     #[inline(always)]
-    pub(crate) fn unmap_entry<S: LeafSize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
+    pub(crate) fn unmap_entry<S: EntrySize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
         if self.in_window(v) {
             return Err(UnmapError::ParentEntryHugePage);
         }
@@ -879,7 +906,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// As `x86_64`'s `Mapper::update_flags`: the new flags must not break
     /// memory safety.
     #[inline]
-    pub unsafe fn update_flags<S: LeafSize>(
+    pub unsafe fn update_flags<S: EntrySize>(
         &mut self,
         page: Page<S>,
         flags: PageTableFlags,
@@ -890,7 +917,7 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     #[inline(always)]
-    pub(crate) fn update_entry<S: LeafSize>(
+    pub(crate) fn update_entry<S: EntrySize>(
         &mut self,
         v: u64,
         flags: u64,
@@ -952,7 +979,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// the entry is a page-table pointer; `InvalidFrameAddress` if a huge
     /// entry's address is not aligned to `S`.
     #[inline]
-    pub fn translate_page<S: LeafSize>(
+    pub fn translate_page<S: EntrySize>(
         &self,
         page: Page<S>,
     ) -> Result<PhysFrame<S>, TranslateError> {
@@ -1033,6 +1060,13 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Number of page-table frames held after a map failed for lack of
     /// frames (at most 3; used by the next table creation, handed back by
     /// [`clean_up`](Self::clean_up)).
+    ///
+    /// Spare frames are only ever handed back by `clean_up` (and the
+    /// `clean_up_*` variants and `unmap_range_and_free` with reclaim), to
+    /// the deallocator given there, which need not be the allocator they came
+    /// from: pass one that accepts them. Dropping the table (or calling
+    /// [`into_backend`](Self::into_backend)) while it holds spares loses
+    /// those frames; call `clean_up` first if they matter.
     pub fn spare_frames(&self) -> usize {
         self.spare.len
     }
@@ -1046,7 +1080,7 @@ impl Plan {
     }
 
     #[inline]
-    pub(crate) fn tables_needed<S: LeafSize>(self) -> usize {
+    pub(crate) fn tables_needed<S: EntrySize>(self) -> usize {
         if self.create_level == 0 {
             0
         } else {
@@ -1057,7 +1091,7 @@ impl Plan {
 
 /// The frame of a leaf entry being unmapped, with `x86_64`'s checks.
 #[inline(always)]
-pub(crate) fn leaf_frame_for_unmap<S: LeafSize>(entry: u64) -> Result<PhysFrame<S>, UnmapError> {
+pub(crate) fn leaf_frame_for_unmap<S: EntrySize>(entry: u64) -> Result<PhysFrame<S>, UnmapError> {
     if entry & PRESENT == 0 {
         return Err(UnmapError::PageNotMapped);
     }
