@@ -514,6 +514,9 @@ impl Harness {
                     va,
                     phys
                 );
+                let created = self.model.tables.len() as u64 - tables_before;
+                let (up_invlpg, up_full) = self.upgrades(&parents_before);
+                expect = Some((created + up_invlpg, up_full));
             }
             Op::UnmapRange { level, at, len } => {
                 let va = address(level, at);
