@@ -16,6 +16,11 @@ use super::table::sign_extend;
 /// change (an emulated TLB sees it), and no other change can be made before
 /// the token is used: call [`flush`](Self::flush), or [`ignore`](Self::ignore)
 /// when you know no stale translation can matter.
+///
+/// The maps (`map_to`, `map_allocated`) return one too, as `x86_64`'s do,
+/// although the entry they fill was unused and the CPU never caches a
+/// not-present entry: ignoring a map's token is sound; flushing it costs one
+/// `invlpg`. (Range maps return [`FlushScope::Nothing`] for that reason.)
 #[must_use = "the TLB may still hold the old translation: call `flush()` or `ignore()`"]
 pub struct Flush<'a, B: Backend + ?Sized, S: PageSize> {
     backend: &'a mut B,
