@@ -219,7 +219,7 @@ struct Area {
 
 /// Maps `frames` at consecutive pages from `virt`, taking page tables from
 /// the bump allocator.
-fn map_pages<S: framealloc::paging::LeafSize + std::fmt::Debug>(
+fn map_pages<S: framealloc::paging::EntrySize + std::fmt::Debug>(
     table: &mut RecursivePageTable<Machine>,
     boot: &mut BumpAllocator<'_>,
     virt: u64,

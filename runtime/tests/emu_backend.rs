@@ -14,8 +14,13 @@ fn virt(addr: u64) -> VirtAddr {
 }
 
 /// Generic code, as the page-table code will be.
-fn read_through<B: Backend>(backend: &B, table: VirtAddr, index: usize) -> u64 {
-    backend.read_entry(table, index)
+///
+/// # Safety
+///
+/// As [`Backend::read_entry`].
+unsafe fn read_through<B: Backend>(backend: &B, table: VirtAddr, index: usize) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { backend.read_entry(table, index) }
 }
 
 #[test]
@@ -26,7 +31,8 @@ fn entries_are_read_and_written_at_recursive_addresses() {
     assert_eq!(t.machine.level_4_frame(), frame(L4));
     let l4 = virt(table_address(RECURSIVE, addr, 4));
     let l2 = virt(table_address(RECURSIVE, addr, 2));
-    let recursive = read_through(&t.machine, l4, RECURSIVE as usize);
+    // SAFETY: `l4` is the level-4 table's recursive address.
+    let recursive = unsafe { read_through(&t.machine, l4, RECURSIVE as usize) };
     assert_eq!(recursive, L4 | (F::PRESENT | F::WRITABLE).bits());
     let leaf = t.machine.read_entry(l2, index(addr, 2) as usize);
     assert_eq!(
@@ -104,7 +110,8 @@ fn backend_accesses_are_counted_and_flushes_forwarded() {
     t.machine.reset_counters();
     let mut backend = &mut t.machine;
     for i in 0..512 {
-        let _ = backend.read_entry(l4, i);
+        // SAFETY: `l4` is the level-4 table's recursive address, `i < 512`.
+        let _ = unsafe { <&mut Machine as Backend>::read_entry(&backend, l4, i) };
     }
     backend.write_entry(l4, 3, 0);
     backend.flush_page(l4);

@@ -3,11 +3,13 @@
 
 mod paging_support;
 
-use framealloc::paging::{FLUSH_ALL_THRESHOLD, FlushScope, MaxPageSize};
+use framealloc::emu::Machine;
+use framealloc::paging::{FLUSH_ALL_THRESHOLD, FlushScope, MaxPageSize, RangeError};
 use framealloc::x86_64::structures::paging::frame::PhysFrameRange;
 use framealloc::x86_64::structures::paging::mapper::Translate;
 use framealloc::x86_64::structures::paging::mapper::{MapToError, UnmapError};
 use framealloc::x86_64::structures::paging::page::PageRange;
+use framealloc::x86_64::structures::paging::page_table::PageTableLevel;
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageSize, PageTableFlags as F, PhysFrame, Size2MiB,
     Size4KiB,
@@ -106,9 +108,9 @@ fn map_range_stops_at_an_already_mapped_page_and_reports_how_far_it_got() {
     let err =
         unsafe { table.map_range(pages(0x40_0000, 8), frames(DATA_START, 8), RW, &mut tables) }
             .unwrap_err();
-    assert_eq!(err.done, 5);
+    assert_eq!(err.done(), 5);
     assert!(
-        matches!(err.error, MapToError::PageAlreadyMapped(f) if f == frame(DATA_START + 5 * 4096))
+        matches!(err.into_error().unwrap(), MapToError::PageAlreadyMapped(f) if f == frame(DATA_START + 5 * 4096))
     );
     // The five pages done are mapped and already flushed; page 5 is untouched.
     for i in 0..5 {
@@ -136,8 +138,11 @@ fn allocator_running_dry_mid_range_builds_no_half_path() {
     let err =
         unsafe { table.map_range(pages(0x1f_e000, 4), frames(DATA_START, 4), RW, &mut tables) }
             .unwrap_err();
-    assert_eq!(err.done, 2);
-    assert!(matches!(err.error, MapToError::FrameAllocationFailed));
+    assert_eq!(err.done(), 2);
+    assert!(matches!(
+        err.into_error().unwrap(),
+        MapToError::FrameAllocationFailed
+    ));
     assert_eq!(tables.out.len(), 3);
     assert_eq!(table.spare_frames(), 0);
     assert!(table.translate_addr(VirtAddr::new(0x20_0000)).is_none());
@@ -174,17 +179,11 @@ fn one_flush_decision_per_range() {
         )
     }
     .unwrap();
-    assert_eq!(
-        flush.scope(),
-        FlushScope::Pages {
-            start: VirtAddr::new(0x4000_0000),
-            count: small,
-            page_size: 4096
-        }
-    );
+    // Only unused entries were filled: nothing can be cached for them.
+    assert_eq!(flush.scope(), FlushScope::Nothing);
     flush.flush();
     let after = table.backend().counters();
-    // One invlpg per page, plus one per table created (before zeroing it).
+    // One invlpg per table created (before zeroing it), nothing else.
     let created = (tables.out.len() - tables_before) as u64;
     assert_eq!(created, 3);
     assert_eq!(
@@ -192,9 +191,20 @@ fn one_flush_decision_per_range() {
             after.invlpg - before.invlpg,
             after.full_flushes - before.full_flushes
         ),
-        (small + created, 0)
+        (created, 0)
     );
+    for i in 0..small {
+        let va = VirtAddr::new(0x4000_0000 + i * 4096);
+        assert_eq!(
+            table.backend().read_u64(va).unwrap(),
+            0,
+            "fresh page readable"
+        );
+    }
 
+    // Above the threshold a fresh map still needs no flush at all (it used
+    // to reload CR3 for nothing).
+    let before = table.backend().counters();
     // SAFETY: emulated memory.
     let flush = unsafe {
         table.map_range(
@@ -205,6 +215,26 @@ fn one_flush_decision_per_range() {
         )
     }
     .unwrap();
+    assert_eq!(flush.scope(), FlushScope::Nothing);
+    flush.flush();
+    let after = table.backend().counters();
+    assert_eq!(after.full_flushes, before.full_flushes);
+
+    // Unmapping: one invlpg per page up to the threshold, one full flush above.
+    let flush = table.unmap_range(pages(0x4000_0000, small), drop).unwrap();
+    assert_eq!(
+        flush.scope(),
+        FlushScope::Pages {
+            start: VirtAddr::new(0x4000_0000),
+            count: small,
+            page_size: 4096
+        }
+    );
+    flush.flush();
+    assert_eq!(table.backend().counters().invlpg - after.invlpg, small);
+    let flush = table
+        .unmap_range(pages(0x8000_0000, small + 1), drop)
+        .unwrap();
     assert_eq!(flush.scope(), FlushScope::All);
     flush.flush();
     assert_eq!(
@@ -212,7 +242,7 @@ fn one_flush_decision_per_range() {
         1
     );
 
-    // Mixed sizes: four entries (4 KiB, 2 MiB, 2 MiB, 4 KiB) → four invlpg.
+    // Mixed sizes: four fresh entries (4 KiB, 2 MiB, 2 MiB, 4 KiB), no flush.
     let n = 1 + 1024 + 1;
     let before = table.backend().counters().invlpg;
     let tables_before = tables.out.len();
@@ -227,11 +257,11 @@ fn one_flush_decision_per_range() {
         )
     }
     .unwrap();
-    assert!(matches!(flush.scope(), FlushScope::Mixed { .. }));
+    assert_eq!(flush.scope(), FlushScope::Nothing);
     flush.flush();
-    // Four entries, plus one invlpg for each table created before zeroing it.
+    // One invlpg for each table created before zeroing it.
     let created = (tables.out.len() - tables_before) as u64;
-    assert_eq!(table.backend().counters().invlpg - before, 4 + created);
+    assert_eq!(table.backend().counters().invlpg - before, created);
     let sizes: Vec<u64> = table
         .mappings()
         .filter(|m| m.start.as_u64() >= 0x10_0000_0000)
@@ -255,8 +285,11 @@ fn map_range_allocated_and_unmap_range_and_free_account_for_every_frame() {
         table.map_range_allocated(Page::range(start, start + 8), RW, &mut Split(&mut data))
     }
     .unwrap_err();
-    assert_eq!(err.done, 5, "five data frames in the budget");
-    assert!(matches!(err.error, MapToError::FrameAllocationFailed));
+    assert_eq!(err.done(), 5, "five data frames in the budget");
+    assert!(matches!(
+        err.into_error().unwrap(),
+        MapToError::FrameAllocationFailed
+    ));
     let mapped: Vec<u64> = table.mappings().map(|m| m.frame.as_u64()).collect();
     assert_eq!(mapped.len(), 5);
     assert_eq!(data.tables.out.len(), 2, "level-3 and level-2 tables");
@@ -282,7 +315,7 @@ fn map_range_allocated_and_unmap_range_and_free_account_for_every_frame() {
         .unmap_range(Page::range(start, start + 2), |_| {})
         .unwrap_err();
     assert_eq!(
-        (err.done, format!("{:?}", err.error)),
+        (err.done(), format!("{:?}", err.into_error().unwrap())),
         (0, format!("{:?}", UnmapError::PageNotMapped))
     );
 }
@@ -323,6 +356,14 @@ fn dump_merges_contiguous_runs() {
             .flush();
     }
     let dump = table.dump().to_string();
+    assert_eq!(
+        format!("{:?}", table.dump()),
+        "Dump { recursive_index: PageTableIndex(510), .. }"
+    );
+    assert!(
+        format!("{:?}", table.mappings())
+            .starts_with("Mappings { recursive_index: PageTableIndex(510), next_offset: 0x0")
+    );
     let expected = "\
 virtual start       virtual end           physical start  size   pages  flags
 0x0000000000400000  0x0000000000403000 -> 0x001000000000    4K       3  rwx kernel
@@ -330,4 +371,244 @@ virtual start       virtual end           physical start  size   pages  flags
 0xffff800000000000  0xffff800080000000 -> 0x000000000000    1G       2  rwx kernel global
 ";
     assert_eq!(dump, expected, "\n{dump}");
+}
+
+const GLOBAL_RW: F = F::PRESENT.union(F::WRITABLE).union(F::GLOBAL);
+
+/// Maps `n` global pages from `0x4000_0000` and reads each, so the TLB holds
+/// every translation.
+fn map_global_and_read(n: u64) -> (framealloc::RecursivePageTable<Machine>, TableFrames) {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    // SAFETY: emulated memory.
+    unsafe {
+        table.map_range(
+            pages(0x4000_0000, n),
+            frames(DATA_START, n),
+            GLOBAL_RW,
+            &mut tables,
+        )
+    }
+    .unwrap()
+    .flush();
+    for i in 0..n {
+        table
+            .backend()
+            .read_u64(VirtAddr::new(0x4000_0000 + i * 4096))
+            .unwrap();
+    }
+    assert!(table.backend().cached(VirtAddr::new(0x4000_0000)).is_some());
+    (table, tables)
+}
+
+#[test]
+fn unmapping_many_global_pages_invalidates_each_one() {
+    let n = FLUSH_ALL_THRESHOLD + 8;
+    let (mut table, _tables) = map_global_and_read(n);
+    let flush = table.unmap_range(pages(0x4000_0000, n), drop).unwrap();
+    // A CR3 reload would keep global translations: one invlpg per page.
+    assert_eq!(
+        flush.scope(),
+        FlushScope::Pages {
+            start: VirtAddr::new(0x4000_0000),
+            count: n,
+            page_size: 4096
+        }
+    );
+    flush.flush();
+    for i in 0..n {
+        let va = VirtAddr::new(0x4000_0000 + i * 4096);
+        assert!(table.backend().cached(va).is_none(), "{va:?} still cached");
+        assert!(
+            table.backend().read_u64(va).is_err(),
+            "{va:?} still readable"
+        );
+    }
+}
+
+#[test]
+fn freeing_many_global_pages_leaves_no_stale_translation() {
+    let n = FLUSH_ALL_THRESHOLD + 8;
+    let (mut table, tables) = map_global_and_read(n);
+    let mut data = Data {
+        tables,
+        next: DATA_START,
+        budget: 0,
+        freed: Vec::new(),
+    };
+    // SAFETY: the frames belong to the mapping; tables to this hierarchy.
+    unsafe { table.unmap_range_and_free(pages(0x4000_0000, n), &mut data, true) }.unwrap();
+    assert_eq!(data.freed.len() as u64, n);
+    for i in 0..n {
+        let va = VirtAddr::new(0x4000_0000 + i * 4096);
+        assert!(table.backend().cached(va).is_none(), "{va:?} still cached");
+    }
+}
+
+#[test]
+fn write_protecting_many_global_pages_takes_effect() {
+    let n = FLUSH_ALL_THRESHOLD + 8;
+    let (mut table, _tables) = map_global_and_read(n);
+    for i in 0..n {
+        // Cache writable translations.
+        table
+            .backend_mut()
+            .write_u64(VirtAddr::new(0x4000_0000 + i * 4096), i)
+            .unwrap();
+    }
+    // SAFETY: emulated memory.
+    unsafe { table.update_flags_range(pages(0x4000_0000, n), F::PRESENT | F::GLOBAL) }
+        .unwrap()
+        .flush();
+    for i in 0..n {
+        let va = VirtAddr::new(0x4000_0000 + i * 4096);
+        assert!(
+            table.backend_mut().write_u64(va, 7).is_err(),
+            "{va:?} still writable"
+        );
+        assert_eq!(table.backend().read_u64(va).unwrap(), i);
+    }
+}
+
+/// Clears `WRITABLE` in the parent entry at `level` on `va`'s path, behind
+/// the table's back, then flushes the whole TLB.
+fn write_protect_parent(
+    table: &mut framealloc::RecursivePageTable<Machine>,
+    level: PageTableLevel,
+    va: u64,
+) {
+    let addr = VirtAddr::new(va);
+    let parent = table.table_address(level, addr);
+    let index = match level {
+        PageTableLevel::Two => addr.p2_index(),
+        PageTableLevel::Three => addr.p3_index(),
+        _ => addr.p4_index(),
+    };
+    let machine = table.backend_mut();
+    let entry = machine.read_entry(parent, usize::from(index));
+    machine.write_entry(parent, usize::from(index), entry & !F::WRITABLE.bits());
+    machine.flush_global();
+}
+
+fn map_one(
+    table: &mut framealloc::RecursivePageTable<Machine>,
+    tables: &mut TableFrames,
+    va: u64,
+    phys: u64,
+) {
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+    // SAFETY: emulated memory.
+    unsafe { table.map_to(page, frame(phys), RW, tables) }
+        .unwrap()
+        .flush();
+}
+
+#[test]
+fn adding_writable_to_a_level_2_entry_invalidates_its_child_table() {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    map_one(&mut table, &mut tables, 0x4000_0000, DATA_START);
+    write_protect_parent(&mut table, PageTableLevel::Two, 0x4000_0000);
+    // Reading the level-1 table caches a read-only translation of it.
+    assert!(table.translate_addr(VirtAddr::new(0x4000_0000)).is_some());
+    // Mapping a writable neighbour adds WRITABLE to the level-2 entry, then
+    // writes the level-1 table: it must not go through the stale entry.
+    map_one(&mut table, &mut tables, 0x4000_1000, DATA_START + 0x1000);
+    assert_eq!(
+        table.translate_addr(VirtAddr::new(0x4000_1000)),
+        Some(PhysAddr::new(DATA_START + 0x1000))
+    );
+}
+
+#[test]
+fn adding_writable_to_a_level_3_entry_invalidates_every_table_below() {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    // Two level-1 tables under one level-3 entry.
+    map_one(&mut table, &mut tables, 0x4000_0000, DATA_START);
+    map_one(&mut table, &mut tables, 0x4020_0000, DATA_START + 0x1000);
+    write_protect_parent(&mut table, PageTableLevel::Three, 0x4000_0000);
+    assert!(table.translate_addr(VirtAddr::new(0x4000_0000)).is_some());
+    assert!(table.translate_addr(VirtAddr::new(0x4020_0000)).is_some());
+    // The first map upgrades the level-3 entry; the second writes the other
+    // level-1 table, whose read-only translation was cached too.
+    map_one(&mut table, &mut tables, 0x4000_1000, DATA_START + 0x2000);
+    map_one(&mut table, &mut tables, 0x4020_1000, DATA_START + 0x3000);
+    assert_eq!(
+        table.translate_addr(VirtAddr::new(0x4020_1000)),
+        Some(PhysAddr::new(DATA_START + 0x3000))
+    );
+}
+
+#[test]
+fn a_range_across_the_canonical_hole_is_rejected_up_front() {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    let start = Page::<Size4KiB>::containing_address(VirtAddr::new(0x7fff_ffff_e000));
+    let end = Page::<Size4KiB>::containing_address(VirtAddr::new(0xffff_8000_0000_2000));
+    let range = Page::range(start, end);
+    let hole = |err: &dyn core::fmt::Debug| {
+        assert_eq!(
+            format!("{err:?}"),
+            format!(
+                "{:?}",
+                RangeError::<()>::CrossesCanonicalHole {
+                    start: start.start_address(),
+                    end: end.start_address(),
+                }
+            )
+        );
+    };
+    let before = table.backend().memory().clone();
+    // SAFETY: emulated memory.
+    let err =
+        unsafe { table.map_range(range, frames(DATA_START, 4), RW, &mut tables) }.unwrap_err();
+    hole(&err);
+    assert_eq!(err.done(), 0);
+    assert!(table.backend().memory() == &before, "nothing was written");
+    hole(&table.unmap_range(range, drop).unwrap_err());
+    // SAFETY: emulated memory.
+    let err = unsafe { table.update_flags_range(range, RW) }.unwrap_err();
+    hole(&err);
+    // SAFETY: emulated memory.
+    let err = unsafe {
+        table.map_range_mixed(
+            range,
+            frames(DATA_START, 4),
+            RW,
+            MaxPageSize::Size1GiB,
+            &mut tables,
+        )
+    }
+    .unwrap_err();
+    hole(&err);
+    assert!(table.backend().memory() == &before, "nothing was written");
+    // The two halves, mapped separately, are fine.
+    // (A `PageRange` cannot end at the hole itself: map one low page.)
+    let low = Page::range(start, start + 1);
+    // SAFETY: emulated memory.
+    unsafe { table.map_range(low, frames(DATA_START, 1), RW, &mut tables) }
+        .unwrap()
+        .flush();
+    let high_start = Page::<Size4KiB>::containing_address(VirtAddr::new(0xffff_8000_0000_0000));
+    // SAFETY: emulated memory.
+    unsafe {
+        table.map_range(
+            Page::range(high_start, end),
+            frames(DATA_START + 0x2000, 2),
+            RW,
+            &mut tables,
+        )
+    }
+    .unwrap()
+    .flush();
+    let starts: Vec<u64> = table.mappings().map(|m| m.start.as_u64()).collect();
+    assert_eq!(
+        starts,
+        [
+            0x7fff_ffff_e000,
+            0xffff_8000_0000_0000,
+            0xffff_8000_0000_1000
+        ]
+    );
 }

@@ -26,7 +26,7 @@ mod window;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use framealloc::paging::{LeafSize, NoFlushMmu, RecursivePageTable as OurTable};
+use framealloc::paging::{EntrySize, NoFlushMmu, RecursivePageTable as OurTable};
 use framealloc::x86_64::structures::paging::mapper::{
     CleanUp, MappedFrame, Mapper, TranslateResult,
 };
@@ -123,7 +123,7 @@ impl<'w> Ours<'w> {
     }
 }
 
-impl<S: LeafSize> Subject<S> for Ours<'_> {
+impl<S: EntrySize> Subject<S> for Ours<'_> {
     const NAME: &'static str = "ours";
     const RECURSIVE: bool = true;
     fn reset(&mut self) {
@@ -165,7 +165,7 @@ impl<S: LeafSize> Subject<S> for Ours<'_> {
     }
 }
 
-impl<S: LeafSize> RangeSubject<S> for Ours<'_> {
+impl<S: EntrySize> RangeSubject<S> for Ours<'_> {
     fn map_range(&mut self, count: u64) -> bool {
         let pages = Page::range(page::<S>(0), page::<S>(count));
         let frames = PhysFrame::range(frame::<S>(0), frame::<S>(count));
@@ -662,7 +662,7 @@ fn range_cases<S: PageSize, T: RangeSubject<S>>(runner: &mut Runner, t: &mut T, 
 
 fn sizes<S>(runner: &mut Runner, window: &mut Window, offset: &mut X86Offset)
 where
-    S: LeafSize,
+    S: EntrySize,
     for<'a> X86Table<'a>: Mapper<S>,
     for<'a> OffsetPageTable<'a>: Mapper<S>,
 {

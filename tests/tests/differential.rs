@@ -16,7 +16,7 @@
 //! `paging_props` tests).
 
 use framealloc::emu::Machine;
-use framealloc::paging::{Flush, LeafSize, MaxPageSize, RangeError, RecursivePageTable};
+use framealloc::paging::{EntrySize, Flush, MaxPageSize, RangeError, RecursivePageTable};
 use framealloc::x86_64::structures::paging::mapper::{
     CleanUp, FlagUpdateError, Mapper, MapperFlush, Translate,
 };
@@ -416,7 +416,7 @@ impl Pair {
 
     /// `x86_64`: a loop of `map_to`, stopping at the first error; ours:
     /// `map_range`. Both as (pages done, error).
-    fn map_range<S: LeafSize + std::fmt::Debug>(
+    fn map_range<S: EntrySize + std::fmt::Debug>(
         &mut self,
         va: u64,
         len: u64,
@@ -462,7 +462,10 @@ impl Pair {
                 flush.flush();
                 (len, None)
             }
-            Err(RangeError { done, error }) => (done, Some(error)),
+            Err(RangeError::Stopped { done, error }) => (done, Some(error)),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
@@ -542,12 +545,15 @@ impl Pair {
                 flush.flush();
                 (len, None)
             }
-            Err(RangeError { done, error }) => (done, Some(format!("{error:?}"))),
+            Err(RangeError::Stopped { done, error }) => (done, Some(format!("{error:?}"))),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
 
-    fn unmap_range<S: LeafSize>(&mut self, va: u64, len: u64) -> (String, String)
+    fn unmap_range<S: EntrySize>(&mut self, va: u64, len: u64) -> (String, String)
     where
         for<'a> OffsetPageTable<'a>: Mapper<S>,
     {
@@ -575,12 +581,15 @@ impl Pair {
                 flush.flush();
                 (frames, None)
             }
-            Err(RangeError { done, error }) => (frames, Some((done, error))),
+            Err(RangeError::Stopped { done, error }) => (frames, Some((done, error))),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
 
-    fn update_range<S: LeafSize>(&mut self, va: u64, len: u64, flags: F) -> (String, String)
+    fn update_range<S: EntrySize>(&mut self, va: u64, len: u64, flags: F) -> (String, String)
     where
         for<'a> OffsetPageTable<'a>: Mapper<S>,
     {
@@ -611,7 +620,10 @@ impl Pair {
                 flush.flush();
                 (len, None)
             }
-            Err(RangeError { done, error }) => (done, Some(error)),
+            Err(RangeError::Stopped { done, error }) => (done, Some(error)),
+            Err(RangeError::CrossesCanonicalHole { start, end }) => {
+                panic!("range {start:?}..{end:?} crosses the hole")
+            }
         };
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
@@ -637,7 +649,7 @@ impl Pair {
         Ok(())
     }
 
-    fn map<S: LeafSize + std::fmt::Debug>(
+    fn map<S: EntrySize + std::fmt::Debug>(
         &mut self,
         va: u64,
         data: u64,
@@ -669,7 +681,7 @@ impl Pair {
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
 
-    fn unmap<S: LeafSize>(&mut self, va: u64) -> (String, String)
+    fn unmap<S: EntrySize>(&mut self, va: u64) -> (String, String)
     where
         for<'a> OffsetPageTable<'a>: Mapper<S>,
     {
@@ -685,14 +697,14 @@ impl Pair {
         (format!("{theirs:?}"), format!("{ours:?}"))
     }
 
-    fn our_update<S: LeafSize>(&mut self, va: u64, flags: F) -> String {
+    fn our_update<S: EntrySize>(&mut self, va: u64, flags: F) -> String {
         let page = Page::<S>::from_start_address(VirtAddr::new(va)).unwrap();
         // SAFETY: emulated memory.
         let result = unsafe { self.ours.update_flags(page, flags) }.map(Flush::flush);
         format!("{result:?}")
     }
 
-    fn update<S: LeafSize>(&mut self, va: u64, flags: F) -> (String, String)
+    fn update<S: EntrySize>(&mut self, va: u64, flags: F) -> (String, String)
     where
         for<'a> OffsetPageTable<'a>: Mapper<S>,
     {
@@ -703,7 +715,7 @@ impl Pair {
         (format!("{theirs:?}"), self.our_update::<S>(va, flags))
     }
 
-    fn translate_page<S: LeafSize>(&mut self, va: u64) -> (String, String)
+    fn translate_page<S: EntrySize>(&mut self, va: u64) -> (String, String)
     where
         for<'a> OffsetPageTable<'a>: Mapper<S>,
     {

@@ -27,6 +27,45 @@ fn crash(fault: &PageFault) -> ! {
     panic!("page-table code faulted on a recursive address: {fault}")
 }
 
+/// Safe forms of the [`Backend`] entry accessors: on the emulator an access
+/// to any address is memory-safe (it goes through the emulated MMU), so
+/// tests may call these freely.
+impl Machine {
+    /// Reads entry `index` of the table at recursive address `table`,
+    /// through the TLB, as a supervisor read.
+    ///
+    /// # Panics
+    ///
+    /// If the access page-faults, if `index >= 512` or if `table` is not
+    /// 4 KiB aligned (see the [`Backend`] implementation).
+    pub fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
+        let phys = self.entry_address(table, index, Access::KERNEL_READ);
+        self.memory().load(phys.as_u64())
+    }
+
+    /// Writes entry `index` of the table at recursive address `table`,
+    /// through the TLB, as a supervisor write.
+    ///
+    /// # Panics
+    ///
+    /// As [`read_entry`](Self::read_entry).
+    pub fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
+        let phys = self.entry_address(table, index, Access::KERNEL_WRITE);
+        self.memory_mut().store(phys.as_u64(), value);
+    }
+
+    /// Zeroes the frame the TLB/MMU map at recursive address `table`.
+    ///
+    /// # Panics
+    ///
+    /// As [`read_entry`](Self::read_entry).
+    pub fn zero_table(&mut self, table: VirtAddr) {
+        let phys = self.entry_address(table, 0, Access::KERNEL_WRITE);
+        self.memory_mut()
+            .zero_frame(PhysFrame::containing_address(phys));
+    }
+}
+
 /// Table accesses go through the TLB as supervisor reads and writes at the
 /// tables' recursive addresses, so a stale translation of a recursive address
 /// reaches the stale frame, as it would on hardware.
@@ -48,20 +87,16 @@ unsafe impl Backend for Machine {
         self.cr3()
     }
 
-    fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
-        let phys = self.entry_address(table, index, Access::KERNEL_READ);
-        self.memory().load(phys.as_u64())
+    unsafe fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
+        Machine::read_entry(self, table, index)
     }
 
-    fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
-        let phys = self.entry_address(table, index, Access::KERNEL_WRITE);
-        self.memory_mut().store(phys.as_u64(), value);
+    unsafe fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
+        Machine::write_entry(self, table, index, value);
     }
 
-    fn zero_table(&mut self, table: VirtAddr) {
-        let phys = self.entry_address(table, 0, Access::KERNEL_WRITE);
-        self.memory_mut()
-            .zero_frame(PhysFrame::containing_address(phys));
+    unsafe fn zero_table(&mut self, table: VirtAddr) {
+        Machine::zero_table(self, table);
     }
 
     fn flush_page(&mut self, addr: VirtAddr) {

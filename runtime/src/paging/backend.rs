@@ -17,8 +17,12 @@ use x86_64::structures::paging::PhysFrame;
 
 /// Access to the page tables of the active address space, and to its TLB.
 ///
-/// All methods are called with `table` set to the recursive virtual address
-/// of a page table (4 KiB aligned) and `index < 512`.
+/// The entry accessors are `unsafe`: on the hardware backend they are raw
+/// memory accesses at whatever address they are given, so only code that
+/// knows the address is the recursive address of an existing page table
+/// (such as [`RecursivePageTable`](super::RecursivePageTable)) may call them.
+/// The invalidations are safe (`invlpg` and a CR3 reload never break memory
+/// safety, they only cost time).
 ///
 /// # Safety
 ///
@@ -29,15 +33,36 @@ use x86_64::structures::paging::PhysFrame;
 /// `zero_table` zeroes that page; and that `flush_page`/`flush_all` remove the
 /// named translations from every TLB the page-table code relies on. Page-table
 /// code trusts these facts to uphold memory safety.
+///
+/// They also guarantee that, for any recursive index `r` a
+/// [`RecursivePageTable`](super::RecursivePageTable) is created with over
+/// this value, reading entry `r` of the table at the level-4 recursive address
+/// of `r` is memory-safe even before it is known to be recursive (the
+/// checking read of `RecursivePageTable::new`): the hardware backend's
+/// constructors demand that the recursive window is mapped, and on the
+/// emulator every access is safe.
 pub unsafe trait Backend {
     /// The frame of the active level-4 table (what CR3 points to).
     fn level_4_frame(&self) -> PhysFrame;
 
     /// Reads entry `index` of the table at recursive address `table`.
-    fn read_entry(&self, table: VirtAddr, index: usize) -> u64;
+    ///
+    /// # Safety
+    ///
+    /// `table` is the recursive virtual address of an existing page table of
+    /// the active hierarchy (every entry on the recursive path to it is a
+    /// present table pointer), and `index < 512`.
+    unsafe fn read_entry(&self, table: VirtAddr, index: usize) -> u64;
 
     /// Writes entry `index` of the table at recursive address `table`.
-    fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64);
+    ///
+    /// # Safety
+    ///
+    /// As [`read_entry`](Self::read_entry), the path to the table is
+    /// writable, and the new value does not break memory safety (it maps no
+    /// frame that is in use elsewhere in a conflicting way, and unlinks no
+    /// table that is still needed).
+    unsafe fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64);
 
     /// Reads the entry at recursive address `entry` (8-byte aligned; the
     /// table is `entry` rounded down to 4 KiB, the index its offset / 8).
@@ -45,38 +70,65 @@ pub unsafe trait Backend {
     /// The default splits the address and calls
     /// [`read_entry`](Self::read_entry); a backend that addresses memory
     /// directly can read in one step.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is 8-byte aligned and, rounded down to 4 KiB, meets the
+    /// conditions of [`read_entry`](Self::read_entry).
     #[inline]
-    fn read_entry_at(&self, entry: VirtAddr) -> u64 {
+    unsafe fn read_entry_at(&self, entry: VirtAddr) -> u64 {
         let addr = entry.as_u64();
-        self.read_entry(
-            VirtAddr::new_truncate(addr & !0xfff),
-            ((addr & 0xfff) >> 3) as usize,
-        )
+        // SAFETY: the caller's contract, with the index below 512 by
+        // construction.
+        unsafe {
+            self.read_entry(
+                VirtAddr::new_truncate(addr & !0xfff),
+                ((addr & 0xfff) >> 3) as usize,
+            )
+        }
     }
 
     /// Writes the entry at recursive address `entry`; see
     /// [`read_entry_at`](Self::read_entry_at).
+    ///
+    /// # Safety
+    ///
+    /// `entry` is 8-byte aligned and, rounded down to 4 KiB, meets the
+    /// conditions of [`write_entry`](Self::write_entry).
     #[inline]
-    fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
+    unsafe fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
         let addr = entry.as_u64();
-        self.write_entry(
-            VirtAddr::new_truncate(addr & !0xfff),
-            ((addr & 0xfff) >> 3) as usize,
-            value,
-        );
-    }
-
-    /// Zeroes the whole table at recursive address `table`.
-    fn zero_table(&mut self, table: VirtAddr) {
-        for index in 0..512 {
-            self.write_entry(table, index, 0);
+        // SAFETY: the caller's contract, with the index below 512 by
+        // construction.
+        unsafe {
+            self.write_entry(
+                VirtAddr::new_truncate(addr & !0xfff),
+                ((addr & 0xfff) >> 3) as usize,
+                value,
+            );
         }
     }
 
-    /// Invalidates any TLB entry for the page containing `addr` (`invlpg`).
+    /// Zeroes the whole table at recursive address `table`.
+    ///
+    /// # Safety
+    ///
+    /// As [`write_entry`](Self::write_entry) for every index: `table` is
+    /// the recursive address of a table (typically one just linked in) whose
+    /// entries may all be cleared.
+    unsafe fn zero_table(&mut self, table: VirtAddr) {
+        for index in 0..512 {
+            // SAFETY: the caller's contract, `index < 512`.
+            unsafe { self.write_entry(table, index, 0) };
+        }
+    }
+
+    /// Invalidates any TLB entry for the page containing `addr` (`invlpg`),
+    /// global or not.
     fn flush_page(&mut self, addr: VirtAddr);
 
-    /// Invalidates every non-global TLB entry (a CR3 reload).
+    /// Invalidates every non-global TLB entry (a CR3 reload). Entries of
+    /// `GLOBAL` pages survive, as on hardware with CR4.PGE set.
     fn flush_all(&mut self);
 }
 
@@ -87,24 +139,29 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
         (**self).level_4_frame()
     }
     #[inline]
-    fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
-        (**self).read_entry(table, index)
+    unsafe fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).read_entry(table, index) }
     }
     #[inline]
-    fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
-        (**self).write_entry(table, index, value);
+    unsafe fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).write_entry(table, index, value) };
     }
     #[inline]
-    fn read_entry_at(&self, entry: VirtAddr) -> u64 {
-        (**self).read_entry_at(entry)
+    unsafe fn read_entry_at(&self, entry: VirtAddr) -> u64 {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).read_entry_at(entry) }
     }
     #[inline]
-    fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
-        (**self).write_entry_at(entry, value);
+    unsafe fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).write_entry_at(entry, value) };
     }
     #[inline]
-    fn zero_table(&mut self, table: VirtAddr) {
-        (**self).zero_table(table);
+    unsafe fn zero_table(&mut self, table: VirtAddr) {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).zero_table(table) };
     }
     #[inline]
     fn flush_page(&mut self, addr: VirtAddr) {

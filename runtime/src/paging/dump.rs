@@ -33,6 +33,15 @@ pub struct Mappings<'a, B: Backend> {
 
 const END: u64 = 1 << 48;
 
+impl<B: Backend> fmt::Debug for Mappings<'_, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mappings")
+            .field("recursive_index", &self.table.recursive_index())
+            .field("next_offset", &format_args!("{:#x}", self.pos))
+            .finish()
+    }
+}
+
 impl<B: Backend> Iterator for Mappings<'_, B> {
     type Item = Mapping;
 
@@ -122,6 +131,15 @@ impl<B: Backend> RecursivePageTable<B> {
 /// The readable mapping dump returned by [`RecursivePageTable::dump`].
 pub struct Dump<'a, B: Backend> {
     table: &'a RecursivePageTable<B>,
+}
+
+impl<B: Backend> fmt::Debug for Dump<'_, B> {
+    /// The table's identity only; `Display` prints the mappings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dump")
+            .field("recursive_index", &self.table.recursive_index())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A run of merged mappings.

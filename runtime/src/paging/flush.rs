@@ -1,11 +1,11 @@
 //! Flush tokens: the TLB invalidation a change requires, bound to the backend
 //! that must perform it.
 
+use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageSize};
-use x86_64::{PhysAddr, VirtAddr};
 
 use super::Backend;
-use super::range::{MaxPageSize, pieces};
+use super::table::sign_extend;
 
 /// A changed mapping of one page whose old translation may still be cached
 /// in the TLB.
@@ -16,6 +16,11 @@ use super::range::{MaxPageSize, pieces};
 /// change (an emulated TLB sees it), and no other change can be made before
 /// the token is used: call [`flush`](Self::flush), or [`ignore`](Self::ignore)
 /// when you know no stale translation can matter.
+///
+/// The maps (`map_to`, `map_allocated`) return one too, as `x86_64`'s do,
+/// although the entry they fill was unused and the CPU never caches a
+/// not-present entry: ignoring a map's token is sound; flushing it costs one
+/// `invlpg`. (Range maps return [`FlushScope::Nothing`] for that reason.)
 #[must_use = "the TLB may still hold the old translation: call `flush()` or `ignore()`"]
 pub struct Flush<'a, B: Backend + ?Sized, S: PageSize> {
     backend: &'a mut B,
@@ -51,21 +56,31 @@ impl<B: Backend + ?Sized, S: PageSize> core::fmt::Debug for Flush<'_, B, S> {
     }
 }
 
-/// Ranges touching more than this many entries are invalidated with one full
-/// TLB flush (a CR3 reload) instead of one `invlpg` per entry.
+/// Ranges that changed more than this many entries are invalidated with one
+/// full TLB flush (a CR3 reload) instead of one `invlpg` per entry, unless
+/// one of the changed entries is `GLOBAL` (see [`FlushScope`]).
 ///
-/// 32 `invlpg`s cost about as much as reloading CR3 and refilling the TLB
-/// entries a kernel typically uses right after; Linux draws the line at 33
-/// for the same reason.
+/// The value is a documented choice, not a measurement: past a few dozen
+/// pages, reloading CR3 and refilling the TLB is expected to cost less than
+/// one `invlpg` per page, and Linux's x86 code uses a cut-off of the same
+/// order (its default `tlb_single_page_flush_ceiling` is 33). This crate
+/// has no benchmark of the crossover on real hardware.
 pub const FLUSH_ALL_THRESHOLD: u64 = 32;
 
 /// What a range operation asks the TLB to forget.
+///
+/// Only entries that were present before the change can be cached, so a
+/// range that only filled unused entries (every successful
+/// [`map_range`](super::RecursivePageTable::map_range) and its variants)
+/// needs [`Nothing`](Self::Nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushScope {
-    /// Nothing: no entry was changed.
+    /// Nothing: no cached translation changed.
     Nothing,
-    /// `count` entries of `page_size` bytes each, the first at `start`
-    /// (`count <= FLUSH_ALL_THRESHOLD`): one `invlpg` each.
+    /// `count` entries of `page_size` bytes each, the first at `start`:
+    /// one `invlpg` each. Chosen when `count <= FLUSH_ALL_THRESHOLD`, and
+    /// for any `count` when an old or new entry had `GLOBAL` set, since a
+    /// CR3 reload keeps global translations.
     Pages {
         /// Start of the first changed page.
         start: VirtAddr,
@@ -74,31 +89,18 @@ pub enum FlushScope {
         /// Size of each page in bytes.
         page_size: u64,
     },
-    /// At most `FLUSH_ALL_THRESHOLD` entries of mixed sizes, as
-    /// [`map_range_mixed`](super::RecursivePageTable::map_range_mixed) laid
-    /// them out from `start` to `end` (physical start `phys`, pages no larger
-    /// than `largest`): one `invlpg` per entry.
-    Mixed {
-        /// Start of the range.
-        start: VirtAddr,
-        /// End of the range (exclusive).
-        end: VirtAddr,
-        /// Physical address mapped at `start`.
-        phys: PhysAddr,
-        /// The largest page size that was allowed.
-        largest: MaxPageSize,
-    },
-    /// Many entries: one full flush.
+    /// Many non-global entries: one full flush (CR3 reload).
     All,
 }
 
 impl FlushScope {
-    /// The decision for `count` changed entries of `page_size` bytes from `start`.
+    /// The decision for `count` changed entries of `page_size` bytes from
+    /// `start`; `global`: an old or new value of one of them had `GLOBAL`.
     #[inline]
-    pub(crate) fn for_pages(start: VirtAddr, count: u64, page_size: u64) -> Self {
+    pub(crate) fn for_pages(start: VirtAddr, count: u64, page_size: u64, global: bool) -> Self {
         if count == 0 {
             FlushScope::Nothing
-        } else if count <= FLUSH_ALL_THRESHOLD {
+        } else if count <= FLUSH_ALL_THRESHOLD || global {
             FlushScope::Pages {
                 start,
                 count,
@@ -118,21 +120,13 @@ impl FlushScope {
                 count,
                 page_size,
             } => {
+                // 48-bit offsets, sign-extended: ranges never cross the
+                // canonical hole (rejected up front), but this stays
+                // panic-free regardless.
+                let start48 = start.as_u64() & ((1 << 48) - 1);
                 for i in 0..count {
-                    backend.flush_page(start + i * page_size);
-                }
-            }
-            FlushScope::Mixed {
-                start,
-                end,
-                phys,
-                largest,
-            } => {
-                for (addr, level, count) in pieces(start, end, phys, largest) {
-                    let size = 4096u64 << (9 * (level - 1));
-                    for i in 0..count {
-                        backend.flush_page(addr + i * size);
-                    }
+                    let addr = sign_extend(start48.wrapping_add(i.wrapping_mul(page_size)));
+                    backend.flush_page(VirtAddr::new_truncate(addr));
                 }
             }
             FlushScope::All => backend.flush_all(),
@@ -142,8 +136,10 @@ impl FlushScope {
 
 /// The single flush decision of a range operation, bound to the backend.
 ///
-/// Per-page invalidation when the range changed at most
-/// [`FLUSH_ALL_THRESHOLD`] entries, one full flush above that.
+/// Nothing when only unused entries were filled; otherwise per-page
+/// invalidation when the range changed at most [`FLUSH_ALL_THRESHOLD`]
+/// entries or any global one, one full flush above that (see
+/// [`FlushScope`]).
 #[must_use = "the TLB may still hold old translations: call `flush()` or `ignore()`"]
 pub struct RangeFlush<'a, B: Backend + ?Sized> {
     backend: &'a mut B,

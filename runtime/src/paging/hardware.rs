@@ -11,8 +11,33 @@ use super::Backend;
 /// The real MMU of the CPU this code runs on.
 ///
 /// Entries are read and written with plain loads and stores at the tables'
-/// recursive virtual addresses, so after inlining a [`RecursivePageTable`]
-/// over `Mmu` compiles to the same instructions as a hand-written walk.
+/// recursive virtual addresses (no `dyn`, no indirection: the accessors are
+/// generic and inlined into the table code).
+///
+/// `Mmu` is neither `Clone` nor `Copy`: one `unsafe` constructor call yields
+/// one value, so safe code cannot turn it into two tables changing the same
+/// hierarchy (for instance on two threads):
+///
+/// ```compile_fail
+/// use framealloc::paging::NoFlushMmu;
+/// use framealloc::{PhysFrame, x86_64::PhysAddr};
+///
+/// // SAFETY: never used to access memory.
+/// let mmu = unsafe { NoFlushMmu::without_flushes(PhysFrame::containing_address(PhysAddr::new(0))) };
+/// let second = mmu.clone(); // error: `Mmu` is not `Clone`
+/// ```
+///
+/// and its raw entry accessors need `unsafe`, since they write wherever they
+/// are pointed:
+///
+/// ```compile_fail,E0133
+/// use framealloc::paging::{Backend, NoFlushMmu};
+/// use framealloc::{PhysFrame, x86_64::{PhysAddr, VirtAddr}};
+///
+/// // SAFETY: never used to access memory (the call below does not compile).
+/// let mut mmu = unsafe { NoFlushMmu::without_flushes(PhysFrame::containing_address(PhysAddr::new(0))) };
+/// mmu.zero_table(VirtAddr::new(0x1000)); // error: call to unsafe function
+/// ```
 ///
 /// `FLUSH` selects what TLB invalidation does: with `true` (the default)
 /// [`flush_page`](Backend::flush_page) executes `invlpg` and
@@ -20,10 +45,12 @@ use super::Backend;
 /// read from CR3. With `false` ([`Mmu::without_flushes`]) invalidation does
 /// nothing and the level-4 frame is the one given at construction: the same
 /// table code, runnable in user space over a window mapped with `mmap` (for
-/// benchmarks), where `invlpg` and CR3 are out of reach.
+/// benchmarks), where `invlpg` and CR3 are out of reach. `x86_64`'s
+/// `Mapper` is implemented for both; with `NoFlushMmu` its `MapperFlush`
+/// tokens must be ignored, not flushed (their `flush` runs `invlpg`).
 ///
 /// [`RecursivePageTable`]: super::RecursivePageTable
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Mmu<const FLUSH: bool = true> {
     level_4: PhysFrame,
 }
@@ -39,11 +66,10 @@ impl Mmu<true> {
     /// The caller runs at privilege level 0 with 4-level paging enabled, and
     /// every page table of the active hierarchy is mapped at its recursive
     /// address through the recursive entry of the level-4 table whose index
-    /// is later given to [`RecursivePageTable::new`](super::RecursivePageTable::new).
-    /// The [`Backend`] methods of the returned value are called only with
-    /// such recursive addresses of existing tables and `index < 512`
-    /// (`RecursivePageTable` guarantees this for its own calls), and nothing
-    /// else accesses the page tables while a `RecursivePageTable` uses them.
+    /// is later given to [`RecursivePageTable::new`](super::RecursivePageTable::new),
+    /// and nothing else changes the page tables while a `RecursivePageTable`
+    /// over the returned value uses them. (The entry accessors of
+    /// [`Backend`] are `unsafe` and state their own conditions on each call.)
     #[inline]
     pub unsafe fn new() -> Self {
         Mmu {
@@ -80,10 +106,11 @@ impl Mmu<false> {
     }
 }
 
-// SAFETY: entries are read and written at `table + 8 * index`, which the
-// constructors' contracts make the recursive address of the entry; `invlpg`
-// and CR3 reloads are the architectural invalidations (and with
-// `FLUSH = false` the constructor's contract says none is needed).
+// SAFETY: entries are read and written at `table + 8 * index`, which each
+// accessor's contract makes the recursive address of an entry of an existing
+// table, reached through the translation the CPU uses now; `invlpg` and CR3
+// reloads are the architectural invalidations (and with `FLUSH = false` the
+// constructor's contract says none is needed).
 unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
     #[inline]
     fn level_4_frame(&self) -> PhysFrame {
@@ -91,36 +118,37 @@ unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
     }
 
     #[inline(always)]
-    fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
-        // SAFETY: by the constructors' contracts `table` is the recursive
-        // address of a mapped page table and `index < 512`.
+    unsafe fn read_entry(&self, table: VirtAddr, index: usize) -> u64 {
+        // SAFETY: the caller guarantees that `table` is the recursive
+        // address of an existing (hence mapped) page table and `index < 512`,
+        // so the 8 bytes read lie inside that mapped, aligned table.
         unsafe { table.as_ptr::<u64>().add(index).read() }
     }
 
     #[inline(always)]
-    fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
-        // SAFETY: as in `read_entry`; the table is writable through the
-        // recursive entry, which `RecursivePageTable::new` checks.
+    unsafe fn write_entry(&mut self, table: VirtAddr, index: usize, value: u64) {
+        // SAFETY: as in `read_entry`; the caller guarantees the path is
+        // writable and the value keeps memory safe.
         unsafe { table.as_mut_ptr::<u64>().add(index).write(value) }
     }
 
     #[inline(always)]
-    fn read_entry_at(&self, entry: VirtAddr) -> u64 {
-        // SAFETY: by the constructors' contracts `entry` is the recursive
-        // address of an entry of a mapped page table.
+    unsafe fn read_entry_at(&self, entry: VirtAddr) -> u64 {
+        // SAFETY: the caller guarantees that `entry` is an aligned entry of
+        // an existing table at its recursive address.
         unsafe { entry.as_ptr::<u64>().read() }
     }
 
     #[inline(always)]
-    fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
-        // SAFETY: as in `read_entry_at`; writable through the recursive
-        // entry, which `RecursivePageTable::new` checks.
+    unsafe fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {
+        // SAFETY: as in `read_entry_at`, with `write_entry`'s conditions.
         unsafe { entry.as_mut_ptr::<u64>().write(value) }
     }
 
     #[inline]
-    fn zero_table(&mut self, table: VirtAddr) {
-        // SAFETY: `table` is the recursive address of a whole 4 KiB table.
+    unsafe fn zero_table(&mut self, table: VirtAddr) {
+        // SAFETY: the caller guarantees that `table` is the recursive address
+        // of a whole, writable 4 KiB table whose entries may all be cleared.
         unsafe { table.as_mut_ptr::<u8>().write_bytes(0, 4096) }
     }
 

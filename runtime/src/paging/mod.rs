@@ -13,7 +13,7 @@ mod dump;
 mod flush;
 #[allow(
     clippy::inline_always,
-    reason = "entry accesses must inline into every walk to match a hand-written one"
+    reason = "entry accesses are single loads and stores meant to inline into every walk"
 )]
 mod hardware;
 mod range;
@@ -31,5 +31,5 @@ pub use dump::{Dump, Mapping, Mappings};
 pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
 pub use hardware::{Mmu, NoFlushMmu};
 pub use range::{MaxPageSize, RangeError};
-pub use size::LeafSize;
+pub use size::EntrySize;
 pub use table::{InvalidRecursiveTable, RecursivePageTable};

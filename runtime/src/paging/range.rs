@@ -28,32 +28,72 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::flush::{FLUSH_ALL_THRESHOLD, FlushScope, RangeFlush};
-use super::table::{ADDR_MASK, HUGE, MapFail, PRESENT, leaf_frame_for_unmap, sign_extend};
-use super::{Backend, LeafSize, RecursivePageTable};
+use super::flush::{FlushScope, RangeFlush};
+use super::table::{ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_frame_for_unmap, sign_extend};
+use super::{Backend, EntrySize, RecursivePageTable};
 
 /// The canonical address space as 48-bit offsets.
 const LOW_48: u64 = (1 << 48) - 1;
 
-/// A range operation stopped at a page: `done` pages from the start of the
-/// range were processed (and stay so), page `done` failed with `error`, the
-/// rest were not touched.
+/// The first non-canonical address.
+const HOLE: u64 = 1 << 47;
+
+/// Why a range operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RangeError<E> {
-    /// Pages processed before the failing one (4 KiB pages for
-    /// [`map_range_mixed`](RecursivePageTable::map_range_mixed)).
-    pub done: u64,
-    /// What the single-page operation returned for page `done`.
-    pub error: E,
+pub enum RangeError<E> {
+    /// The range starts in the lower half of the address space and ends in
+    /// the upper half, so it contains the non-canonical addresses between
+    /// them, which are not pages. Nothing was done.
+    CrossesCanonicalHole {
+        /// Start of the range.
+        start: VirtAddr,
+        /// End of the range (exclusive).
+        end: VirtAddr,
+    },
+    /// The operation stopped at a page: `done` pages from the start of the
+    /// range were processed (and stay so), page `done` failed with `error`,
+    /// the rest were not touched.
+    Stopped {
+        /// Pages processed before the failing one (4 KiB pages for
+        /// [`map_range_mixed`](RecursivePageTable::map_range_mixed)).
+        done: u64,
+        /// What the single-page operation returned for page `done`.
+        error: E,
+    },
+}
+
+impl<E> RangeError<E> {
+    /// Pages processed before the failure (0 for
+    /// [`CrossesCanonicalHole`](Self::CrossesCanonicalHole)).
+    pub fn done(&self) -> u64 {
+        match self {
+            RangeError::CrossesCanonicalHole { .. } => 0,
+            RangeError::Stopped { done, .. } => *done,
+        }
+    }
+
+    /// The single-page error of a [`Stopped`](Self::Stopped) operation.
+    pub fn into_error(self) -> Option<E> {
+        match self {
+            RangeError::CrossesCanonicalHole { .. } => None,
+            RangeError::Stopped { error, .. } => Some(error),
+        }
+    }
 }
 
 impl<E: fmt::Debug> fmt::Display for RangeError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "range operation stopped after {} pages: {:?}",
-            self.done, self.error
-        )
+        match self {
+            RangeError::CrossesCanonicalHole { start, end } => write!(
+                f,
+                "range {:#x}..{:#x} crosses the non-canonical hole",
+                start.as_u64(),
+                end.as_u64()
+            ),
+            RangeError::Stopped { done, error } => {
+                write!(f, "range operation stopped after {done} pages: {error:?}")
+            }
+        }
     }
 }
 
@@ -122,7 +162,7 @@ pub(crate) fn pieces(
 }
 
 /// Where the frames of a mapped range come from.
-pub(crate) trait DataFrames<S: LeafSize> {
+pub(crate) trait DataFrames<S: EntrySize> {
     type Tables: FrameAllocator<Size4KiB> + ?Sized;
     fn tables(&mut self) -> &mut Self::Tables;
     /// The frame for page `i` of the run.
@@ -135,7 +175,7 @@ struct Consecutive<'a, A: ?Sized> {
     tables: &'a mut A,
 }
 
-impl<S: LeafSize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Consecutive<'_, A> {
+impl<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Consecutive<'_, A> {
     type Tables = A;
     #[inline]
     fn tables(&mut self) -> &mut A {
@@ -152,7 +192,7 @@ struct Allocated<'a, A: ?Sized> {
     allocator: &'a mut A,
 }
 
-impl<S: LeafSize, A> DataFrames<S> for Allocated<'_, A>
+impl<S: EntrySize, A> DataFrames<S> for Allocated<'_, A>
 where
     A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
 {
@@ -167,16 +207,23 @@ where
     }
 }
 
-/// Start (as a 48-bit offset) and length in pages of a page range.
+/// Start (as a 48-bit offset) and length in pages of a page range, or the
+/// error for a range that crosses the canonical hole.
 #[inline]
-fn span<S: PageSize>(pages: PageRange<S>) -> (u64, u64) {
+fn span<S: PageSize, E>(pages: PageRange<S>) -> Result<(u64, u64), RangeError<E>> {
     let start = pages.start.start_address().as_u64();
     let end = pages.end.start_address().as_u64();
     if end <= start {
-        return (start & LOW_48, 0);
+        return Ok((start & LOW_48, 0));
+    }
+    if start < HOLE && end > HOLE {
+        return Err(RangeError::CrossesCanonicalHole {
+            start: pages.start.start_address(),
+            end: pages.end.start_address(),
+        });
     }
     let count = ((end & LOW_48) - (start & LOW_48)) / S::SIZE;
-    (start & LOW_48, count)
+    Ok((start & LOW_48, count))
 }
 
 impl<B: Backend> RecursivePageTable<B> {
@@ -220,11 +267,11 @@ impl<B: Backend> RecursivePageTable<B> {
     /// let frames = PhysFrame::range(first, first + 1000);
     /// // SAFETY: emulated memory.
     /// let flush = unsafe { table.map_range(Page::range(start, start + 1000), frames, F::PRESENT | F::WRITABLE, &mut tables) }.unwrap();
-    /// flush.flush(); // 1000 pages: one full flush
+    /// flush.flush(); // fresh entries: nothing to invalidate
     /// assert_eq!(table.translate_page(start + 999).ok(), Some(first + 999));
     /// # }
     /// ```
-    pub unsafe fn map_range<S: LeafSize, A>(
+    pub unsafe fn map_range<S: EntrySize, A>(
         &mut self,
         pages: PageRange<S>,
         frames: PhysFrameRange<S>,
@@ -234,14 +281,14 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let frame_count = if frames.end > frames.start {
             (frames.end.start_address() - frames.start.start_address()) / S::SIZE
         } else {
             0
         };
         if frame_count < count {
-            return Err(RangeError {
+            return Err(RangeError::Stopped {
                 done: 0,
                 error: MapToError::FrameAllocationFailed,
             });
@@ -269,7 +316,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// # Safety
     ///
     /// As [`map_to`](Self::map_to), for every page.
-    pub unsafe fn map_range_allocated<S: LeafSize, A>(
+    pub unsafe fn map_range_allocated<S: EntrySize, A>(
         &mut self,
         pages: PageRange<S>,
         flags: PageTableFlags,
@@ -278,7 +325,7 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let mut source = Allocated { allocator };
         self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
             PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
@@ -287,7 +334,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// Runs a map and turns its outcome into a token or an error (flushing
     /// the done part first).
-    fn finish_map<S: LeafSize, D: DataFrames<S>>(
+    fn finish_map<S: EntrySize, D: DataFrames<S>>(
         &mut self,
         start48: u64,
         count: u64,
@@ -295,7 +342,6 @@ impl<B: Backend> RecursivePageTable<B> {
         source: &mut D,
         already_mapped: impl FnOnce(u64, u64) -> PhysFrame<S>,
     ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>> {
-        let start = VirtAddr::new_truncate(sign_extend(start48));
         let want = Self::parent_bits(
             flags
                 & (PageTableFlags::PRESENT
@@ -303,12 +349,10 @@ impl<B: Backend> RecursivePageTable<B> {
                     | PageTableFlags::USER_ACCESSIBLE),
         );
         match self.map_run::<S, D>(start48, count, flags.bits() | S::HUGE_BIT, want, source) {
-            Ok(()) => Ok(RangeFlush::new(
-                self.backend_mut(),
-                FlushScope::for_pages(start, count, S::SIZE),
-            )),
+            // Only unused entries were filled: nothing cached can be stale
+            // (parent upgrades were invalidated as they were made).
+            Ok(()) => Ok(RangeFlush::new(self.backend_mut(), FlushScope::Nothing)),
             Err((done, fail)) => {
-                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
                 let error = match fail {
                     MapFail::Huge => MapToError::ParentEntryHugePage,
                     MapFail::NoFrame => MapToError::FrameAllocationFailed,
@@ -316,14 +360,14 @@ impl<B: Backend> RecursivePageTable<B> {
                         MapToError::PageAlreadyMapped(already_mapped(done, entry))
                     }
                 };
-                Err(RangeError { done, error })
+                Err(RangeError::Stopped { done, error })
             }
         }
     }
 
     /// Maps `count` pages of size `S` from the 48-bit offset `start48`,
     /// one table at a time. On failure returns the pages done and why.
-    pub(crate) fn map_run<S: LeafSize, D: DataFrames<S>>(
+    pub(crate) fn map_run<S: EntrySize, D: DataFrames<S>>(
         &mut self,
         start48: u64,
         count: u64,
@@ -361,7 +405,7 @@ impl<B: Backend> RecursivePageTable<B> {
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk {
                 let index = first + j as usize;
-                let old = self.backend().read_entry(table, index);
+                let old = self.read_in(table, index);
                 if old != 0 {
                     return Err((i + j, MapFail::AlreadyMapped(old)));
                 }
@@ -369,8 +413,7 @@ impl<B: Backend> RecursivePageTable<B> {
                     Some(frame) => frame,
                     None => source.data(i + j).ok_or((i + j, MapFail::NoFrame))?,
                 };
-                self.backend_mut()
-                    .write_entry(table, index, frame | leaf_flags);
+                self.write_in(table, index, frame | leaf_flags);
             }
             i += chunk;
         }
@@ -384,9 +427,13 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// # Errors
     ///
-    /// As [`map_range`](Self::map_range), with `done` counted in 4 KiB pages
-    /// and errors of huge pieces reported as the 4 KiB variant (the frame of
-    /// `PageAlreadyMapped` is the first 4 KiB frame of the piece).
+    /// As [`map_range`](Self::map_range), with `done` counted in 4 KiB pages.
+    /// The error is typed for 4 KiB pages whatever the size of the page that
+    /// failed: `PageAlreadyMapped(frame)` names, as `x86_64`'s `map_to` does,
+    /// the frame that was to be mapped, here the first 4 KiB frame of the
+    /// failing page (`frames.start + done`), which for a 2 MiB or 1 GiB page
+    /// is the start of that huge frame. `ParentEntryHugePage` and
+    /// `FrameAllocationFailed` mean what they mean for that page's size.
     ///
     /// # Safety
     ///
@@ -414,7 +461,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// // SAFETY: emulated memory.
     /// unsafe { table.map_range_mixed(Page::range(start, start + n), PhysFrame::range(first, first + n), F::PRESENT | F::WRITABLE, MaxPageSize::Size1GiB, &mut tables) }
     ///     .unwrap()
-    ///     .flush(); // four entries: four invlpg
+    ///     .flush(); // fresh entries: nothing to invalidate
     /// assert_eq!(table.mappings().map(|m| m.size).collect::<Vec<_>>(), [4096, 2 << 20, 2 << 20, 4096]);
     /// # }
     /// ```
@@ -429,14 +476,14 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let frame_count = if frames.end > frames.start {
             (frames.end.start_address() - frames.start.start_address()) / Size4KiB::SIZE
         } else {
             0
         };
         if frame_count < count {
-            return Err(RangeError {
+            return Err(RangeError::Stopped {
                 done: 0,
                 error: MapToError::FrameAllocationFailed,
             });
@@ -450,7 +497,6 @@ impl<B: Backend> RecursivePageTable<B> {
                     | PageTableFlags::WRITABLE
                     | PageTableFlags::USER_ACCESSIBLE),
         );
-        let mut entries = 0;
         let mut done4k = 0;
         let mut failure = None;
         for (addr, level, n) in pieces(start, end, phys, largest) {
@@ -459,35 +505,18 @@ impl<B: Backend> RecursivePageTable<B> {
             let result = self.map_piece(level, pos48, n, first, flags, want, allocator);
             let per = 1u64 << (9 * (level as u64 - 1));
             match result {
-                Ok(()) => {
-                    entries += n;
-                    done4k += n * per;
-                }
+                Ok(()) => done4k += n * per,
                 Err((done, fail)) => {
-                    entries += done;
                     done4k += done * per;
                     failure = Some(fail);
                     break;
                 }
             }
         }
-        let done_end = VirtAddr::new_truncate(sign_extend(start48 + done4k * Size4KiB::SIZE));
-        let scope = if entries == 0 {
-            FlushScope::Nothing
-        } else if entries <= FLUSH_ALL_THRESHOLD {
-            FlushScope::Mixed {
-                start,
-                end: done_end,
-                phys,
-                largest,
-            }
-        } else {
-            FlushScope::All
-        };
         match failure {
-            None => Ok(RangeFlush::new(self.backend_mut(), scope)),
+            // Only unused entries were filled: nothing to invalidate.
+            None => Ok(RangeFlush::new(self.backend_mut(), FlushScope::Nothing)),
             Some(fail) => {
-                scope.perform(self.backend_mut());
                 let error = match fail {
                     MapFail::Huge => MapToError::ParentEntryHugePage,
                     MapFail::NoFrame => MapToError::FrameAllocationFailed,
@@ -495,7 +524,7 @@ impl<B: Backend> RecursivePageTable<B> {
                         PhysFrame::containing_address(phys + done4k * Size4KiB::SIZE),
                     ),
                 };
-                Err(RangeError {
+                Err(RangeError::Stopped {
                     done: done4k,
                     error,
                 })
@@ -543,21 +572,22 @@ impl<B: Backend> RecursivePageTable<B> {
     /// [`RangeError`] with the pages unmapped and the error
     /// [`unmap`](Self::unmap) gave for the next page; the unmapped part has
     /// been flushed already.
-    pub fn unmap_range<S: LeafSize>(
+    pub fn unmap_range<S: EntrySize>(
         &mut self,
         pages: PageRange<S>,
         mut on_frame: impl FnMut(PhysFrame<S>),
     ) -> Result<RangeFlush<'_, B>, RangeError<UnmapError>> {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
-        match self.unmap_run::<S>(start48, count, false, &mut on_frame) {
+        let mut global = false;
+        match self.unmap_run::<S>(start48, count, false, &mut global, &mut on_frame) {
             Ok(()) => Ok(RangeFlush::new(
                 self.backend_mut(),
-                FlushScope::for_pages(start, count, S::SIZE),
+                FlushScope::for_pages(start, count, S::SIZE, global),
             )),
             Err((done, error)) => {
-                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
-                Err(RangeError { done, error })
+                FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
+                Err(RangeError::Stopped { done, error })
             }
         }
     }
@@ -583,7 +613,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// The frames mapped in the range are owned by the mapping and not used
     /// through any other mapping; with `reclaim`, as
     /// [`clean_up`](Self::clean_up).
-    pub unsafe fn unmap_range_and_free<S: LeafSize, D>(
+    pub unsafe fn unmap_range_and_free<S: EntrySize, D>(
         &mut self,
         pages: PageRange<S>,
         deallocator: &mut D,
@@ -592,14 +622,15 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         D: FrameDeallocator<S> + FrameDeallocator<Size4KiB> + ?Sized,
     {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
-        let result = self.unmap_run::<S>(start48, count, true, &mut |_| {});
+        let mut global = false;
+        let result = self.unmap_run::<S>(start48, count, true, &mut global, &mut |_| {});
         let done = match result {
             Ok(()) => count,
             Err((done, _)) => done,
         };
-        FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
+        FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
         let mut i = 0;
         while i < done {
             let v = sign_extend(start48 + i * S::SIZE);
@@ -607,8 +638,8 @@ impl<B: Backend> RecursivePageTable<B> {
             let chunk = (512 - first as u64).min(done - i);
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk as usize {
-                let entry = self.backend().read_entry(table, first + j);
-                self.backend_mut().write_entry(table, first + j, 0);
+                let entry = self.read_in(table, first + j);
+                self.write_in(table, first + j, 0);
                 let frame = PhysFrame::<S>::containing_address(PhysAddr::new(entry & ADDR_MASK));
                 // SAFETY: the page was unmapped and invalidated; the caller
                 // owns the frame.
@@ -632,17 +663,18 @@ impl<B: Backend> RecursivePageTable<B> {
         }
         match result {
             Ok(()) => Ok(freed),
-            Err((done, error)) => Err(RangeError { done, error }),
+            Err((done, error)) => Err(RangeError::Stopped { done, error }),
         }
     }
 
     /// Clears (or, with `mark`, makes non-present) the entries of `count`
     /// pages from `start48`, reporting each frame.
-    fn unmap_run<S: LeafSize>(
+    fn unmap_run<S: EntrySize>(
         &mut self,
         start48: u64,
         count: u64,
         mark: bool,
+        global: &mut bool,
         on_frame: &mut impl FnMut(PhysFrame<S>),
     ) -> Result<(), (u64, UnmapError)> {
         let mut i = 0;
@@ -657,10 +689,11 @@ impl<B: Backend> RecursivePageTable<B> {
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk {
                 let index = first + j as usize;
-                let entry = self.backend().read_entry(table, index);
+                let entry = self.read_in(table, index);
                 let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (i + j, e))?;
+                *global |= entry & GLOBAL != 0;
                 let new = if mark { entry & !PRESENT } else { 0 };
-                self.backend_mut().write_entry(table, index, new);
+                self.write_in(table, index, new);
                 on_frame(frame);
             }
             i += chunk;
@@ -681,30 +714,33 @@ impl<B: Backend> RecursivePageTable<B> {
     /// # Safety
     ///
     /// As [`update_flags`](Self::update_flags), for every page.
-    pub unsafe fn update_flags_range<S: LeafSize>(
+    pub unsafe fn update_flags_range<S: EntrySize>(
         &mut self,
         pages: PageRange<S>,
         flags: PageTableFlags,
     ) -> Result<RangeFlush<'_, B>, RangeError<FlagUpdateError>> {
-        let (start48, count) = span(pages);
+        let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
-        match self.update_run::<S>(start48, count, flags.bits() | S::HUGE_BIT) {
+        let new = flags.bits() | S::HUGE_BIT;
+        let mut global = new & GLOBAL != 0;
+        match self.update_run::<S>(start48, count, new, &mut global) {
             Ok(()) => Ok(RangeFlush::new(
                 self.backend_mut(),
-                FlushScope::for_pages(start, count, S::SIZE),
+                FlushScope::for_pages(start, count, S::SIZE, global),
             )),
             Err((done, error)) => {
-                FlushScope::for_pages(start, done, S::SIZE).perform(self.backend_mut());
-                Err(RangeError { done, error })
+                FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
+                Err(RangeError::Stopped { done, error })
             }
         }
     }
 
-    fn update_run<S: LeafSize>(
+    fn update_run<S: EntrySize>(
         &mut self,
         start48: u64,
         count: u64,
         flags: u64,
+        global: &mut bool,
     ) -> Result<(), (u64, FlagUpdateError)> {
         let mut i = 0;
         while i < count {
@@ -718,15 +754,15 @@ impl<B: Backend> RecursivePageTable<B> {
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk {
                 let index = first + j as usize;
-                let entry = self.backend().read_entry(table, index);
+                let entry = self.read_in(table, index);
                 if entry == 0 {
                     return Err((i + j, FlagUpdateError::PageNotMapped));
                 }
                 if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
                     return Err((i + j, FlagUpdateError::ParentEntryHugePage));
                 }
-                self.backend_mut()
-                    .write_entry(table, index, (entry & ADDR_MASK) | flags);
+                *global |= entry & GLOBAL != 0;
+                self.write_in(table, index, (entry & ADDR_MASK) | flags);
             }
             i += chunk;
         }

@@ -13,11 +13,12 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::{Backend, Flush, LeafSize};
+use super::{Backend, EntrySize, Flush};
 
 pub(crate) const PRESENT: u64 = 1;
 pub(crate) const WRITABLE: u64 = 1 << 1;
 pub(crate) const HUGE: u64 = 1 << 7;
+pub(crate) const GLOBAL: u64 = 1 << 8;
 pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Sign-extends a 48-bit address to a canonical one.
@@ -33,7 +34,7 @@ pub(crate) const fn sign_extend(addr: u64) -> u64 {
 /// with recursive index `r`, the level-1 table covering address `v` sits at
 /// `r:p4(v):p3(v):p2(v)`, the level-2 table at `r:r:p4(v):p3(v)`, and so on.
 /// These addresses are computed directly from the page number, so an
-/// operation costs one load per level and nothing else.
+/// operation reads one entry per level and no other memory.
 ///
 /// Beyond `x86_64::structures::paging::RecursivePageTable`:
 ///
@@ -292,10 +293,13 @@ impl<B: Backend> RecursivePageTable<B> {
             511 => return Err(InvalidRecursiveTable::IndexLast),
             _ => {}
         }
-        // SAFETY: checked just below, before any other access.
-        let table = unsafe { Self::new_unchecked(backend, recursive_index) };
+        let table = Self::with_index(backend, recursive_index);
         let r = table.recursive_index;
-        let entry = table.backend.read_entry(table.table(4, 0), r as usize);
+        // SAFETY: the `Backend` contract makes this one read (entry `r` of the
+        // level-4 table at its recursive address for index `r`) memory-safe
+        // for any index a table is created with; nothing else is accessed
+        // before the checks below succeed.
+        let entry = unsafe { table.backend.read_entry(table.table(4, 0), r as usize) };
         let level_4 = table.backend.level_4_frame();
         if entry & (PRESENT | HUGE) != PRESENT
             || entry & ADDR_MASK != level_4.start_address().as_u64()
@@ -317,6 +321,12 @@ impl<B: Backend> RecursivePageTable<B> {
     /// and nothing else changes the tables while this value uses them.
     #[inline]
     pub unsafe fn new_unchecked(backend: B, recursive_index: PageTableIndex) -> Self {
+        Self::with_index(backend, recursive_index)
+    }
+
+    /// Builds the value (addresses only, no table access).
+    #[inline]
+    fn with_index(backend: B, recursive_index: PageTableIndex) -> Self {
         let r = u64::from(u16::from(recursive_index));
         let l1 = r << 39;
         let l2 = l1 | r << 30;
@@ -410,15 +420,49 @@ impl<B: Backend> RecursivePageTable<B> {
         unsafe { VirtAddr::new_unsafe(addr) }
     }
 
+    // The entry accessors below are crate-private and safe to call, under
+    // an invariant every caller in `paging` keeps: an entry at `level` is
+    // accessed only after every entry above it on `v`'s path was read as a
+    // present table pointer (level 4 needs nothing), and the tables are not
+    // changed by anything else meanwhile (the constructors' contracts). So
+    // the address is the recursive address of an entry of an existing table,
+    // as `Backend`'s accessors require. Writes only store values this module
+    // tree computed under the public methods' contracts.
+
+    /// Reads `v`'s entry at `level` (see the invariant above).
     #[inline(always)]
     pub(crate) fn read(&self, level: usize, v: u64) -> u64 {
-        self.backend.read_entry_at(self.entry_address(level, v))
+        // SAFETY: the invariant above: the table exists, the address is an
+        // aligned entry of it.
+        unsafe { self.backend.read_entry_at(self.entry_address(level, v)) }
     }
 
+    /// Writes `v`'s entry at `level` (see the invariant above).
     #[inline(always)]
     pub(crate) fn write(&mut self, level: usize, v: u64, value: u64) {
         let entry = self.entry_address(level, v);
-        self.backend.write_entry_at(entry, value);
+        // SAFETY: as in `read`; the recursive entry is writable (checked or
+        // promised at construction) and every parent on the path carries
+        // `WRITABLE` (see `parent_bits`).
+        unsafe { self.backend.write_entry_at(entry, value) };
+    }
+
+    /// Reads entry `index` of the table at recursive address `table`, which
+    /// was computed by [`Self::table`] for an existing table (invariant above).
+    #[inline(always)]
+    pub(crate) fn read_in(&self, table: VirtAddr, index: usize) -> u64 {
+        debug_assert!(index < 512);
+        // SAFETY: the invariant above, `index < 512` at every call site.
+        unsafe { self.backend.read_entry(table, index) }
+    }
+
+    /// Writes entry `index` of the table at recursive address `table` (see
+    /// [`Self::read_in`]).
+    #[inline(always)]
+    pub(crate) fn write_in(&mut self, table: VirtAddr, index: usize, value: u64) {
+        debug_assert!(index < 512);
+        // SAFETY: as in `read_in` and `write`.
+        unsafe { self.backend.write_entry(table, index, value) };
     }
 
     /// Whether `v` lies in the recursive window.
@@ -430,15 +474,19 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Whether every entry of the level-`level` table on `v`'s path is 0.
     pub(crate) fn table_is_empty(&self, level: usize, v: u64) -> bool {
         let table = self.table(level, v);
-        (0..512).all(|i| self.backend.read_entry(table, i) == 0)
+        (0..512).all(|i| self.read_in(table, i) == 0)
     }
 
     // ---------------------------------------------------------------- map
 
     /// Maps `page` to `frame` with `flags`, creating missing tables with
-    /// frames from `allocator`; parent entries get `PRESENT | WRITABLE` and
-    /// the `PRESENT`/`WRITABLE`/`USER_ACCESSIBLE` bits of `flags` (as
-    /// `x86_64`'s `Mapper::map_to`).
+    /// frames from `allocator`.
+    ///
+    /// Parent entries: the `PRESENT`/`WRITABLE`/`USER_ACCESSIBLE` bits of
+    /// `flags` are the requested parent flags, as in `x86_64`'s
+    /// `Mapper::map_to`; see
+    /// [`map_to_with_table_flags`](Self::map_to_with_table_flags) for exactly
+    /// what is added to new and existing parent entries.
     ///
     /// # Errors
     ///
@@ -455,7 +503,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// As `x86_64`'s `Mapper::map_to`: the new mapping must not break memory
     /// safety (no aliasing of `&mut` data, no invalid values appearing).
     #[inline]
-    pub unsafe fn map_to<S: LeafSize, A>(
+    pub unsafe fn map_to<S: EntrySize, A>(
         &mut self,
         page: Page<S>,
         frame: PhysFrame<S>,
@@ -473,8 +521,20 @@ impl<B: Backend> RecursivePageTable<B> {
         unsafe { self.map_to_with_table_flags(page, frame, flags, parent, allocator) }
     }
 
-    /// [`map_to`](Self::map_to) with explicit flags for parent entries
-    /// (`PRESENT | WRITABLE` are always added; `HUGE_PAGE` is ignored).
+    /// [`map_to`](Self::map_to) with explicit flags for parent entries.
+    ///
+    /// Every parent entry on the path, new or existing, ends up with
+    /// `parent_table_flags | PRESENT | WRITABLE` set (other bits of an
+    /// existing entry are kept; `HUGE_PAGE` and address bits of
+    /// `parent_table_flags` are ignored). For new entries this is what
+    /// `x86_64` does. For existing entries `x86_64` adds only
+    /// `parent_table_flags`; this table also adds `WRITABLE`, because it
+    /// writes the child table through the recursive mapping, whose last
+    /// level is that very parent entry: without `WRITABLE` there the write
+    /// would fault (on hardware with CR0.WP set, as the emulator models).
+    /// Adding bits to an existing entry is followed by the invalidation of
+    /// the translations cached through it (`invlpg` of the child table for a level-2 entry, a full flush for a
+    /// level-3 or level-4 entry).
     ///
     /// # Errors
     ///
@@ -484,7 +544,7 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// As [`map_to`](Self::map_to).
     #[inline]
-    pub unsafe fn map_to_with_table_flags<S: LeafSize, A>(
+    pub unsafe fn map_to_with_table_flags<S: EntrySize, A>(
         &mut self,
         page: Page<S>,
         frame: PhysFrame<S>,
@@ -512,9 +572,16 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// # Errors
     ///
-    /// As [`map_to`](Self::map_to), except that `PageAlreadyMapped` carries
-    /// the frame the page is already mapped to, and `FrameAllocationFailed`
-    /// also covers the page's own frame. On error nothing was written.
+    /// As [`map_to`](Self::map_to), except for `PageAlreadyMapped` and
+    /// `FrameAllocationFailed`. `x86_64`'s `map_to` names in
+    /// `PageAlreadyMapped` the frame it was asked to map; here no frame is
+    /// taken before the checks, so it names the address found in the used
+    /// entry instead, rounded down to `S`: the frame the page is mapped to
+    /// when the entry maps a page of size `S`, but, for a huge `S` whose
+    /// entry points to a page table (smaller pages are mapped there), that
+    /// table's frame rounded down, which is not a mapped page.
+    /// `FrameAllocationFailed` also covers the page's own frame. On error
+    /// nothing was written.
     ///
     /// # Safety
     ///
@@ -523,7 +590,7 @@ impl<B: Backend> RecursivePageTable<B> {
         clippy::type_complexity,
         reason = "the frame and its flush token, as `unmap`"
     )]
-    pub unsafe fn map_allocated<S: LeafSize, A>(
+    pub unsafe fn map_allocated<S: EntrySize, A>(
         &mut self,
         page: Page<S>,
         flags: PageTableFlags,
@@ -560,6 +627,10 @@ impl<B: Backend> RecursivePageTable<B> {
         Ok((frame, Flush::new(&mut self.backend, page)))
     }
 
+    /// The bits every parent entry on a mapped path must carry: the
+    /// requested ones plus `PRESENT | WRITABLE` (see
+    /// [`map_to_with_table_flags`](Self::map_to_with_table_flags) for why
+    /// `WRITABLE`).
     #[inline(always)]
     pub(crate) fn parent_bits(flags: PageTableFlags) -> u64 {
         (flags.bits() & !(HUGE | ADDR_MASK)) | PRESENT | WRITABLE
@@ -568,7 +639,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// The fast path of a single-page map: all parents present with the
     /// wanted flags. Everything else goes to [`Self::map_slow`].
     #[inline(always)]
-    pub(crate) fn map_entry<S: LeafSize, A>(
+    pub(crate) fn map_entry<S: EntrySize, A>(
         &mut self,
         v: u64,
         leaf: u64,
@@ -599,7 +670,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     #[cold]
     #[inline(never)]
-    fn map_slow<S: LeafSize, A>(
+    fn map_slow<S: EntrySize, A>(
         &mut self,
         v: u64,
         leaf: u64,
@@ -617,7 +688,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// Read-only walk: finds every reason the map would fail, and what it
     /// has to change.
-    pub(crate) fn plan<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
+    pub(crate) fn plan<S: EntrySize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
         let plan = self.plan_parents::<S>(v, want)?;
         if plan.create_level == 0 {
             let old = self.read(S::LEVEL, v);
@@ -630,7 +701,7 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// The parent part of [`Self::plan`]: errors above the leaf, missing
     /// tables and missing flags.
-    pub(crate) fn plan_parents<S: LeafSize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
+    pub(crate) fn plan_parents<S: EntrySize>(&self, v: u64, want: u64) -> Result<Plan, MapFail> {
         if self.in_window(v) {
             return Err(MapFail::Huge);
         }
@@ -687,7 +758,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// (invalidating each one's recursive address first, so no stale
     /// translation from a freed table can redirect the zeroing), then writes
     /// the leaf.
-    pub(crate) fn commit<S: LeafSize>(
+    pub(crate) fn commit<S: EntrySize>(
         &mut self,
         v: u64,
         plan: Plan,
@@ -700,7 +771,7 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// The parent part of [`Self::commit`].
-    pub(crate) fn commit_parents<S: LeafSize>(
+    pub(crate) fn commit_parents<S: EntrySize>(
         &mut self,
         v: u64,
         plan: Plan,
@@ -712,6 +783,7 @@ impl<B: Backend> RecursivePageTable<B> {
             if plan.or_levels & (1 << level) != 0 {
                 let entry = self.read(level, v);
                 self.write(level, v, entry | want);
+                self.flush_upgraded(level, v);
             }
             level -= 1;
         }
@@ -721,8 +793,35 @@ impl<B: Backend> RecursivePageTable<B> {
             next += 1;
             let child = self.table(level - 1, v);
             self.backend.flush_page(child);
-            self.backend.zero_table(child);
+            // SAFETY: `child` is the recursive address of the table just
+            // linked in (the entry above was written as a present, writable
+            // table pointer, and its stale translation invalidated); it is
+            // new, so clearing all its entries is what it needs.
+            unsafe { self.backend.zero_table(child) };
             level -= 1;
+        }
+    }
+
+    /// Invalidates what caches the old value of the parent entry at `level`
+    /// on `v`'s path after bits were added to it (`plan` only marks entries
+    /// that lacked some).
+    ///
+    /// That entry is the leaf of the recursive translation of its child
+    /// table (and an intermediate entry of the recursive translations of the
+    /// tables below): a TLB entry cached through it before, for instance by
+    /// a `translate`, keeps the old rights, so the next write to the child
+    /// table through it would fault if `WRITABLE` was just added. At level
+    /// 2 the one affected table is the child: one `invlpg`. At levels 3 and
+    /// 4 the entry lies on the recursive path of up to 512 (or 512²) tables:
+    /// one full flush. (Recursive translations are not global unless a
+    /// parent entry carries `GLOBAL`, which happens only if a caller put it in
+    /// `parent_table_flags`.)
+    fn flush_upgraded(&mut self, level: usize, v: u64) {
+        if level == 2 {
+            let child = self.table(1, v);
+            self.backend.flush_page(child);
+        } else {
+            self.backend.flush_all();
         }
     }
 
@@ -739,7 +838,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Checks the parent entries of `v`'s level-`S` entry: all must be
     /// present table pointers.
     #[inline(always)]
-    pub(crate) fn walk_parents<S: LeafSize>(&self, v: u64) -> Result<(), WalkFail> {
+    pub(crate) fn walk_parents<S: EntrySize>(&self, v: u64) -> Result<(), WalkFail> {
         let mut level = 4;
         while level > S::LEVEL {
             let entry = self.read(level, v);
@@ -769,7 +868,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// `InvalidFrameAddress` if a huge entry's address is not aligned to `S`.
     /// On error nothing was written.
     #[inline]
-    pub fn unmap<S: LeafSize>(
+    pub fn unmap<S: EntrySize>(
         &mut self,
         page: Page<S>,
     ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), UnmapError> {
@@ -779,7 +878,7 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     #[inline(always)]
-    pub(crate) fn unmap_entry<S: LeafSize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
+    pub(crate) fn unmap_entry<S: EntrySize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
         if self.in_window(v) {
             return Err(UnmapError::ParentEntryHugePage);
         }
@@ -807,7 +906,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// As `x86_64`'s `Mapper::update_flags`: the new flags must not break
     /// memory safety.
     #[inline]
-    pub unsafe fn update_flags<S: LeafSize>(
+    pub unsafe fn update_flags<S: EntrySize>(
         &mut self,
         page: Page<S>,
         flags: PageTableFlags,
@@ -818,7 +917,7 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     #[inline(always)]
-    pub(crate) fn update_entry<S: LeafSize>(
+    pub(crate) fn update_entry<S: EntrySize>(
         &mut self,
         v: u64,
         flags: u64,
@@ -880,7 +979,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// the entry is a page-table pointer; `InvalidFrameAddress` if a huge
     /// entry's address is not aligned to `S`.
     #[inline]
-    pub fn translate_page<S: LeafSize>(
+    pub fn translate_page<S: EntrySize>(
         &self,
         page: Page<S>,
     ) -> Result<PhysFrame<S>, TranslateError> {
@@ -961,6 +1060,13 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Number of page-table frames held after a map failed for lack of
     /// frames (at most 3; used by the next table creation, handed back by
     /// [`clean_up`](Self::clean_up)).
+    ///
+    /// Spare frames are only ever handed back by `clean_up` (and the
+    /// `clean_up_*` variants and `unmap_range_and_free` with reclaim), to
+    /// the deallocator given there, which need not be the allocator they came
+    /// from: pass one that accepts them. Dropping the table (or calling
+    /// [`into_backend`](Self::into_backend)) while it holds spares loses
+    /// those frames; call `clean_up` first if they matter.
     pub fn spare_frames(&self) -> usize {
         self.spare.len
     }
@@ -974,7 +1080,7 @@ impl Plan {
     }
 
     #[inline]
-    pub(crate) fn tables_needed<S: LeafSize>(self) -> usize {
+    pub(crate) fn tables_needed<S: EntrySize>(self) -> usize {
         if self.create_level == 0 {
             0
         } else {
@@ -985,7 +1091,7 @@ impl Plan {
 
 /// The frame of a leaf entry being unmapped, with `x86_64`'s checks.
 #[inline(always)]
-pub(crate) fn leaf_frame_for_unmap<S: LeafSize>(entry: u64) -> Result<PhysFrame<S>, UnmapError> {
+pub(crate) fn leaf_frame_for_unmap<S: EntrySize>(entry: u64) -> Result<PhysFrame<S>, UnmapError> {
     if entry & PRESENT == 0 {
         return Err(UnmapError::PageNotMapped);
     }

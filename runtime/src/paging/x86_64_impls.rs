@@ -3,7 +3,12 @@
 //!
 //! `Mapper` is implemented over the hardware backend only: its
 //! `MapperFlush::flush` executes `invlpg` directly, which only means
-//! something on the real MMU. `Translate` and `CleanUp` do not hand out flush
+//! something on the real MMU. It is implemented for
+//! [`NoFlushMmu`](super::NoFlushMmu) too, so the very same impls can be run
+//! in user space over an `mmap`ed window (`runtime/tests/paging_hardware.rs`
+//! does); there, call `MapperFlush::ignore`, never `flush` (`invlpg` is a
+//! privileged instruction and faults outside ring 0), and the `Flush`
+//! decisions of the native API are no-ops anyway. `Translate` and `CleanUp` do not hand out flush
 //! tokens (`CleanUp` invalidates through the backend itself) and are
 //! implemented for every backend.
 

@@ -2,7 +2,7 @@
 
 use core::marker::PhantomData;
 
-use framealloc::paging::{Backend, LeafSize, RecursivePageTable};
+use framealloc::paging::{Backend, EntrySize, RecursivePageTable};
 use framealloc::x86_64::VirtAddr;
 use framealloc::x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
@@ -52,7 +52,7 @@ impl<B: Backend, M: Memory<B>> Ours<B, M> {
         &mut self.table
     }
 
-    fn map<S: LeafSize, A: FrameAllocator<Size4KiB> + ?Sized>(
+    fn map<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized>(
         &mut self,
         page: Page<S>,
         frame: PhysFrame<S>,
@@ -69,7 +69,7 @@ impl<B: Backend, M: Memory<B>> Ours<B, M> {
         }
     }
 
-    fn unmap<S: LeafSize>(&mut self, page: Page<S>) -> Result<PhysFrame<S>, PagingError> {
+    fn unmap<S: EntrySize>(&mut self, page: Page<S>) -> Result<PhysFrame<S>, PagingError> {
         let (frame, flush) = self.table.unmap(page).map_err(PagingError::from)?;
         flush.flush();
         Ok(frame)
@@ -181,7 +181,10 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.error.into()),
+            Err(error) => Err(error.into_error().map_or(
+                PagingError::Other("range crosses the canonical hole"),
+                Into::into,
+            )),
         }
     }
 
@@ -191,7 +194,10 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.error.into()),
+            Err(error) => Err(error.into_error().map_or(
+                PagingError::Other("range crosses the canonical hole"),
+                Into::into,
+            )),
         }
     }
 
@@ -206,7 +212,10 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.error.into()),
+            Err(error) => Err(error.into_error().map_or(
+                PagingError::Other("range crosses the canonical hole"),
+                Into::into,
+            )),
         }
     }
 
