@@ -30,7 +30,7 @@ use x86_64::structures::paging::PhysFrame;
 /// forms, for the entry at that address) read and write the 8-byte entry
 /// `index` of the 4 KiB page that the address space's *current
 /// translation* (including any stale TLB entry) maps at `table`; that
-/// `zero_table` zeroes that page; and that `flush_page`/`flush_all` remove the
+/// `zero_table` zeroes that page (and `zero_entries` the named entries of it); and that `flush_page`/`flush_all` remove the
 /// named translations from every TLB the page-table code relies on. Page-table
 /// code trusts these facts to uphold memory safety.
 ///
@@ -123,6 +123,25 @@ pub unsafe trait Backend {
         }
     }
 
+    /// Clears entries `start..start + len` of the table at recursive address
+    /// `table`.
+    ///
+    /// The default writes 0 to each entry with
+    /// [`write_entry`](Self::write_entry); a backend that addresses memory
+    /// directly can clear the run in one step.
+    ///
+    /// # Safety
+    ///
+    /// As [`write_entry`](Self::write_entry) with the value 0 for every index
+    /// of the run, and `start + len <= 512`.
+    #[inline]
+    unsafe fn zero_entries(&mut self, table: VirtAddr, start: usize, len: usize) {
+        for index in start..start + len {
+            // SAFETY: the caller's contract, `index < 512`.
+            unsafe { self.write_entry(table, index, 0) };
+        }
+    }
+
     /// Invalidates any TLB entry for the page containing `addr` (`invlpg`),
     /// global or not.
     fn flush_page(&mut self, addr: VirtAddr);
@@ -162,6 +181,11 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
     unsafe fn zero_table(&mut self, table: VirtAddr) {
         // SAFETY: forwarded contract.
         unsafe { (**self).zero_table(table) };
+    }
+    #[inline]
+    unsafe fn zero_entries(&mut self, table: VirtAddr, start: usize, len: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).zero_entries(table, start, len) };
     }
     #[inline]
     fn flush_page(&mut self, addr: VirtAddr) {

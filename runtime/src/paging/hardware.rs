@@ -152,6 +152,14 @@ unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
         unsafe { table.as_mut_ptr::<u8>().write_bytes(0, 4096) }
     }
 
+    #[inline]
+    unsafe fn zero_entries(&mut self, table: VirtAddr, start: usize, len: usize) {
+        // SAFETY: the caller guarantees that `table` is the recursive address
+        // of an existing, writable table and `start + len <= 512`, so the
+        // `len` entries cleared lie inside it.
+        unsafe { table.as_mut_ptr::<u64>().add(start).write_bytes(0, len) }
+    }
+
     #[inline(always)]
     fn flush_page(&mut self, addr: VirtAddr) {
         if FLUSH {
@@ -164,5 +172,40 @@ unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
         if FLUSH {
             tlb::flush_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x86_64::PhysAddr;
+
+    /// A table-sized, table-aligned block of ordinary memory.
+    #[repr(C, align(4096))]
+    struct Table([u64; 512]);
+
+    #[test]
+    fn zero_entries_clears_exactly_the_run() {
+        let mut table = Table(core::array::from_fn(|i| i as u64 * 8 + 1));
+        let addr = VirtAddr::from_ptr(table.0.as_mut_ptr());
+        // SAFETY: the backend only touches the table below.
+        let mut mmu =
+            unsafe { Mmu::without_flushes(PhysFrame::containing_address(PhysAddr::new(0))) };
+        // SAFETY: `addr` is a whole, writable, aligned 4 KiB block we own,
+        // and 100 + 300 <= 512.
+        unsafe { mmu.zero_entries(addr, 100, 300) };
+        // SAFETY: as above, and 511 + 1 <= 512.
+        unsafe { mmu.zero_entries(addr, 511, 1) };
+        for (i, &entry) in table.0.iter().enumerate() {
+            let cleared = (100..400).contains(&i) || i == 511;
+            assert_eq!(
+                entry,
+                if cleared { 0 } else { i as u64 * 8 + 1 },
+                "entry {i}"
+            );
+        }
+        // SAFETY: as above, and an empty run writes nothing.
+        unsafe { mmu.zero_entries(addr, 0, 0) };
+        assert_eq!(table.0[0], 1);
     }
 }

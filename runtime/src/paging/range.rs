@@ -167,6 +167,13 @@ pub(crate) trait DataFrames<S: EntrySize> {
     fn tables(&mut self) -> &mut Self::Tables;
     /// The frame for page `i` of the run.
     fn data(&mut self, i: u64) -> Option<u64>;
+    /// `Some(base)` when the frame of page `i + j` is `base + j * S::SIZE`
+    /// for every `j` and [`data`](Self::data) has no effect (frames are not
+    /// taken from anywhere), so a run can be filled without calling it.
+    #[inline]
+    fn consecutive(&self, _i: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// Consecutive frames from `first`.
@@ -183,6 +190,10 @@ impl<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Conse
     }
     #[inline]
     fn data(&mut self, i: u64) -> Option<u64> {
+        Some(self.first + i * S::SIZE)
+    }
+    #[inline]
+    fn consecutive(&self, i: u64) -> Option<u64> {
         Some(self.first + i * S::SIZE)
     }
 }
@@ -403,19 +414,76 @@ impl<B: Backend> RecursivePageTable<B> {
                 self.commit_parents::<S>(v, plan, &tables, want);
             }
             let table = self.table(S::LEVEL, v);
-            for j in 0..chunk {
-                let index = first + j as usize;
-                let old = self.read_in(table, index);
-                if old != 0 {
-                    return Err((i + j, MapFail::AlreadyMapped(old)));
+            let run = Run {
+                table,
+                first,
+                len: chunk,
+                done: i,
+            };
+            // Check the whole run before writing anything: an OR over the
+            // entries with no early exit, which the compiler vectorises.
+            if self.or_entries(run) != 0 {
+                // Some entry is in use: map up to it and report it.
+                return self.map_entries_checked::<S, D>(run, leaf_flags, source, pending);
+            }
+            if let Some(base) = source.consecutive(i) {
+                // `pending`, if taken, is `base`: consecutive frames come
+                // from nowhere, so there is nothing to give back. The fill
+                // has no branch per entry.
+                for j in 0..chunk {
+                    let index = first + j as usize;
+                    self.write_in(table, index, (base + j * S::SIZE) | leaf_flags);
                 }
-                let frame = match pending.take() {
-                    Some(frame) => frame,
-                    None => source.data(i + j).ok_or((i + j, MapFail::NoFrame))?,
-                };
-                self.write_in(table, index, frame | leaf_flags);
+            } else {
+                for j in 0..chunk {
+                    let frame = match pending.take() {
+                        Some(frame) => frame,
+                        None => source.data(i + j).ok_or((i + j, MapFail::NoFrame))?,
+                    };
+                    self.write_in(table, first + j as usize, frame | leaf_flags);
+                }
             }
             i += chunk;
+        }
+        Ok(())
+    }
+
+    /// The OR of the entries of `run`.
+    #[inline]
+    fn or_entries(&self, run: Run) -> u64 {
+        let mut any = 0;
+        for j in 0..run.len as usize {
+            any |= self.read_in(run.table, run.first + j);
+        }
+        any
+    }
+
+    /// The slow path of [`map_run`](Self::map_run) for a run in which some
+    /// entry is in use: maps the entries before the first one in use, one at
+    /// a time, and reports that one (or a frame the source could not give
+    /// before it).
+    #[cold]
+    #[inline(never)]
+    fn map_entries_checked<S: EntrySize, D: DataFrames<S>>(
+        &mut self,
+        run: Run,
+        leaf_flags: u64,
+        source: &mut D,
+        mut pending: Option<u64>,
+    ) -> Result<(), (u64, MapFail)> {
+        for j in 0..run.len {
+            let index = run.first + j as usize;
+            let old = self.read_in(run.table, index);
+            if old != 0 {
+                return Err((run.done + j, MapFail::AlreadyMapped(old)));
+            }
+            let frame = match pending.take() {
+                Some(frame) => frame,
+                None => source
+                    .data(run.done + j)
+                    .ok_or((run.done + j, MapFail::NoFrame))?,
+            };
+            self.write_in(run.table, index, frame | leaf_flags);
         }
         Ok(())
     }
@@ -687,16 +755,76 @@ impl<B: Backend> RecursivePageTable<B> {
             let first = Self::index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
-            for j in 0..chunk {
-                let index = first + j as usize;
-                let entry = self.read_in(table, index);
-                let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (i + j, e))?;
-                *global |= entry & GLOBAL != 0;
-                let new = if mark { entry & !PRESENT } else { 0 };
-                self.write_in(table, index, new);
-                on_frame(frame);
+            let run = Run {
+                table,
+                first,
+                len: chunk,
+                done: i,
+            };
+            // Check the whole run first (AND and OR of the entries, no early
+            // exit), with the checks of `leaf_frame_for_unmap`: every entry
+            // present, with the huge bit of its level and an aligned address.
+            let (mut all, mut any) = (!0u64, 0u64);
+            for j in 0..chunk as usize {
+                let entry = self.read_in(table, first + j);
+                all &= entry;
+                any |= entry;
+            }
+            let huge_ok = if S::LEVEL > 1 {
+                all & HUGE != 0
+            } else {
+                any & HUGE == 0
+            };
+            if all & PRESENT == 0 || !huge_ok || any & ADDR_MASK & (S::SIZE - 1) != 0 {
+                // Some entry fails: unmap up to it and report it.
+                return self.unmap_entries_checked::<S>(run, mark, global, on_frame);
+            }
+            *global |= any & GLOBAL != 0;
+            for j in 0..chunk as usize {
+                let entry = self.read_in(table, first + j);
+                on_frame(PhysFrame::containing_address(PhysAddr::new(
+                    entry & ADDR_MASK,
+                )));
+            }
+            if mark {
+                for j in 0..chunk as usize {
+                    let entry = self.read_in(table, first + j);
+                    self.write_in(table, first + j, entry & !PRESENT);
+                }
+            } else {
+                // SAFETY: the table invariant of `write_in`, with
+                // `first + chunk <= 512`; every entry of the run maps a page
+                // of the range, which the caller asked to unmap.
+                unsafe {
+                    self.backend_mut()
+                        .zero_entries(table, first, chunk as usize);
+                }
             }
             i += chunk;
+        }
+        Ok(())
+    }
+
+    /// The slow path of [`unmap_run`](Self::unmap_run) for a run in which
+    /// some entry cannot be unmapped: unmaps the entries before it, one at a
+    /// time, and reports it.
+    #[cold]
+    #[inline(never)]
+    fn unmap_entries_checked<S: EntrySize>(
+        &mut self,
+        run: Run,
+        mark: bool,
+        global: &mut bool,
+        on_frame: &mut impl FnMut(PhysFrame<S>),
+    ) -> Result<(), (u64, UnmapError)> {
+        for j in 0..run.len {
+            let index = run.first + j as usize;
+            let entry = self.read_in(run.table, index);
+            let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (run.done + j, e))?;
+            *global |= entry & GLOBAL != 0;
+            let new = if mark { entry & !PRESENT } else { 0 };
+            self.write_in(run.table, index, new);
+            on_frame(frame);
         }
         Ok(())
     }
@@ -752,22 +880,71 @@ impl<B: Backend> RecursivePageTable<B> {
             let first = Self::index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
-            for j in 0..chunk {
-                let index = first + j as usize;
-                let entry = self.read_in(table, index);
-                if entry == 0 {
-                    return Err((i + j, FlagUpdateError::PageNotMapped));
-                }
-                if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
-                    return Err((i + j, FlagUpdateError::ParentEntryHugePage));
-                }
-                *global |= entry & GLOBAL != 0;
-                self.write_in(table, index, (entry & ADDR_MASK) | flags);
+            let run = Run {
+                table,
+                first,
+                len: chunk,
+                done: i,
+            };
+            // Check the whole run first (no early exit): no entry unused,
+            // and above level 1 none a pointer to a table.
+            let (mut bad, mut any) = (false, 0u64);
+            for j in 0..chunk as usize {
+                let entry = self.read_in(table, first + j);
+                bad |= entry == 0;
+                bad |= S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT;
+                any |= entry;
+            }
+            if bad {
+                // Some entry fails: update up to it and report it.
+                return self.update_entries_checked::<S>(run, flags, global);
+            }
+            *global |= any & GLOBAL != 0;
+            for j in 0..chunk as usize {
+                let entry = self.read_in(table, first + j);
+                self.write_in(table, first + j, (entry & ADDR_MASK) | flags);
             }
             i += chunk;
         }
         Ok(())
     }
+
+    /// The slow path of [`update_run`](Self::update_run) for a run in which
+    /// some entry cannot be updated: updates the entries before it, one at a
+    /// time, and reports it.
+    #[cold]
+    #[inline(never)]
+    fn update_entries_checked<S: EntrySize>(
+        &mut self,
+        run: Run,
+        flags: u64,
+        global: &mut bool,
+    ) -> Result<(), (u64, FlagUpdateError)> {
+        for j in 0..run.len {
+            let index = run.first + j as usize;
+            let entry = self.read_in(run.table, index);
+            if entry == 0 {
+                return Err((run.done + j, FlagUpdateError::PageNotMapped));
+            }
+            if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
+                return Err((run.done + j, FlagUpdateError::ParentEntryHugePage));
+            }
+            *global |= entry & GLOBAL != 0;
+            self.write_in(run.table, index, (entry & ADDR_MASK) | flags);
+        }
+        Ok(())
+    }
+}
+
+/// Consecutive entries of one table: `len` entries from index `first` of the
+/// table at recursive address `table`, for the pages from page `done` of a
+/// range.
+#[derive(Clone, Copy)]
+struct Run {
+    table: VirtAddr,
+    first: usize,
+    len: u64,
+    done: u64,
 }
 
 /// A `FrameDeallocator<S> + FrameDeallocator<Size4KiB>` seen as the latter,
@@ -778,5 +955,186 @@ impl<D: FrameDeallocator<Size4KiB> + ?Sized> FrameDeallocator<Size4KiB> for Recl
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
         // SAFETY: forwarded contract.
         unsafe { self.0.deallocate_frame(frame) }
+    }
+}
+
+#[cfg(all(test, feature = "emu"))]
+mod tests {
+    use super::*;
+    use crate::emu::Machine;
+    use std::vec::Vec;
+    use x86_64::structures::paging::PageTableIndex;
+    use x86_64::structures::paging::mapper::Translate;
+
+    const RW: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
+
+    fn setup() -> (RecursivePageTable<Machine>, impl FrameAllocator<Size4KiB>) {
+        let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+        let machine = Machine::with_recursive_table(510, l4).unwrap();
+        let table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
+        let mut next = 0x10_0000u64;
+        // SAFETY: every call yields a fresh frame below the data frames.
+        let tables = unsafe {
+            crate::from_fn(move || {
+                next += 4096;
+                Some(PhysFrame::containing_address(PhysAddr::new(next)))
+            })
+        };
+        (table, tables)
+    }
+
+    fn page<S: PageSize>(addr: u64) -> Page<S> {
+        Page::containing_address(VirtAddr::new(addr))
+    }
+
+    fn frame<S: PageSize>(addr: u64) -> PhysFrame<S> {
+        PhysFrame::containing_address(PhysAddr::new(addr))
+    }
+
+    /// 2 MiB range operations over a run whose third entry points to a
+    /// 4 KiB table stop there, leave that table linked, and count exactly.
+    #[test]
+    fn huge_runs_stop_at_a_table_pointer() {
+        let (mut table, mut tables) = setup();
+        let base = 0x4000_0000u64;
+        let big = page::<Size2MiB>(base);
+        // SAFETY: emulated memory.
+        unsafe {
+            table
+                .map_range(
+                    Page::range(big, big + 2),
+                    PhysFrame::range(frame(0x4000_0000), frame(0x4000_0000) + 2),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+            table
+                .map_range(
+                    Page::range(
+                        page::<Size4KiB>(base + (4 << 20)),
+                        page(base + (4 << 20)) + 1,
+                    ),
+                    PhysFrame::range(frame(0x800_0000), frame(0x800_0000) + 1),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+            table
+                .map_range(
+                    Page::range(big + 3, big + 4),
+                    PhysFrame::range(frame(0x4060_0000), frame(0x4060_0000) + 1),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+        }
+        // SAFETY: emulated memory.
+        let update =
+            unsafe { table.update_flags_range(Page::range(big, big + 4), PageTableFlags::PRESENT) };
+        assert!(matches!(
+            update.err(),
+            Some(RangeError::Stopped {
+                done: 2,
+                error: FlagUpdateError::ParentEntryHugePage
+            })
+        ));
+        let mut seen = Vec::new();
+        let unmap = table.unmap_range(Page::range(big, big + 4), |f: PhysFrame<Size2MiB>| {
+            seen.push(f.start_address().as_u64());
+        });
+        assert!(matches!(
+            unmap.err(),
+            Some(RangeError::Stopped {
+                done: 2,
+                error: UnmapError::ParentEntryHugePage
+            })
+        ));
+        assert_eq!(seen, [0x4000_0000, 0x4020_0000]);
+        // The 4 KiB mapping and the 2 MiB page after it are intact.
+        assert_eq!(
+            table.translate_addr(VirtAddr::new(base + (4 << 20) + 5)),
+            Some(PhysAddr::new(0x800_0005))
+        );
+        assert_eq!(
+            table.translate_addr(VirtAddr::new(base + (3 << 20) * 2)),
+            Some(PhysAddr::new(0x4060_0000))
+        );
+        assert_eq!(table.translate_addr(VirtAddr::new(base)), None);
+    }
+
+    /// A 4 KiB run with bit 7 (PAT) set in one entry, or an entry that is
+    /// not present, stops there as the single-page `unmap` would.
+    #[test]
+    fn small_runs_stop_at_the_exact_failing_entry() {
+        let (mut table, mut tables) = setup();
+        let start = page::<Size4KiB>(0x7000_0000);
+        let first = frame::<Size4KiB>(0x900_0000);
+        // SAFETY: emulated memory.
+        unsafe {
+            table
+                .map_range(
+                    Page::range(start, start + 600),
+                    PhysFrame::range(first, first + 600),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+            table
+                .update_flags_range(
+                    Page::range(start + 520, start + 521),
+                    RW | PageTableFlags::HUGE_PAGE,
+                )
+                .unwrap()
+                .flush();
+        }
+        let mut count = 0;
+        let unmap = table.unmap_range(Page::range(start, start + 600), |_| count += 1);
+        assert!(matches!(
+            unmap.err(),
+            Some(RangeError::Stopped {
+                done: 520,
+                error: UnmapError::ParentEntryHugePage
+            })
+        ));
+        assert_eq!(count, 520);
+        assert!(
+            table
+                .translate_addr((start + 519).start_address())
+                .is_none()
+        );
+        assert!(
+            table
+                .translate_addr((start + 521).start_address())
+                .is_some()
+        );
+        // Mapping over the range stops at the first entry still in use.
+        // SAFETY: emulated memory.
+        let map = unsafe {
+            table.map_range(
+                Page::range(start + 10, start + 600),
+                PhysFrame::range(first, first + 590),
+                RW,
+                &mut tables,
+            )
+        };
+        assert!(matches!(
+            map.err(),
+            Some(RangeError::Stopped { done: 510, error: MapToError::PageAlreadyMapped(f) }) if f == first + 510
+        ));
+        assert!(
+            table
+                .translate_addr((start + 519).start_address())
+                .is_some()
+        );
+        let mut count = 0;
+        table
+            .unmap_range(Page::range(start + 10, start + 520), |_| count += 1)
+            .unwrap()
+            .flush();
+        assert_eq!(count, 510);
     }
 }
