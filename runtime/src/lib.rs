@@ -43,6 +43,19 @@
 //! assert_ne!(a, b);
 //! ```
 //!
+//! ## Beyond the adapters
+//!
+//! - [`paging`]: [`RecursivePageTable`], a drop-in for `x86_64`'s (it
+//!   implements its `Mapper`, `Translate` and `CleanUp`) that invalidates the
+//!   TLB where `x86_64`'s does not, with range operations, map-with-allocation
+//!   and a readable dump, over a [`paging::Backend`]: the real MMU or the
+//!   emulator.
+//! - `emu` (feature `emu`): an emulated x86_64 MMU whose TLB stays stale until
+//!   invalidated, to test paging code — yours too — with `cargo test`.
+//! - [`alloc`]: firmware memory-map normalisation, a tagged bump allocator
+//!   that produces the hand-off map, and a bitmap allocator for 4 KiB and
+//!   2 MiB frames, each O(1) (amortised) per frame.
+//!
 //! ## Features
 //!
 //! - `std`: hosted helpers. Off by default; the crate is `#![no_std]`.
