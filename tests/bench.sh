@@ -76,6 +76,6 @@ echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(n
 python3 tests/bench_report.py "$target" "$ir_dir"
 if [[ -f $target/bench-allocators.log ]]; then
     echo
-    echo "Allocators (tests/benches/allocators.rs; criterion mean):"
+    echo "Allocators (tests/benches/allocators.rs):"
     sed -n '/^per-frame cost/,$p' "$target/bench-allocators.log"
 fi
