@@ -783,7 +783,7 @@ impl<B: Backend> RecursivePageTable<B> {
             if plan.or_levels & (1 << level) != 0 {
                 let entry = self.read(level, v);
                 self.write(level, v, entry | want);
-                self.flush_upgraded(level, v);
+                self.flush_upgraded();
             }
             level -= 1;
         }
@@ -802,27 +802,31 @@ impl<B: Backend> RecursivePageTable<B> {
         }
     }
 
-    /// Invalidates what caches the old value of the parent entry at `level`
-    /// on `v`'s path after bits were added to it (`plan` only marks entries
-    /// that lacked some).
+    /// Invalidates what caches the old value of the parent entry on `v`'s
+    /// path after bits were added to it (`plan` only marks entries that
+    /// lacked some): one full flush, whatever the level.
     ///
-    /// That entry is the leaf of the recursive translation of its child
-    /// table (and an intermediate entry of the recursive translations of the
-    /// tables below): a TLB entry cached through it before, for instance by
-    /// a `translate`, keeps the old rights, so the next write to the child
-    /// table through it would fault if `WRITABLE` was just added. At level
-    /// 2 the one affected table is the child: one `invlpg`. At levels 3 and
-    /// 4 the entry lies on the recursive path of up to 512 (or 512²) tables:
-    /// one full flush. (Recursive translations are not global unless a
-    /// parent entry carries `GLOBAL`, which happens only if a caller put it in
-    /// `parent_table_flags`.)
-    fn flush_upgraded(&mut self, level: usize, v: u64) {
-        if level == 2 {
-            let child = self.table(1, v);
-            self.backend.flush_page(child);
-        } else {
-            self.backend.flush_all();
-        }
+    /// Effective rights are the AND over every level of a walk, so a TLB
+    /// entry cached through the old parent value keeps the old, fewer
+    /// rights, and the next access that needs the new ones would take a
+    /// spurious page fault. Two kinds of entries are affected: the
+    /// recursive translations of the page tables below the entry (the next
+    /// write to a child table through them would fault once `WRITABLE` was
+    /// added), and the translations of every data page below it (up to 512
+    /// pages under a level-2 entry, 512² or 512³ under levels 3 and 4). An
+    /// `invlpg` per present page below would cost up to 512 reads and
+    /// invalidations even for a level-2 entry and is unbounded in practice
+    /// above it; upgrading an existing parent is rare (it happens only when
+    /// a map asks for rights its parent entries lack), so one CR3 reload per
+    /// upgraded entry is both the simplest and the cheapest bound.
+    ///
+    /// A full flush keeps `GLOBAL` translations (CR4.PGE): a `GLOBAL` page
+    /// that was accessed while a parent entry lacked a right keeps its
+    /// reduced rights until it is invalidated on its own (`invlpg`) or all
+    /// global entries are dropped; parent upgrades above such pages are the
+    /// caller's to handle.
+    fn flush_upgraded(&mut self) {
+        self.backend.flush_all();
     }
 
     /// Makes `frames` spare page-table frames again (after a later step of
