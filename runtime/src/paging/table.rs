@@ -99,6 +99,9 @@ pub struct RecursivePageTable<B: Backend> {
     /// `bases[l - 1]`: the recursive address of the level-`l` tables with all
     /// non-recursive indices zero.
     bases: [u64; 4],
+    /// Recursive address of the recursive entry itself: the level-4 entry
+    /// address of every page in the recursive window.
+    window_entry: u64,
     spare: SpareFrames,
 }
 
@@ -341,6 +344,7 @@ impl<B: Backend> RecursivePageTable<B> {
                 sign_extend(l3),
                 sign_extend(l4),
             ],
+            window_entry: sign_extend(l4 | r << 3),
             spare: SpareFrames::default(),
         }
     }
@@ -532,9 +536,9 @@ impl<B: Backend> RecursivePageTable<B> {
     /// writes the child table through the recursive mapping, whose last
     /// level is that very parent entry: without `WRITABLE` there the write
     /// would fault (on hardware with CR0.WP set, as the emulator models).
-    /// Adding bits to an existing entry is followed by the invalidation of
-    /// the translations cached through it (`invlpg` of the child table for a level-2 entry, a full flush for a
-    /// level-3 or level-4 entry).
+    /// Adding bits to an existing entry is followed by a full flush, at any
+    /// level: the tables and data pages below it may have translations
+    /// cached with the old, fewer rights (`GLOBAL` ones survive it).
     ///
     /// # Errors
     ///
@@ -649,11 +653,21 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
-        if self.in_window(v) {
+        // The window test compares the level-4 entry address, which the
+        // walk computes anyway, with the recursive entry's address: the
+        // same test as `in_window`, with three instructions fewer per page.
+        let top = self.entry_address(4, v);
+        debug_assert_eq!(top.as_u64() == self.window_entry, self.in_window(v));
+        if top.as_u64() == self.window_entry {
             return Err(MapFail::Huge);
         }
         let check = want | HUGE;
-        let mut level = 4;
+        // SAFETY: `top` is the address of `v`'s level-4 entry (the invariant
+        // of `read`: level 4 needs nothing above it).
+        if unsafe { self.backend.read_entry_at(top) } & check != want {
+            return self.map_slow::<S, A>(v, leaf, want, allocator);
+        }
+        let mut level = 3;
         while level > S::LEVEL {
             if self.read(level, v) & check != want {
                 return self.map_slow::<S, A>(v, leaf, want, allocator);
