@@ -521,6 +521,31 @@ fn adding_writable_to_a_level_2_entry_invalidates_its_child_table() {
 }
 
 #[test]
+fn adding_writable_to_a_level_2_entry_drops_read_only_data_translations_below() {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    map_one(&mut table, &mut tables, 0x4000_0000, DATA_START);
+    write_protect_parent(&mut table, PageTableLevel::Two, 0x4000_0000);
+    // Reading the data page caches a read-only translation of it (the
+    // effective rights are the AND over every level).
+    let page = VirtAddr::new(0x4000_0000);
+    assert_eq!(table.backend().read_u64(page), Ok(0));
+    assert!(table.backend().cached(page).is_some());
+    // A writable neighbour under the same level-2 entry upgrades it.
+    map_one(&mut table, &mut tables, 0x4000_1000, DATA_START + 0x1000);
+    // The first page is writable again: no fault through a stale entry.
+    table
+        .backend_mut()
+        .write_u64(page, 0x1234_5678)
+        .expect("write after the parent upgrade");
+    assert_eq!(table.backend().read_u64(page), Ok(0x1234_5678));
+    assert_eq!(
+        table.backend().memory().read_u64(PhysAddr::new(DATA_START)),
+        Ok(0x1234_5678)
+    );
+}
+
+#[test]
 fn adding_writable_to_a_level_3_entry_invalidates_every_table_below() {
     let mut table = table_at(510);
     let mut tables = TableFrames::new();

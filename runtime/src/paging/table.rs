@@ -99,6 +99,9 @@ pub struct RecursivePageTable<B: Backend> {
     /// `bases[l - 1]`: the recursive address of the level-`l` tables with all
     /// non-recursive indices zero.
     bases: [u64; 4],
+    /// Recursive address of the recursive entry itself: the level-4 entry
+    /// address of every page in the recursive window.
+    window_entry: u64,
     spare: SpareFrames,
 }
 
@@ -341,6 +344,7 @@ impl<B: Backend> RecursivePageTable<B> {
                 sign_extend(l3),
                 sign_extend(l4),
             ],
+            window_entry: sign_extend(l4 | r << 3),
             spare: SpareFrames::default(),
         }
     }
@@ -532,9 +536,9 @@ impl<B: Backend> RecursivePageTable<B> {
     /// writes the child table through the recursive mapping, whose last
     /// level is that very parent entry: without `WRITABLE` there the write
     /// would fault (on hardware with CR0.WP set, as the emulator models).
-    /// Adding bits to an existing entry is followed by the invalidation of
-    /// the translations cached through it (`invlpg` of the child table for a level-2 entry, a full flush for a
-    /// level-3 or level-4 entry).
+    /// Adding bits to an existing entry is followed by a full flush, at any
+    /// level: the tables and data pages below it may have translations
+    /// cached with the old, fewer rights (`GLOBAL` ones survive it).
     ///
     /// # Errors
     ///
@@ -649,11 +653,21 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
-        if self.in_window(v) {
+        // The window test compares the level-4 entry address, which the
+        // walk computes anyway, with the recursive entry's address: the
+        // same test as `in_window`, with three instructions fewer per page.
+        let top = self.entry_address(4, v);
+        debug_assert_eq!(top.as_u64() == self.window_entry, self.in_window(v));
+        if top.as_u64() == self.window_entry {
             return Err(MapFail::Huge);
         }
         let check = want | HUGE;
-        let mut level = 4;
+        // SAFETY: `top` is the address of `v`'s level-4 entry (the invariant
+        // of `read`: level 4 needs nothing above it).
+        if unsafe { self.backend.read_entry_at(top) } & check != want {
+            return self.map_slow::<S, A>(v, leaf, want, allocator);
+        }
+        let mut level = 3;
         while level > S::LEVEL {
             if self.read(level, v) & check != want {
                 return self.map_slow::<S, A>(v, leaf, want, allocator);
@@ -783,7 +797,7 @@ impl<B: Backend> RecursivePageTable<B> {
             if plan.or_levels & (1 << level) != 0 {
                 let entry = self.read(level, v);
                 self.write(level, v, entry | want);
-                self.flush_upgraded(level, v);
+                self.flush_upgraded();
             }
             level -= 1;
         }
@@ -802,27 +816,31 @@ impl<B: Backend> RecursivePageTable<B> {
         }
     }
 
-    /// Invalidates what caches the old value of the parent entry at `level`
-    /// on `v`'s path after bits were added to it (`plan` only marks entries
-    /// that lacked some).
+    /// Invalidates what caches the old value of the parent entry on `v`'s
+    /// path after bits were added to it (`plan` only marks entries that
+    /// lacked some): one full flush, whatever the level.
     ///
-    /// That entry is the leaf of the recursive translation of its child
-    /// table (and an intermediate entry of the recursive translations of the
-    /// tables below): a TLB entry cached through it before, for instance by
-    /// a `translate`, keeps the old rights, so the next write to the child
-    /// table through it would fault if `WRITABLE` was just added. At level
-    /// 2 the one affected table is the child: one `invlpg`. At levels 3 and
-    /// 4 the entry lies on the recursive path of up to 512 (or 512²) tables:
-    /// one full flush. (Recursive translations are not global unless a
-    /// parent entry carries `GLOBAL`, which happens only if a caller put it in
-    /// `parent_table_flags`.)
-    fn flush_upgraded(&mut self, level: usize, v: u64) {
-        if level == 2 {
-            let child = self.table(1, v);
-            self.backend.flush_page(child);
-        } else {
-            self.backend.flush_all();
-        }
+    /// Effective rights are the AND over every level of a walk, so a TLB
+    /// entry cached through the old parent value keeps the old, fewer
+    /// rights, and the next access that needs the new ones would take a
+    /// spurious page fault. Two kinds of entries are affected: the
+    /// recursive translations of the page tables below the entry (the next
+    /// write to a child table through them would fault once `WRITABLE` was
+    /// added), and the translations of every data page below it (up to 512
+    /// pages under a level-2 entry, 512² or 512³ under levels 3 and 4). An
+    /// `invlpg` per present page below would cost up to 512 reads and
+    /// invalidations even for a level-2 entry and is unbounded in practice
+    /// above it; upgrading an existing parent is rare (it happens only when
+    /// a map asks for rights its parent entries lack), so one CR3 reload per
+    /// upgraded entry is both the simplest and the cheapest bound.
+    ///
+    /// A full flush keeps `GLOBAL` translations (CR4.PGE): a `GLOBAL` page
+    /// that was accessed while a parent entry lacked a right keeps its
+    /// reduced rights until it is invalidated on its own (`invlpg`) or all
+    /// global entries are dropped; parent upgrades above such pages are the
+    /// caller's to handle.
+    fn flush_upgraded(&mut self) {
+        self.backend.flush_all();
     }
 
     /// Makes `frames` spare page-table frames again (after a later step of
