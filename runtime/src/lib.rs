@@ -52,13 +52,14 @@
 //!   emulator.
 //! - `emu` (feature `emu`): an emulated x86_64 MMU whose TLB stays stale until
 //!   invalidated, to test paging code — yours too — with `cargo test`.
-//! - [`alloc`]: firmware memory-map normalisation, a tagged bump allocator
-//!   that produces the hand-off map, and a bitmap allocator for 4 KiB and
-//!   2 MiB frames, each O(1) (amortised) per frame.
+//! - [`alloc`]: firmware memory-map normalisation, and two allocators that
+//!   are O(1) (amortised) per frame: a tagged bump allocator that produces
+//!   the hand-off map, and a bitmap allocator for 4 KiB and 2 MiB frames.
 //!
 //! ## Features
 //!
-//! - `std`: hosted helpers. Off by default; the crate is `#![no_std]`.
+//! - `std`: hosted helpers (`alloc::normalize_to_vec`). Off by default; the
+//!   crate is `#![no_std]`.
 //! - `emu`: an emulated x86_64 MMU and TLB for host tests (implies `std`).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]

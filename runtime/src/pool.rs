@@ -32,8 +32,9 @@ use x86_64::structures::paging::{FrameAllocator, FrameDeallocator, PageSize, Phy
 
 /// A fixed-capacity, heap-free stack of unused frames of size `S`.
 ///
-/// Allocation pops the most recently added frame; deallocation pushes.
-/// Both are O(1).
+/// Allocation pops the most recently added frame in O(1); `try_push` and
+/// `try_deallocate` push in O(1); deallocation through [`FrameDeallocator`]
+/// is O(N), because it first checks that the frame is not pooled already.
 ///
 /// # Examples
 ///

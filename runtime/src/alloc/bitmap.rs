@@ -154,7 +154,7 @@ impl core::error::Error for DeallocError {}
 /// hand-off map), or `const`-construct an empty one with [`new`](Self::new)
 /// and [`load_map`](Self::load_map) later. Both are `unsafe`: the caller
 /// vouches that the map's usable frames are unused and managed by nobody
-/// else (see [`from_map`](Self::from_map#safety)). It implements
+/// else (see [`from_map`](Self::from_map)). It implements
 /// [`FrameAllocator`] and [`FrameDeallocator`] for [`Size4KiB`] and
 /// [`Size2MiB`]; a 2 MiB frame is 512 free, 2 MiB-aligned 4 KiB frames.
 /// The inherent `allocate_*`/`try_deallocate_*` methods name the size
@@ -304,7 +304,7 @@ impl<'a> BitmapAllocator<'a> {
     ///
     /// # Safety
     ///
-    /// As for [`from_map`](Self::from_map#safety): every frame of `map`'s
+    /// As for [`from_map`](Self::from_map): every frame of `map`'s
     /// `Usable` regions must be unused and managed by nobody else from now
     /// on. This includes frames this allocator handed out before the call:
     /// it forgets them, so any that lie in a usable region of `map` and are

@@ -1,6 +1,6 @@
 //! A fast hasher for page-address keys. The standard library's default hasher
-//! resists hash flooding, which emulated addresses do not need; this one made
-//! a TLB-hit table read about a third cheaper.
+//! resists hash flooding, which emulated addresses do not need, at a cost
+//! paid on every emulated table access.
 
 use core::hash::{BuildHasherDefault, Hasher};
 use std::collections::HashMap;
