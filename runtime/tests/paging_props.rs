@@ -626,8 +626,9 @@ impl Harness {
 
     /// The invalidations owed for parent entries that existed in `before`
     /// and gained bits since: one full flush each, at every level (every
-    /// table and data page below it may be cached through it with the old,
-    /// fewer rights).
+    /// table and data page below it, global ones included, may be cached
+    /// through it with the old, fewer rights). That flush is
+    /// `Backend::flush_global`, which the emulator counts as a full flush.
     fn upgrades(&self, before: &BTreeMap<(u8, u64), u64>) -> (u64, u64) {
         let after = self.parent_entries();
         let mut counts = (0, 0);
