@@ -19,7 +19,7 @@ use framealloc::x86_64::{PhysAddr, VirtAddr};
 use paging_model::{Level, Mapping, Model, Outcome, page_size};
 use paging_support::{TableFrames, table_at};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 const RECURSIVE_INDEX: u16 = 510;
 
@@ -61,11 +61,12 @@ fn all_addresses() -> Vec<u64> {
     all
 }
 
-const FLAG_CHOICES: [F; 4] = [
+const FLAG_CHOICES: [F; 5] = [
     F::PRESENT.union(F::WRITABLE),
     F::PRESENT,
     F::PRESENT.union(F::WRITABLE).union(F::USER_ACCESSIBLE),
     F::PRESENT.union(F::WRITABLE).union(F::NO_EXECUTE),
+    F::PRESENT.union(F::WRITABLE).union(F::GLOBAL),
 ];
 
 #[derive(Debug, Clone)]
@@ -154,20 +155,20 @@ fn op() -> impl Strategy<Value = Op> {
     let level = 1u8..=3;
     let at = any::<[usize; 4]>();
     prop_oneof![
-        4 => (level.clone(), at, 0..4usize, prop::option::weighted(0.2, 0..3usize))
+        4 => (level.clone(), at, 0..FLAG_CHOICES.len(), prop::option::weighted(0.2, 0..3usize))
             .prop_map(|(level, at, flags, budget)| Op::Map { level, at, flags, budget }),
         2 => (level.clone(), at).prop_map(|(level, at)| Op::Unmap { level, at }),
-        1 => (level.clone(), at, 0..4usize).prop_map(|(level, at, flags)| Op::Update { level, at, flags }),
+        1 => (level.clone(), at, 0..FLAG_CHOICES.len()).prop_map(|(level, at, flags)| Op::Update { level, at, flags }),
         1 => (level, at).prop_map(|(level, at)| Op::Translate { level, at }),
         1 => Just(Op::CleanUp),
-        2 => (range_len(), at, 0..4usize, prop::option::weighted(0.2, 0..3usize))
+        2 => (range_len(), at, 0..FLAG_CHOICES.len(), prop::option::weighted(0.2, 0..3usize))
             .prop_map(|((level, len), at, flags, budget)| Op::MapRange { level, at, len, flags, budget }),
         1 => (at, 0..MIXED_SHAPES.len(), 0..3usize, prop::option::weighted(0.2, 0..3usize))
             .prop_map(|(at, shape, largest, budget)| Op::MapMixed { at, shape, largest, budget }),
         1 => (range_len(), at).prop_map(|((level, len), at)| Op::UnmapRange { level, at, len }),
         1 => (range_len(), at, any::<bool>())
             .prop_map(|((level, len), at, reclaim)| Op::UnmapRangeFree { level, at, len, reclaim }),
-        1 => (range_len(), at, 0..4usize)
+        1 => (range_len(), at, 0..FLAG_CHOICES.len())
             .prop_map(|((level, len), at, flags)| Op::UpdateRange { level, at, len, flags }),
     ]
 }
@@ -175,9 +176,10 @@ fn op() -> impl Strategy<Value = Op> {
 const LOW_48: u64 = (1 << 48) - 1;
 
 /// The flush decision for `pages` changed entries: one `invlpg` each up to
-/// the threshold, one full flush above.
-fn decision(pages: u64) -> (u64, u64) {
-    if pages > framealloc::paging::FLUSH_ALL_THRESHOLD {
+/// the threshold or whenever an old or new value of one of them had
+/// `GLOBAL` (a CR3 reload keeps global translations), one full flush above.
+fn decision(pages: u64, global: bool) -> (u64, u64) {
+    if pages > framealloc::paging::FLUSH_ALL_THRESHOLD && !global {
         (0, 1)
     } else {
         (pages, 0)
@@ -292,6 +294,17 @@ impl Harness {
     #[allow(clippy::too_many_lines, reason = "one arm per operation, each short")]
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let flushes_before = self.flushes();
+        // Pages whose entry had `GLOBAL` before the operation.
+        let global_before: BTreeSet<u64> = self
+            .model
+            .mappings
+            .iter()
+            .filter(|(_, m)| m.flags & F::GLOBAL.bits() != 0)
+            .map(|(&va, _)| va)
+            .collect();
+        let any_global = |va: u64, level: u8, done: u64| {
+            (0..done).any(|i| global_before.contains(&(va + i * page_size(level))))
+        };
         let tables_before = self.model.tables.len() as u64;
         let parents_before = match op {
             Op::Map { .. } | Op::MapRange { .. } | Op::MapMixed { .. } => self.parent_entries(),
@@ -533,7 +546,7 @@ impl Harness {
                     len,
                     va
                 );
-                expect = Some(decision(got.0.0));
+                expect = Some(decision(got.0.0, any_global(va, level, got.0.0)));
             }
             Op::UnmapRangeFree {
                 level,
@@ -580,7 +593,8 @@ impl Harness {
                     _ => self.update_range::<Size1GiB>(va, len, flags),
                 };
                 prop_assert_eq!(got, expected, "update_flags_range x{} at {:#x}", len, va);
-                expect = Some(decision(got.0));
+                let global = flags.contains(F::GLOBAL) || any_global(va, level, got.0);
+                expect = Some(decision(got.0, global));
             }
         }
         if let Some(expected) = expect {
@@ -626,8 +640,9 @@ impl Harness {
 
     /// The invalidations owed for parent entries that existed in `before`
     /// and gained bits since: one full flush each, at every level (every
-    /// table and data page below it may be cached through it with the old,
-    /// fewer rights).
+    /// table and data page below it, global ones included, may be cached
+    /// through it with the old, fewer rights). That flush is
+    /// `Backend::flush_global`, which the emulator counts as a full flush.
     fn upgrades(&self, before: &BTreeMap<(u8, u64), u64>) -> (u64, u64) {
         let after = self.parent_entries();
         let mut counts = (0, 0);

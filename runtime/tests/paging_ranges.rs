@@ -546,6 +546,59 @@ fn adding_writable_to_a_level_2_entry_drops_read_only_data_translations_below() 
 }
 
 #[test]
+fn adding_writable_to_a_level_2_entry_drops_read_only_global_translations_below() {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(0x4000_0000));
+    // SAFETY: emulated memory.
+    unsafe { table.map_to(page, frame(DATA_START), RW | F::GLOBAL, &mut tables) }
+        .unwrap()
+        .flush();
+    write_protect_parent(&mut table, PageTableLevel::Two, 0x4000_0000);
+    // Reading the page caches a read-only translation that is GLOBAL, so a
+    // CR3 reload alone would keep it.
+    let addr = page.start_address();
+    assert_eq!(table.backend().read_u64(addr), Ok(0));
+    let cached = table.backend().cached(addr).expect("cached by the read");
+    assert!(cached.flags.contains(F::GLOBAL));
+    assert!(!cached.flags.contains(F::WRITABLE));
+    table.backend_mut().reset_counters();
+    // A writable neighbour under the same level-2 entry upgrades it.
+    map_one(&mut table, &mut tables, 0x4000_1000, DATA_START + 0x1000);
+    assert_eq!(table.backend().counters().full_flushes, 1);
+    table
+        .backend_mut()
+        .write_u64(addr, 0x1234_5678)
+        .expect("write to a global page after the parent upgrade");
+    assert_eq!(
+        table.backend().memory().read_u64(PhysAddr::new(DATA_START)),
+        Ok(0x1234_5678)
+    );
+}
+
+#[test]
+fn flush_global_through_a_forwarding_backend_drops_global_entries() {
+    use framealloc::paging::Backend;
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(0x4000_0000));
+    // SAFETY: emulated memory.
+    unsafe { table.map_to(page, frame(DATA_START), RW | F::GLOBAL, &mut tables) }
+        .unwrap()
+        .flush();
+    let addr = page.start_address();
+    assert_eq!(table.backend().read_u64(addr), Ok(0));
+    let mut machine = table.backend_mut();
+    Backend::flush_all(&mut machine);
+    assert!(machine.cached(addr).is_some(), "a CR3 reload keeps it");
+    machine.reset_counters();
+    Backend::flush_global(&mut machine);
+    assert!(machine.cached(addr).is_none(), "flush_global drops it");
+    assert_eq!(machine.counters().full_flushes, 1);
+    assert_eq!(machine.counters().invlpg, 0);
+}
+
+#[test]
 fn adding_writable_to_a_level_3_entry_invalidates_every_table_below() {
     let mut table = table_at(510);
     let mut tables = TableFrames::new();

@@ -106,4 +106,8 @@ unsafe impl Backend for Machine {
     fn flush_all(&mut self) {
         Machine::flush_all(self);
     }
+
+    fn flush_global(&mut self) {
+        Machine::flush_global(self);
+    }
 }

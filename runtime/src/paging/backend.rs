@@ -30,8 +30,9 @@ use x86_64::structures::paging::PhysFrame;
 /// forms, for the entry at that address) read and write the 8-byte entry
 /// `index` of the 4 KiB page that the address space's *current
 /// translation* (including any stale TLB entry) maps at `table`; that
-/// `zero_table` zeroes that page (and `zero_entries` the named entries of it); and that `flush_page`/`flush_all` remove the
-/// named translations from every TLB the page-table code relies on. Page-table
+/// `zero_table` zeroes that page (and `zero_entries` the named entries of
+/// it); and that `flush_page`/`flush_all`/`flush_global` remove the named
+/// translations from every TLB the page-table code relies on. Page-table
 /// code trusts these facts to uphold memory safety.
 ///
 /// They also guarantee that, for any recursive index `r` a
@@ -147,8 +148,16 @@ pub unsafe trait Backend {
     fn flush_page(&mut self, addr: VirtAddr);
 
     /// Invalidates every non-global TLB entry (a CR3 reload). Entries of
-    /// `GLOBAL` pages survive, as on hardware with CR4.PGE set.
+    /// `GLOBAL` pages survive, as on hardware with CR4.PGE set; see
+    /// [`flush_global`](Self::flush_global).
     fn flush_all(&mut self);
+
+    /// Invalidates every TLB entry, global ones included.
+    ///
+    /// On hardware with CR4.PGE set this toggles PGE off and on; with PGE
+    /// clear a CR3 reload already drops everything. There is no default
+    /// body: only the backend knows how its TLB keeps global entries.
+    fn flush_global(&mut self);
 }
 
 // SAFETY: forwards every call to `B`, which upholds the contract.
@@ -194,5 +203,9 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
     #[inline]
     fn flush_all(&mut self) {
         (**self).flush_all();
+    }
+    #[inline]
+    fn flush_global(&mut self) {
+        (**self).flush_global();
     }
 }

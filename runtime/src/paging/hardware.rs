@@ -2,8 +2,9 @@
 //! `invlpg` and CR3 reloads for the TLB.
 
 use x86_64::VirtAddr;
+use x86_64::instructions::interrupts;
 use x86_64::instructions::tlb;
-use x86_64::registers::control::Cr3;
+use x86_64::registers::control::{Cr3, Cr4, Cr4Flags};
 use x86_64::structures::paging::PhysFrame;
 
 use super::Backend;
@@ -41,7 +42,9 @@ use super::Backend;
 ///
 /// `FLUSH` selects what TLB invalidation does: with `true` (the default)
 /// [`flush_page`](Backend::flush_page) executes `invlpg` and
-/// [`flush_all`](Backend::flush_all) reloads CR3, and the level-4 frame is
+/// [`flush_all`](Backend::flush_all) reloads CR3,
+/// [`flush_global`](Backend::flush_global) toggles CR4.PGE (or reloads CR3
+/// when PGE is clear), and the level-4 frame is
 /// read from CR3. With `false` ([`Mmu::without_flushes`]) invalidation does
 /// nothing and the level-4 frame is the one given at construction: the same
 /// table code, runnable in user space over a window mapped with `mmap` (for
@@ -109,7 +112,8 @@ impl Mmu<false> {
 // SAFETY: entries are read and written at `table + 8 * index`, which each
 // accessor's contract makes the recursive address of an entry of an existing
 // table, reached through the translation the CPU uses now; `invlpg` and CR3
-// reloads are the architectural invalidations (and with `FLUSH = false` the
+// reloads are the architectural invalidations, and toggling CR4.PGE the one
+// that also drops global entries (and with `FLUSH = false` the
 // constructor's contract says none is needed).
 unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
     #[inline]
@@ -171,6 +175,33 @@ unsafe impl<const FLUSH: bool> Backend for Mmu<FLUSH> {
     fn flush_all(&mut self) {
         if FLUSH {
             tlb::flush_all();
+        }
+    }
+
+    #[inline]
+    fn flush_global(&mut self) {
+        if FLUSH {
+            // Interrupts stay off between the two CR4 writes, so no handler
+            // runs with PGE clear or sees (and restores) the cleared value.
+            interrupts::without_interrupts(|| {
+                let cr4 = Cr4::read_raw();
+                let pge = Cr4Flags::PAGE_GLOBAL.bits();
+                if cr4 & pge == 0 {
+                    // Without PGE no entry is global: a CR3 reload drops all.
+                    tlb::flush_all();
+                } else {
+                    // SAFETY: the `Mmu<true>` constructor's contract puts us
+                    // at privilege level 0 with paging on. Both writes keep
+                    // every other CR4 bit as read (raw, reserved bits
+                    // included); clearing PGE and setting it again only
+                    // invalidates TLB entries (global ones included) and
+                    // changes no translation, so memory safety is unaffected.
+                    unsafe {
+                        Cr4::write_raw(cr4 & !pge);
+                        Cr4::write_raw(cr4);
+                    }
+                }
+            });
         }
     }
 }

@@ -536,9 +536,10 @@ impl<B: Backend> RecursivePageTable<B> {
     /// writes the child table through the recursive mapping, whose last
     /// level is that very parent entry: without `WRITABLE` there the write
     /// would fault (on hardware with CR0.WP set, as the emulator models).
-    /// Adding bits to an existing entry is followed by a full flush, at any
-    /// level: the tables and data pages below it may have translations
-    /// cached with the old, fewer rights (`GLOBAL` ones survive it).
+    /// Adding bits to an existing entry is followed by a full flush that
+    /// drops global entries too ([`Backend::flush_global`]), at any level:
+    /// the tables and data pages below it, `GLOBAL` ones included, may have
+    /// translations cached with the old, fewer rights.
     ///
     /// # Errors
     ///
@@ -818,7 +819,8 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// Invalidates what caches the old value of the parent entry on `v`'s
     /// path after bits were added to it (`plan` only marks entries that
-    /// lacked some): one full flush, whatever the level.
+    /// lacked some): one full flush of every TLB entry, global ones
+    /// included, whatever the level.
     ///
     /// Effective rights are the AND over every level of a walk, so a TLB
     /// entry cached through the old parent value keeps the old, fewer
@@ -834,13 +836,11 @@ impl<B: Backend> RecursivePageTable<B> {
     /// a map asks for rights its parent entries lack), so one CR3 reload per
     /// upgraded entry is both the simplest and the cheapest bound.
     ///
-    /// A full flush keeps `GLOBAL` translations (CR4.PGE): a `GLOBAL` page
-    /// that was accessed while a parent entry lacked a right keeps its
-    /// reduced rights until it is invalidated on its own (`invlpg`) or all
-    /// global entries are dropped; parent upgrades above such pages are the
-    /// caller's to handle.
+    /// A CR3 reload would keep `GLOBAL` translations (CR4.PGE), so a
+    /// `GLOBAL` page accessed while a parent entry lacked a right would keep
+    /// its reduced rights; [`Backend::flush_global`] drops those too.
     fn flush_upgraded(&mut self) {
-        self.backend.flush_all();
+        self.backend.flush_global();
     }
 
     /// Makes `frames` spare page-table frames again (after a later step of
