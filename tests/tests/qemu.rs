@@ -139,6 +139,10 @@ fn scenarios_on_qemu() {
             }
         }
     }
+    // The global-page scenarios mean something only with CR4.PGE on.
+    if !run.serial.lines().any(|l| l == "CR4 PGE=1") {
+        problems.push("the kernel did not report CR4.PGE on".to_owned());
+    }
     if scenarios::NAMES.len() < 12 {
         problems.push(format!("only {} scenarios", scenarios::NAMES.len()));
     }

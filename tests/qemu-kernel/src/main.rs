@@ -22,6 +22,7 @@ use core::panic::PanicInfo;
 
 use framealloc::paging::{Mmu, RecursivePageTable};
 use framealloc::x86_64::PhysAddr;
+use framealloc::x86_64::registers::control::{Cr4, Cr4Flags};
 use framealloc::x86_64::structures::paging::PageTableIndex;
 use scenarios::{
     FRAMES_BASE, Frames, MAX_FRAMES, OURS_REGION, Ours, Platform, RECURSIVE_INDEX, X86_64_REGION,
@@ -74,6 +75,16 @@ extern "C" fn kernel_main() -> ! {
     Serial::init();
     println!("BOOT framealloc test kernel");
     cpu::init();
+    // Global pages on: a CR3 reload now keeps `GLOBAL` translations, so the
+    // scenarios see whether each flush drops the global ones it must.
+    // SAFETY: paging is on; setting PGE only lets `GLOBAL` leaves survive
+    // CR3 reloads (and flushes the TLB once); no table has `GLOBAL` yet.
+    unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::PAGE_GLOBAL)) };
+    if !Cr4::read().contains(Cr4Flags::PAGE_GLOBAL) {
+        println!("FATAL CR4.PGE did not stick");
+        exit(Exit::Failed);
+    }
+    println!("CR4 PGE=1");
 
     // SAFETY: QEMU is started with 320 MiB of RAM; the 256 MiB from
     // FRAMES_BASE (32 MiB) hold nothing of the kernel, which lies below.

@@ -132,6 +132,10 @@ impl Platform for X86Table {
         Ok(())
     }
 
+    fn flush_all(&mut self) {
+        tlb::flush_all();
+    }
+
     fn translate(&mut self, addr: VirtAddr) -> Translation {
         match self.table.translate(addr) {
             TranslateResult::Mapped {

@@ -55,6 +55,8 @@ scenarios![
     adapters_closure_pool_none,
     derive_frame_allocator,
     frame_allocator_macro,
+    global_range_unmap,
+    global_parent_upgrade,
 ];
 
 pub(crate) const RW: Flags = Flags::PRESENT.union(Flags::WRITABLE);
@@ -684,5 +686,124 @@ fn adapters_closure_pool_none<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outc
     pool.drain_into(env.frames);
     // SAFETY: `data` is no longer mapped.
     unsafe { env.frames.deallocate_frame(data) };
+    Ok("")
+}
+
+/// Pages of [`global_range_unmap`]: more than `FLUSH_ALL_THRESHOLD` (32),
+/// where a range of non-global pages is flushed with one CR3 reload.
+const GLOBAL_PAGES: u64 = 64;
+
+/// Map 64 `GLOBAL` pages in one call and use each (so the TLB holds global
+/// translations), unmap them in one call: every page faults. A CR3 reload
+/// keeps global translations (CR4.PGE is on), so only one `invlpg` per
+/// page (or a CR4.PGE toggle) makes them fault.
+fn global_range_unmap<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+    let first = env
+        .frames
+        .allocate_contiguous(GLOBAL_PAGES as usize)
+        .ok_or(Failure::new("out of frames"))?;
+    let start = page::<Size4KiB>(env, 0x00ff_0000);
+    let pages = Page::range(start, start + GLOBAL_PAGES);
+    paging(
+        p.map_range_4k(pages, first, RW | Flags::GLOBAL, env.frames),
+        "map global range",
+    )?;
+    for (i, page) in (0u64..).zip(pages) {
+        write(
+            p,
+            page.start_address() + 8u64,
+            pattern(7, i),
+            "write every global page",
+        )?;
+    }
+    for (i, page) in (0u64..).zip(pages) {
+        expect(
+            p,
+            page.start_address() + 8u64,
+            pattern(7, i),
+            "every global page reads back",
+        )?;
+    }
+    paging(p.unmap_range_4k(pages), "unmap global range")?;
+    for i in (0..GLOBAL_PAGES).rev() {
+        let addr = (pages.start + i).start_address() + 8u64;
+        faults(
+            p.read_u64(addr),
+            addr,
+            "unmapped global page still readable",
+        )?;
+    }
+    ensure(
+        p.translate(pages.start.start_address()) == Translation::NotMapped,
+        "first page translates",
+    )?;
+    // SAFETY: the range is unmapped.
+    unsafe {
+        env.frames
+            .deallocate_contiguous(first, GLOBAL_PAGES as usize);
+    };
+    Ok("")
+}
+
+/// A `GLOBAL` writable page under a level-2 entry without `WRITABLE` reads
+/// but faults on write (the TLB caches a read-only global translation);
+/// mapping a writable neighbour under the same entry gives the entry
+/// `WRITABLE` back, after which the first page takes writes. A CR3 reload
+/// would keep the read-only global translation and the write would fault.
+fn global_parent_upgrade<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+    let (f, g) = (frame(env)?, frame(env)?);
+    let a = page::<Size4KiB>(env, 0x60_1000);
+    let next = page::<Size4KiB>(env, 0x60_2000);
+    let addr = a.start_address() + 0x40u64;
+    paging(
+        p.map_4k(a, f, RW | Flags::GLOBAL, env.frames),
+        "map global page",
+    )?;
+    // The level-2 entry above `a`, written through the recursive mapping
+    // (as `x86_64`'s `set_flags_p2_entry` does), then a CR3 reload.
+    let entry = table_address(a.start_address(), 2) + u64::from(a.p2_index()) * 8;
+    let old = read(p, entry, "read the level-2 entry")?;
+    ensure(
+        old & Flags::WRITABLE.bits() != 0,
+        "level-2 entry starts writable",
+    )?;
+    write(
+        p,
+        entry,
+        old & !Flags::WRITABLE.bits(),
+        "clear WRITABLE on the level-2 entry",
+    )?;
+    p.flush_all();
+    let fault = faults(
+        p.write_u64(addr, 1),
+        addr,
+        "write under a read-only level-2 entry did not fault",
+    )?;
+    ensure(
+        fault.is_protection() && fault.is_write(),
+        "fault is a protection write fault",
+    )?;
+    // Cache a read-only global translation of `a`.
+    read(p, addr, "global page reads under a read-only parent")?;
+    paging(
+        p.map_4k(next, g, RW, env.frames),
+        "map writable neighbour (upgrades the level-2 entry)",
+    )?;
+    write(
+        p,
+        addr,
+        0x600d,
+        "write to the global page after the parent upgrade",
+    )?;
+    expect(p, addr, 0x600d, "global page reads the written value")?;
+    write(p, next.start_address(), 0x0e1f, "write the neighbour")?;
+    expect(p, next.start_address(), 0x0e1f, "neighbour reads back")?;
+    ensure(p.unmap_4k(a) == Ok(f), "unmap global page")?;
+    ensure(p.unmap_4k(next) == Ok(g), "unmap neighbour")?;
+    // SAFETY: neither frame is mapped any more.
+    unsafe {
+        env.frames.deallocate_frame(f);
+        env.frames.deallocate_frame(g);
+    }
     Ok("")
 }

@@ -142,6 +142,10 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
         Ok(())
     }
 
+    fn flush_all(&mut self) {
+        self.table.backend_mut().flush_all();
+    }
+
     fn translate(&mut self, addr: VirtAddr) -> Translation {
         match self.table.translate(addr) {
             TranslateResult::Mapped {

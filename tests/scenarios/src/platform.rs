@@ -184,6 +184,10 @@ pub trait Platform {
         flags: PageTableFlags,
     ) -> Result<(), PagingError>;
 
+    /// Drops every non-global TLB entry, as a CR3 reload does (what
+    /// `x86_64`'s `MapperFlushAll` asks for after a parent-entry change).
+    fn flush_all(&mut self);
+
     /// Translates through the page table (not the TLB).
     fn translate(&mut self, addr: VirtAddr) -> Translation;
 
