@@ -237,6 +237,26 @@ fn span<S: PageSize, E>(pages: PageRange<S>) -> Result<(u64, u64), RangeError<E>
     Ok((start & LOW_48, count))
 }
 
+/// Refuses, before any change, a frame range shorter than `count` pages.
+#[inline]
+fn enough_frames<S: PageSize>(
+    frames: PhysFrameRange<S>,
+    count: u64,
+) -> Result<(), RangeError<MapToError<S>>> {
+    let frame_count = if frames.end > frames.start {
+        (frames.end.start_address() - frames.start.start_address()) / S::SIZE
+    } else {
+        0
+    };
+    if frame_count < count {
+        return Err(RangeError::Stopped {
+            done: 0,
+            error: MapToError::FrameAllocationFailed,
+        });
+    }
+    Ok(())
+}
+
 impl<B: Backend> RecursivePageTable<B> {
     /// Maps each page of `pages` to the frame at the same position of
     /// `frames`, with `flags` (parent entries as in
@@ -293,17 +313,7 @@ impl<B: Backend> RecursivePageTable<B> {
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
         let (start48, count) = span(pages)?;
-        let frame_count = if frames.end > frames.start {
-            (frames.end.start_address() - frames.start.start_address()) / S::SIZE
-        } else {
-            0
-        };
-        if frame_count < count {
-            return Err(RangeError::Stopped {
-                done: 0,
-                error: MapToError::FrameAllocationFailed,
-            });
-        }
+        enough_frames(frames, count)?;
         let first = frames.start.start_address().as_u64();
         let mut source = Consecutive {
             first,
@@ -353,12 +363,7 @@ impl<B: Backend> RecursivePageTable<B> {
         source: &mut D,
         already_mapped: impl FnOnce(u64, u64) -> PhysFrame<S>,
     ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>> {
-        let want = Self::parent_bits(
-            flags
-                & (PageTableFlags::PRESENT
-                    | PageTableFlags::WRITABLE
-                    | PageTableFlags::USER_ACCESSIBLE),
-        );
+        let want = Self::parent_bits_for_leaf(flags);
         match self.map_run::<S, D>(start48, count, flags.bits() | S::HUGE_BIT, want, source) {
             // Only unused entries were filled: nothing cached can be stale
             // (parent upgrades were invalidated as they were made).
@@ -545,26 +550,11 @@ impl<B: Backend> RecursivePageTable<B> {
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
         let (start48, count) = span(pages)?;
-        let frame_count = if frames.end > frames.start {
-            (frames.end.start_address() - frames.start.start_address()) / Size4KiB::SIZE
-        } else {
-            0
-        };
-        if frame_count < count {
-            return Err(RangeError::Stopped {
-                done: 0,
-                error: MapToError::FrameAllocationFailed,
-            });
-        }
+        enough_frames(frames, count)?;
         let start = pages.start.start_address();
         let end = VirtAddr::new_truncate(sign_extend(start48 + count * Size4KiB::SIZE));
         let phys = frames.start.start_address();
-        let want = Self::parent_bits(
-            flags
-                & (PageTableFlags::PRESENT
-                    | PageTableFlags::WRITABLE
-                    | PageTableFlags::USER_ACCESSIBLE),
-        );
+        let want = Self::parent_bits_for_leaf(flags);
         let mut done4k = 0;
         let mut failure = None;
         for (addr, level, n) in pieces(start, end, phys, largest) {

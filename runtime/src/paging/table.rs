@@ -605,12 +605,7 @@ impl<B: Backend> RecursivePageTable<B> {
         A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
     {
         let v = page.start_address().as_u64();
-        let want = Self::parent_bits(
-            flags
-                & (PageTableFlags::PRESENT
-                    | PageTableFlags::WRITABLE
-                    | PageTableFlags::USER_ACCESSIBLE),
-        );
+        let want = Self::parent_bits_for_leaf(flags);
         let plan = self
             .plan::<S>(v, want)
             .map_err(MapFail::into_error_existing)?;
@@ -639,6 +634,19 @@ impl<B: Backend> RecursivePageTable<B> {
     #[inline(always)]
     pub(crate) fn parent_bits(flags: PageTableFlags) -> u64 {
         (flags.bits() & !(HUGE | ADDR_MASK)) | PRESENT | WRITABLE
+    }
+
+    /// The parent bits a map without explicit table flags asks for: the
+    /// leaf's `PRESENT`, `WRITABLE` and `USER_ACCESSIBLE`, as `x86_64` derives
+    /// them, through [`Self::parent_bits`].
+    #[inline(always)]
+    pub(crate) fn parent_bits_for_leaf(flags: PageTableFlags) -> u64 {
+        Self::parent_bits(
+            flags
+                & (PageTableFlags::PRESENT
+                    | PageTableFlags::WRITABLE
+                    | PageTableFlags::USER_ACCESSIBLE),
+        )
     }
 
     /// The fast path of a single-page map: all parents present with the
