@@ -480,7 +480,7 @@ fn print_purposes(boot: &BumpAllocator<'_>) {
         RegionKind::PageTable,
     ] {
         let frames = boot.frames_used_by(purpose);
-        let runs = boot.runs().iter().filter(|r| r.kind == purpose).count();
+        let runs = boot.runs().filter(|r| r.kind == purpose).count();
         total += frames;
         println!(
             "  {:<14} {frames:>7} {:>10}  {runs}",

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use framealloc::alloc::{
-    BitmapAllocator, BumpAllocator, BumpError, FRAME_SIZE, FirmwareRegion, MemoryMap,
-    MemoryRegion, NormalizeOptions, RegionKind, normalize,
+    BitmapAllocator, BumpAllocator, BumpError, FRAME_SIZE, FirmwareRegion, MemoryMap, MemoryRegion,
+    NormalizeOptions, RegionKind, normalize,
 };
 use framealloc::x86_64::PhysAddr;
 use framealloc::{FrameAllocator, PhysFrame, Size2MiB, Size4KiB, TaggedFrameAllocator};

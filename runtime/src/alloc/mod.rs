@@ -22,7 +22,7 @@ pub mod bump;
 pub mod memory_map;
 
 pub use bitmap::{BitmapAllocator, BitmapError, DeallocError};
-pub use bump::{BumpAllocator, BumpError};
+pub use bump::{BumpAllocator, BumpError, Runs};
 #[cfg(feature = "std")]
 pub use memory_map::normalize_to_vec;
 pub use memory_map::{
