@@ -535,3 +535,36 @@ fn one_gib_and_2_mib_frames_come_from_the_large_cursor_in_order() {
     );
     assert_eq!(boot.frames_used_by(PageTable), 1024);
 }
+
+#[test]
+fn small_and_large_runs_share_the_run_log() {
+    let regions = normalized(&[FirmwareRegion::new(0x10_0000, 0x50_0000, Usable)]);
+    let mut runs = [MemoryRegion::default(); 2];
+    // SAFETY: the map describes no real memory: its frames are numbers this
+    // test never accesses, and no other allocator manages them.
+    let mut boot =
+        unsafe { BumpAllocator::new(MemoryMap::from_regions(&regions).unwrap(), &mut runs) };
+    boot.allocate_tagged(Kernel).unwrap();
+    let huge: PhysFrame<Size2MiB> = boot.try_allocate(PageTable).unwrap();
+    assert_eq!(huge.start_address().as_u64(), 0x20_0000);
+    // Both slots taken: a new run of either size is refused, unchanged…
+    assert_eq!(
+        boot.try_allocate::<Size4KiB>(PageTable),
+        Err(BumpError::RunLogFull)
+    );
+    assert_eq!(
+        boot.try_allocate::<Size2MiB>(Kernel),
+        Err(BumpError::RunLogFull)
+    );
+    // …while runs that grow still do.
+    let next: PhysFrame<Size2MiB> = boot.try_allocate(PageTable).unwrap();
+    assert_eq!(next.start_address().as_u64(), 0x40_0000);
+    assert_eq!(
+        boot.allocate_tagged(Kernel)
+            .unwrap()
+            .start_address()
+            .as_u64(),
+        0x10_1000
+    );
+    assert_eq!(boot.runs().len(), 2);
+}
