@@ -360,6 +360,9 @@ proptest! {
 #[test]
 fn storage_for_common_spans_is_two_bits_per_frame_plus_about_one_percent() {
     const GIB: u64 = 1 << 30;
+    // Usable in a constant.
+    const STATIC_WORDS: usize = BitmapAllocator::words_for_span(4 * GIB);
+    assert_eq!(STATIC_WORDS, 33_088);
     // The figures of the `BitmapAllocator` docs.
     for (span, words) in [
         (128 << 20, 1034),
@@ -383,7 +386,4 @@ fn storage_for_common_spans_is_two_bits_per_frame_plus_about_one_percent() {
         BitmapAllocator::words_for_span(M2)
     );
     assert_eq!(BitmapAllocator::words_for_span(0), 0);
-    // Usable in a constant.
-    const STATIC_WORDS: usize = BitmapAllocator::words_for_span(4 * GIB);
-    assert_eq!(STATIC_WORDS, 33_088);
 }

@@ -580,7 +580,8 @@ fn usable_stretches(usable: &mut [MemoryRegion]) -> (usize, usize) {
     let mut kept = 0;
     for i in 0..unions {
         let r = usable[i];
-        trimmed += usize::from(r.start % FRAME_SIZE != 0) + usize::from(r.end % FRAME_SIZE != 0);
+        trimmed += usize::from(!r.start.is_multiple_of(FRAME_SIZE))
+            + usize::from(!r.end.is_multiple_of(FRAME_SIZE));
         let (start, end) = (align_up(r.start), align_down(r.end));
         if start < end {
             usable[kept] = MemoryRegion::new(start, end, RegionKind::Usable);
