@@ -554,8 +554,12 @@ fn entry_strategy() -> impl Strategy<Value = FirmwareRegion> {
 }
 
 fn aligned_or_not() -> impl Strategy<Value = Vec<FirmwareRegion>> {
+    aligned_or_not_up_to(12)
+}
+
+fn aligned_or_not_up_to(entries: usize) -> impl Strategy<Value = Vec<FirmwareRegion>> {
     (
-        prop::collection::vec(entry_strategy(), 0..12),
+        prop::collection::vec(entry_strategy(), 0..entries),
         any::<bool>(),
     )
         .prop_map(|(mut v, align)| {
@@ -576,46 +580,79 @@ proptest! {
 
     #[test]
     fn normalisation_matches_the_frame_model(firmware in aligned_or_not(), allow_zero: bool) {
-        let options = NormalizeOptions::new().allow_frame_zero(allow_zero);
-        let (out, report) = run(&firmware, options);
-        let map = MemoryMap::from_regions(&out).expect("output satisfies the map invariants");
-
-        // Merged: no two touching regions share a kind.
-        for pair in out.windows(2) {
-            prop_assert!(!(pair[0].end == pair[1].start && pair[0].kind == pair[1].kind), "{pair:?}");
-        }
-        // Every frame in both windows has the model's kind…
-        // (Between the windows no entry has an edge, so one sample frame
-        // stands for the whole gap.)
-        let low_end = (LOW_FRAMES + 16) * K;
-        let frames = (0..LOW_FRAMES + 16)
-            .map(|i| i * K)
-            .chain([1 << 40])
-            .chain((0..8).map(|i| HIGH_BASE + i * K));
-        let mut model_frames = 0;
-        for f in frames {
-            let want = model_kind(&firmware, f, allow_zero);
-            prop_assert_eq!(map.kind_at(f), want, "frame {:#x} of {:?} -> {:?}", f, firmware, out);
-            model_frames += u64::from(want.is_some());
-        }
-        // …and the map holds nothing else.
-        let in_windows = |r: &MemoryRegion| {
-            let low = r.end.min(low_end).saturating_sub(r.start.min(low_end));
-            let gap = r.end.clamp(low_end, HIGH_BASE) - r.start.clamp(low_end, HIGH_BASE);
-            let high = r.end.max(HIGH_BASE) - r.start.max(HIGH_BASE);
-            prop_assert!(gap == 0 || (r.start <= low_end && r.end >= HIGH_BASE), "edge in the gap: {:?}", r);
-            Ok((low + high) / K + u64::from(gap > 0))
-        };
-        let mut total = 0;
-        for r in &out {
-            total += in_windows(r)?;
-        }
-        prop_assert_eq!(total, model_frames);
-        prop_assert_eq!(report.regions_out, out.len());
-        prop_assert_eq!(report.usable_bytes, map.bytes_of(Usable));
-        prop_assert_eq!(report.entries_in, firmware.len());
-        prop_assert_eq!(report, model_report(&firmware, &map, allow_zero), "{:?}", firmware);
+        check_against_the_model(&firmware, allow_zero)?;
     }
+
+    /// Many entries piled on few frames: deep overlaps for the sweep's heap.
+    #[test]
+    fn crowded_maps_match_the_frame_model(firmware in aligned_or_not_up_to(48), allow_zero: bool) {
+        check_against_the_model(&firmware, allow_zero)?;
+    }
+}
+
+fn check_against_the_model(
+    firmware: &[FirmwareRegion],
+    allow_zero: bool,
+) -> Result<(), TestCaseError> {
+    let options = NormalizeOptions::new().allow_frame_zero(allow_zero);
+    let (out, report) = run(firmware, options);
+    let map = MemoryMap::from_regions(&out).expect("output satisfies the map invariants");
+
+    // Merged: no two touching regions share a kind.
+    for pair in out.windows(2) {
+        prop_assert!(
+            !(pair[0].end == pair[1].start && pair[0].kind == pair[1].kind),
+            "{pair:?}"
+        );
+    }
+    // Every frame in both windows has the model's kind…
+    // (Between the windows no entry has an edge, so one sample frame
+    // stands for the whole gap.)
+    let low_end = (LOW_FRAMES + 16) * K;
+    let frames = (0..LOW_FRAMES + 16)
+        .map(|i| i * K)
+        .chain([1 << 40])
+        .chain((0..8).map(|i| HIGH_BASE + i * K));
+    let mut model_frames = 0;
+    for f in frames {
+        let want = model_kind(firmware, f, allow_zero);
+        prop_assert_eq!(
+            map.kind_at(f),
+            want,
+            "frame {:#x} of {:?} -> {:?}",
+            f,
+            firmware,
+            out
+        );
+        model_frames += u64::from(want.is_some());
+    }
+    // …and the map holds nothing else.
+    let in_windows = |r: &MemoryRegion| {
+        let low = r.end.min(low_end).saturating_sub(r.start.min(low_end));
+        let gap = r.end.clamp(low_end, HIGH_BASE) - r.start.clamp(low_end, HIGH_BASE);
+        let high = r.end.max(HIGH_BASE) - r.start.max(HIGH_BASE);
+        prop_assert!(
+            gap == 0 || (r.start <= low_end && r.end >= HIGH_BASE),
+            "edge in the gap: {:?}",
+            r
+        );
+        Ok((low + high) / K + u64::from(gap > 0))
+    };
+    let mut total = 0;
+    for r in &out {
+        total += in_windows(r)?;
+    }
+    prop_assert_eq!(total, model_frames);
+    prop_assert_eq!(report.regions_out, out.len());
+    prop_assert_eq!(report.usable_bytes, map.bytes_of(Usable));
+    prop_assert_eq!(report.entries_in, firmware.len());
+    prop_assert_eq!(
+        report,
+        model_report(firmware, &map, allow_zero),
+        "{:?}",
+        firmware
+    );
+    Ok(())
 }
 
 /// Every counter of the report from its one-sentence definition, by brute

@@ -325,31 +325,6 @@ fn median_ns(dir: &Path, group: &str, name: &str, n: u64) -> Option<f64> {
 }
 
 fn summary(dir: &Path) {
-    println!("\nnormalize, ns per entry (median of samples)");
-    let per_entry: Vec<Option<f64>> = NORMALIZE_SIZES
-        .iter()
-        .map(|&n| median_ns(dir, "normalize", "entries", n as u64).map(|t| t / n as f64))
-        .collect();
-    for (n, t) in NORMALIZE_SIZES.iter().zip(&per_entry) {
-        println!(
-            "{:<10} {:>10}",
-            format!("{} Ki", n >> 10),
-            t.map_or("-".into(), |t| format!("{t:.1}"))
-        );
-    }
-    if let (Some(a), Some(b)) = (per_entry[0], per_entry[2]) {
-        println!("16 Ki / 1 Ki per entry: {:.2}", b / a);
-    }
-    println!("\nbump allocator: frames stranded (usable in the hand-off map, never handed out)");
-    println!("after requests until a 4 KiB one fails, QEMU-like map");
-    for (name, every) in PATTERNS {
-        let (left, usable) = stranded(every);
-        println!(
-            "{name:<28} {left:>8} of {usable} ({:.3}%)",
-            100.0 * left as f64 / usable as f64
-        );
-    }
-
     println!("\nper-frame cost (median of samples), ns");
     println!(
         "{:<10} {:>10} {:>10} {:>10} {:>10}   last/first",
@@ -395,6 +370,30 @@ fn summary(dir: &Path) {
                 );
             }
         }
+    }
+    println!("\nnormalize, ns per entry (median of samples)");
+    let per_entry: Vec<Option<f64>> = NORMALIZE_SIZES
+        .iter()
+        .map(|&n| median_ns(dir, "normalize", "entries", n as u64).map(|t| t / n as f64))
+        .collect();
+    for (n, t) in NORMALIZE_SIZES.iter().zip(&per_entry) {
+        println!(
+            "{:<10} {:>10}",
+            format!("{} Ki", n >> 10),
+            t.map_or("-".into(), |t| format!("{t:.1}"))
+        );
+    }
+    if let (Some(a), Some(b)) = (per_entry[0], per_entry[2]) {
+        println!("16 Ki / 1 Ki per entry: {:.2}", b / a);
+    }
+    println!("\nbump allocator: frames stranded (usable in the hand-off map, never handed out)");
+    println!("after requests until a 4 KiB one fails, QEMU-like map");
+    for (name, every) in PATTERNS {
+        let (left, usable) = stranded(every);
+        println!(
+            "{name:<28} {left:>8} of {usable} ({:.3}%)",
+            100.0 * left as f64 / usable as f64
+        );
     }
 }
 
