@@ -189,7 +189,7 @@ fn print_report(report: &NormalizeReport) {
             report.clipped_at_limit.to_string(),
         ),
         (
-            "usable entries shrunk inward",
+            "usable edges inside a frame",
             report.usable_trimmed.to_string(),
         ),
         (
@@ -201,7 +201,7 @@ fn print_report(report: &NormalizeReport) {
             report.overlapping_pairs.to_string(),
         ),
         ("frame 0 withheld", report.frame_zero_withheld.to_string()),
-        ("neighbours merged", report.merged.to_string()),
+        ("neighbouring entries merged", report.merged.to_string()),
         ("usable memory", size(report.usable_bytes)),
     ];
     for (what, value) in rows {
@@ -480,7 +480,7 @@ fn print_purposes(boot: &BumpAllocator<'_>) {
         RegionKind::PageTable,
     ] {
         let frames = boot.frames_used_by(purpose);
-        let runs = boot.runs().iter().filter(|r| r.kind == purpose).count();
+        let runs = boot.runs().filter(|r| r.kind == purpose).count();
         total += frames;
         println!(
             "  {:<14} {frames:>7} {:>10}  {runs}",

@@ -356,3 +356,34 @@ proptest! {
         prop_assert_eq!(again, m.usable);
     }
 }
+
+#[test]
+fn storage_for_common_spans_is_two_bits_per_frame_plus_about_one_percent() {
+    const GIB: u64 = 1 << 30;
+    // Usable in a constant.
+    const STATIC_WORDS: usize = BitmapAllocator::words_for_span(4 * GIB);
+    assert_eq!(STATIC_WORDS, 33_088);
+    // The figures of the `BitmapAllocator` docs.
+    for (span, words) in [
+        (128 << 20, 1034),
+        (GIB, 8272),
+        (4 * GIB, 33_088),
+        (64 * GIB, 529_408),
+        (1024 * GIB, 8_470_528),
+    ] {
+        assert_eq!(BitmapAllocator::words_for_span(span), words, "{span:#x}");
+        // Two bits per 4 KiB frame, and the summaries at most 1% more.
+        let bitmaps = 2 * span / K / 64;
+        assert!((words as u64 - bitmaps) * 100 <= bitmaps, "{span:#x}");
+        // The same as a map of one usable region of that span needs.
+        let regions = [MemoryRegion::new(0, span, Usable)];
+        let map = MemoryMap::from_regions(&regions).unwrap();
+        assert_eq!(BitmapAllocator::words_needed(&map), words);
+    }
+    // Rounded up to whole 2 MiB chunks.
+    assert_eq!(
+        BitmapAllocator::words_for_span(K),
+        BitmapAllocator::words_for_span(M2)
+    );
+    assert_eq!(BitmapAllocator::words_for_span(0), 0);
+}

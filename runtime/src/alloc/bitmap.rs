@@ -161,8 +161,18 @@ impl core::error::Error for DeallocError {}
 /// without turbofish and return errors.
 ///
 /// Storage: two bits per 4 KiB frame of the span from the lowest to the
-/// highest usable address (rounded out to 2 MiB), plus about 1/32 of that
-/// for the summaries — 256 KiB for 4 GiB of span.
+/// highest usable address (rounded out to 2 MiB), plus about 1% of that for
+/// the summaries (one bit per bitmap word, two per 2 MiB chunk). For a span
+/// starting at a 2 MiB boundary, [`words_for_span`](Self::words_for_span)
+/// gives the figure as a `const fn`, so a `static` array can be sized by it:
+///
+/// | span | `u64` words | bytes |
+/// |---|---|---|
+/// | 128 MiB | 1,034 | 8.1 KiB |
+/// | 1 GiB | 8,272 | 64.6 KiB |
+/// | 4 GiB | 33,088 | 258.5 KiB |
+/// | 64 GiB | 529,408 | 4.04 MiB |
+/// | 1 TiB | 8,470,528 | 64.6 MiB |
 ///
 /// It is neither `Clone` nor `Copy`: a copy would hand out the same frames
 /// again.
@@ -255,6 +265,27 @@ impl<'a> BitmapAllocator<'a> {
     #[must_use]
     pub fn words_needed(map: &MemoryMap<'_>) -> usize {
         layout(span(map).1)[4]
+    }
+
+    /// The number of `u64` words of storage needed for usable memory that
+    /// spans `bytes` from a 2 MiB boundary (rounded up to whole 2 MiB
+    /// chunks; a span that starts inside a chunk may need one chunk more:
+    /// [`words_needed`](Self::words_needed) is exact for a map).
+    ///
+    /// ```
+    /// use framealloc::alloc::BitmapAllocator;
+    /// const WORDS: usize = BitmapAllocator::words_for_span(4 << 30);
+    /// static mut STORAGE: [u64; WORDS] = [0; WORDS];
+    /// assert_eq!(WORDS, 33_088);
+    /// ```
+    #[must_use]
+    pub const fn words_for_span(bytes: u64) -> usize {
+        let chunks = bytes.div_ceil(Size2MiB::SIZE);
+        let words = match chunks.checked_mul(CHUNK_WORDS as u64) {
+            Some(words) if words <= usize::MAX as u64 => words as usize,
+            _ => usize::MAX,
+        };
+        layout(words)[4]
     }
 
     /// An allocator whose free frames are the usable regions of `map`.

@@ -5,7 +5,8 @@
 //! or reach past the 52-bit physical address limit. [`normalize`] turns such
 //! input into a [`MemoryMap`]: sorted, disjoint, frame-aligned regions, with
 //! adjacent regions of equal kind merged, and a [`NormalizeReport`] of what it
-//! changed. No heap is used: the caller provides the output storage.
+//! changed. No heap is used: the caller provides the storage, in which the
+//! entries are sorted (O(n log n) for `n` entries).
 //!
 //! # The rules
 //!
@@ -27,11 +28,14 @@
 //!    < `PageTable` < `Framebuffer` < `Reserved` < `AcpiNvs` < `BadMemory`.
 //!    A frame touched by several non-usable entries takes the most restrictive
 //!    of their kinds.
-//! 5. **Frame 0 is withheld** (its usable part becomes `Reserved`) unless
-//!    [`NormalizeOptions::allow_frame_zero`] is set: a null physical address
-//!    is too easily mistaken for "no frame".
+//! 5. **Frame 0 is withheld**: if rules 2–4 make it usable, it becomes
+//!    `Reserved` unless [`NormalizeOptions::allow_frame_zero`] is set (a
+//!    null physical address is too easily mistaken for "no frame"). A frame
+//!    0 that usable entries cover only in part is not usable by rule 3, so
+//!    rule 6 makes it a hole, not `Reserved`, like any other partly covered
+//!    frame.
 //! 6. **Holes stay holes.** Frames covered by no entry (or only partly by
-//!    usable entries) appear in no region.
+//!    usable entries, and touched by no other entry) appear in no region.
 //! 7. **Adjacent equal kinds merge** into one region.
 //!
 //! Allocators built on a [`MemoryMap`] hand out only frames of `Usable`
@@ -47,7 +51,7 @@
 //!     FirmwareRegion::new(0x50_0000, 0x1000, AcpiNvs),    // inside usable memory
 //!     FirmwareRegion::new(0x20_0000, 0, Reserved),        // empty
 //! ];
-//! let mut storage = [Default::default(); 16];
+//! let mut storage = [Default::default(); 3 * 5]; // 3 × entries always suffice
 //! let (map, report) = normalize(&firmware, &mut storage, NormalizeOptions::default()).unwrap();
 //! let regions: Vec<_> = map.regions().iter().map(|r| (r.start, r.end, r.kind)).collect();
 //! assert_eq!(regions, [
@@ -59,9 +63,10 @@
 //!     (0x50_1000, 0x800_0000, Usable),
 //! ]);
 //! assert_eq!(report.dropped_empty, 1);
-//! assert_eq!(report.usable_trimmed, 1);
+//! assert_eq!(report.usable_trimmed, 1);           // 0x9fc00, the end of low memory
 //! assert_eq!(report.non_usable_widened, 1);
 //! assert_eq!(report.overlapping_pairs, 2); // frame 0x9f000, and the ACPI NVS frame
+//! assert_eq!(report.merged, 0);                   // no two entries of one kind touch
 //! assert!(report.unsorted && report.frame_zero_withheld);
 //! ```
 
@@ -261,32 +266,52 @@ impl NormalizeOptions {
 }
 
 /// What [`normalize`] changed, counted per rule of [the module](self).
+///
+/// An entry is *kept* unless rule 1 drops it; "its frames" are the frames
+/// any byte of the (clipped) entry lies in. Each field's first sentence is
+/// its exact definition, and the tests check it against a brute-force count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NormalizeReport {
-    /// Number of firmware entries read.
+    /// The number of firmware entries, dropped ones included.
     pub entries_in: usize,
-    /// Number of regions in the normalised map.
+    /// The number of regions in the normalised map.
     pub regions_out: usize,
-    /// Whether the entries were not sorted by base address.
+    /// Whether some kept entry has a lower base than a kept entry before it
+    /// (dropped entries are not looked at; equal bases are in order).
     pub unsorted: bool,
-    /// Entries of length zero, dropped (rule 1).
+    /// The number of entries of length zero, dropped (rule 1).
     pub dropped_empty: usize,
-    /// Entries wholly at or above [`PHYS_LIMIT`], dropped (rule 1).
+    /// The number of entries of non-zero length with a base at or above
+    /// [`PHYS_LIMIT`], dropped (rule 1).
     pub dropped_beyond_limit: usize,
-    /// Entries cut short at [`PHYS_LIMIT`] (rule 1).
+    /// The number of entries with a base below [`PHYS_LIMIT`] whose end
+    /// (`base + len`, or an overflow of it) lies above it, cut at the limit
+    /// (rule 1).
     pub clipped_at_limit: usize,
-    /// Usable entries with an edge inside a frame, shrunk inward (rule 3).
+    /// The number of edges (starts and ends) of the union of all usable
+    /// entries that are not multiples of 4096: at each, rule 3 drops the
+    /// partly covered frame. Two usable entries that together cover a frame
+    /// exactly leave no such edge.
     pub usable_trimmed: usize,
-    /// Non-usable entries with an edge inside a frame, grown outward (rule 2).
+    /// The number of kept non-usable entries with a start or end that is
+    /// not a multiple of 4096, which rule 2 grows to whole frames.
     pub non_usable_widened: usize,
-    /// Pairs of entries of different kinds that share a frame (rule 4).
+    /// The number of pairs of kept entries of different kinds that have at
+    /// least one frame in common (rule 4), each pair counted once. Usable
+    /// entries count; sharing a frame is enough, sharing a byte is not
+    /// needed; `Custom(1)` and `Custom(2)` are different kinds.
     pub overlapping_pairs: usize,
-    /// Whether frame 0 was usable and has been withheld (rule 5).
+    /// Whether frame 0 was usable by rules 2–4 and has been made
+    /// [`Reserved`](RegionKind::Reserved) (rule 5).
     pub frame_zero_withheld: bool,
-    /// Regions that absorbed a neighbour of the same kind (rule 7).
+    /// The number of ordered pairs of kept entries of equal kind where one
+    /// ends exactly where the other starts (in bytes) and the frames on both
+    /// sides of that address lie in one region of that kind (rule 7).
+    /// Overlapping entries of one kind are not counted, nor neighbours kept
+    /// apart by a more restrictive entry at their edge.
     pub merged: usize,
-    /// Usable bytes in the normalised map.
+    /// The number of usable bytes in the normalised map.
     pub usable_bytes: u64,
 }
 
@@ -319,9 +344,11 @@ impl fmt::Display for NormalizeReport {
 /// Why a memory map could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
-    /// The output storage holds fewer regions than the map needs.
+    /// The output storage holds fewer regions than needed: for a hand-off
+    /// map, the map's length; for [`normalize`], the map and a working copy
+    /// of the entries (see there).
     StorageTooSmall {
-        /// The number of regions the map needs.
+        /// The number of regions of storage needed.
         needed: usize,
         /// The number of regions the storage holds.
         available: usize,
@@ -448,32 +475,51 @@ impl<'a> MemoryMap<'a> {
 /// Normalises a firmware memory map into `storage` by the rules of [the
 /// module](self) and reports what changed.
 ///
-/// `storage` needs at most `4 * firmware.len() + 2` regions; the exact need is
-/// reported if it is too small. Runs in O(n²) for `n` entries (O(n³) in
-/// pathological inputs with many overlapping usable entries), with no heap —
-/// firmware maps hold tens to a few hundred entries.
+/// Runs in O(n log n) for `n` entries, with no heap: `storage` holds a
+/// working copy of the entries (at its end, sorted there) beside the map
+/// being written (at its start). It needs `kept + len` regions, where
+/// `kept` is the number of entries not dropped by rule 1 and `len` the
+/// length of the map; as `len <= 2 * kept`, `3 * firmware.len()` regions
+/// always suffice. On success the map is a prefix of `storage`; the rest
+/// of `storage` is left with unspecified contents.
 ///
 /// # Errors
 ///
-/// [`MapError::StorageTooSmall`] if `storage` cannot hold the map; `storage`
-/// then holds a prefix of it.
+/// [`MapError::StorageTooSmall`] if `storage` cannot hold the working copy
+/// and the map; `needed` is then the exact need if `storage` held the
+/// working copy, else the bound `3 * kept`. `storage` then has unspecified
+/// contents.
 pub fn normalize<'s>(
     firmware: &[FirmwareRegion],
     storage: &'s mut [MemoryRegion],
     options: NormalizeOptions,
 ) -> Result<(MemoryMap<'s>, NormalizeReport), MapError> {
-    let mut report = count_input_changes(firmware);
-    let mut out = RegionWriter::new(storage);
+    let mut report = count_entries(firmware);
+    let kept = firmware.len() - report.dropped_empty - report.dropped_beyond_limit;
+    let available = storage.len();
+    let Some(out_len) = available.checked_sub(kept) else {
+        return Err(MapError::StorageTooSmall {
+            needed: kept.saturating_mul(3),
+            available,
+        });
+    };
+    let (out_storage, scratch) = storage.split_at_mut(out_len);
 
-    // Walk the intervals between consecutive candidate boundaries; the kind
-    // is constant on each (see `candidates`), so its first frame decides it.
-    let mut next = next_boundary(firmware, 0, true);
-    while let Some(start) = next {
-        next = next_boundary(firmware, start, false);
-        let Some(end) = next else { break };
-        let Some(kind) = frame_kind(firmware, start) else {
-            continue;
-        };
+    // The entries, usable ones first, each group sorted by start.
+    copy_kept(firmware, scratch);
+    scratch.sort_unstable_by_key(|r| (!r.kind.is_usable(), r.start));
+    let usable_entries = scratch.partition_point(|r| r.kind.is_usable());
+    let (usable, non_usable) = scratch.split_at_mut(usable_entries);
+    // Rule 3: the union of the usable entries, shrunk to whole frames.
+    let (stretches, trimmed) = usable_stretches(usable);
+    report.usable_trimmed = trimmed;
+    // Rule 2: non-usable entries grown to whole frames (order kept).
+    for r in non_usable.iter_mut() {
+        *r = MemoryRegion::new(align_down(r.start), align_up(r.end), r.kind);
+    }
+
+    let mut out = RegionWriter::new(out_storage);
+    sweep(&usable[..stretches], non_usable, |start, end, kind| {
         if start == 0 && kind.is_usable() && !options.allow_frame_zero {
             report.frame_zero_withheld = true;
             out.push(MemoryRegion::new(0, FRAME_SIZE, RegionKind::Reserved));
@@ -483,16 +529,240 @@ pub fn normalize<'s>(
         } else {
             out.push(MemoryRegion::new(start, end, kind));
         }
-    }
-    report.merged = out.merged;
-    let regions = out.finish()?;
+    });
+    let regions = match out.finish() {
+        Ok(regions) => regions,
+        Err(MapError::StorageTooSmall { needed, .. }) => {
+            return Err(MapError::StorageTooSmall {
+                needed: needed + kept,
+                available,
+            });
+        }
+        Err(other) => return Err(other),
+    };
+    let map = MemoryMap { regions };
     report.regions_out = regions.len();
-    report.usable_bytes = regions
+    report.usable_bytes = map.bytes_of(RegionKind::Usable);
+    // The pair counts, from a fresh copy of the entries.
+    copy_kept(firmware, scratch);
+    count_pairs(scratch, &map, &mut report);
+    Ok((map, report))
+}
+
+/// Copies the entries rule 1 keeps, clipped, into `scratch` (which has
+/// exactly their number of slots).
+fn copy_kept(firmware: &[FirmwareRegion], scratch: &mut [MemoryRegion]) {
+    let kept = firmware
         .iter()
-        .filter(|r| r.kind.is_usable())
-        .map(MemoryRegion::len)
-        .sum();
-    Ok((MemoryMap { regions }, report))
+        .filter_map(|r| r.clipped().map(|(s, e)| MemoryRegion::new(s, e, r.kind)));
+    for (slot, r) in scratch.iter_mut().zip(kept) {
+        *slot = r;
+    }
+}
+
+/// Merges usable entries sorted by start into the stretches of their
+/// union, shrunk to whole frames, in place at the front of `usable`;
+/// returns how many there are and how many edges of the union lay inside a
+/// frame.
+fn usable_stretches(usable: &mut [MemoryRegion]) -> (usize, usize) {
+    let mut unions = 0;
+    for i in 0..usable.len() {
+        let r = usable[i];
+        if unions > 0 && r.start <= usable[unions - 1].end {
+            let last = &mut usable[unions - 1];
+            last.end = last.end.max(r.end);
+        } else {
+            usable[unions] = r;
+            unions += 1;
+        }
+    }
+    let mut trimmed = 0;
+    let mut kept = 0;
+    for i in 0..unions {
+        let r = usable[i];
+        trimmed += usize::from(!r.start.is_multiple_of(FRAME_SIZE))
+            + usize::from(!r.end.is_multiple_of(FRAME_SIZE));
+        let (start, end) = (align_up(r.start), align_down(r.end));
+        if start < end {
+            usable[kept] = MemoryRegion::new(start, end, RegionKind::Usable);
+            kept += 1;
+        }
+    }
+    (kept, trimmed)
+}
+
+/// The rank of a kind in rule 4's order (a total order: `Custom` kinds by
+/// their number).
+const fn rank(kind: RegionKind) -> u64 {
+    let custom = match kind {
+        RegionKind::Custom(n) => n as u64,
+        _ => 0,
+    };
+    ((kind.restrictiveness() as u64) << 32) | custom
+}
+
+/// Walks the frame-aligned pieces on which the kind is constant, in order,
+/// calling `emit(start, end, kind)` for each that is not a hole (rules 2–4
+/// and 6): the most restrictive non-usable entry covering a piece decides
+/// its kind, else it is usable if a usable stretch covers it.
+///
+/// `usable`: disjoint stretches sorted by start; `non_usable`: widened
+/// entries sorted by start. The entries covering the current position live
+/// in a max-heap (by [`rank`]) built in the part of `non_usable` already
+/// read; entries that ended are dropped when they reach the top.
+fn sweep(
+    usable: &[MemoryRegion],
+    non_usable: &mut [MemoryRegion],
+    mut emit: impl FnMut(u64, u64, RegionKind),
+) {
+    let (mut read, mut heap, mut stretch) = (0, 0, 0);
+    let mut at = match (usable.first(), non_usable.first()) {
+        (Some(u), Some(n)) => u.start.min(n.start),
+        (Some(u), None) => u.start,
+        (None, Some(n)) => n.start,
+        (None, None) => return,
+    };
+    loop {
+        while let Some(&r) = non_usable.get(read)
+            && r.start <= at
+        {
+            read += 1;
+            if r.end > at {
+                heap_push(non_usable, &mut heap, r);
+            }
+        }
+        while heap > 0 && non_usable[0].end <= at {
+            heap_pop(non_usable, &mut heap);
+        }
+        while usable.get(stretch).is_some_and(|u| u.end <= at) {
+            stretch += 1;
+        }
+        let in_usable = usable.get(stretch).filter(|u| u.start <= at);
+        let mut next = u64::MAX;
+        if let Some(r) = non_usable.get(read) {
+            next = r.start;
+        }
+        if heap > 0 {
+            next = next.min(non_usable[0].end);
+        }
+        if let Some(u) = usable.get(stretch) {
+            next = next.min(if u.start <= at { u.end } else { u.start });
+        }
+        if next == u64::MAX {
+            return;
+        }
+        if heap > 0 {
+            emit(at, next, non_usable[0].kind);
+        } else if in_usable.is_some() {
+            emit(at, next, RegionKind::Usable);
+        }
+        at = next;
+    }
+}
+
+/// Adds `r` to the max-heap `v[..*len]` (by [`rank`] of the kind).
+fn heap_push(v: &mut [MemoryRegion], len: &mut usize, r: MemoryRegion) {
+    let mut i = *len;
+    v[i] = r;
+    *len += 1;
+    while i > 0 {
+        let parent = (i - 1) / 2;
+        if rank(v[parent].kind) >= rank(v[i].kind) {
+            break;
+        }
+        v.swap(parent, i);
+        i = parent;
+    }
+}
+
+/// Removes the top of the max-heap `v[..*len]` (`*len > 0`).
+fn heap_pop(v: &mut [MemoryRegion], len: &mut usize) {
+    *len -= 1;
+    v.swap(0, *len);
+    let n = *len;
+    let mut i = 0;
+    loop {
+        let (left, right) = (2 * i + 1, 2 * i + 2);
+        let mut top = i;
+        if left < n && rank(v[left].kind) > rank(v[top].kind) {
+            top = left;
+        }
+        if right < n && rank(v[right].kind) > rank(v[top].kind) {
+            top = right;
+        }
+        if top == i {
+            return;
+        }
+        v.swap(i, top);
+        i = top;
+    }
+}
+
+/// The report fields that depend on the entries one by one.
+fn count_entries(firmware: &[FirmwareRegion]) -> NormalizeReport {
+    let mut report = NormalizeReport {
+        entries_in: firmware.len(),
+        ..NormalizeReport::default()
+    };
+    let mut previous_base = None;
+    for r in firmware {
+        if r.len == 0 {
+            report.dropped_empty += 1;
+            continue;
+        }
+        let Some((s, e)) = r.clipped() else {
+            report.dropped_beyond_limit += 1;
+            continue;
+        };
+        if previous_base.is_some_and(|previous| r.base < previous) {
+            report.unsorted = true;
+        }
+        previous_base = Some(r.base);
+        if r.base.checked_add(r.len).is_none_or(|end| end > PHYS_LIMIT) {
+            report.clipped_at_limit += 1;
+        }
+        if !r.kind.is_usable() && (s % FRAME_SIZE != 0 || e % FRAME_SIZE != 0) {
+            report.non_usable_widened += 1;
+        }
+    }
+    report
+}
+
+/// `overlapping_pairs` and `merged`, in O(n log n): `entries` are the kept
+/// entries (clipped), in any order; `map` is the normalised map.
+fn count_pairs(entries: &mut [MemoryRegion], map: &MemoryMap<'_>, report: &mut NormalizeReport) {
+    // Pairs sharing a frame: for each entry, the later ones (by start) that
+    // start before the end of its last frame.
+    let sharing = |group: &[MemoryRegion]| -> usize {
+        let mut pairs = 0usize;
+        for (i, r) in group.iter().enumerate() {
+            let reach = align_up(r.end);
+            let ahead = group.partition_point(|o| align_down(o.start) < reach);
+            pairs = pairs.saturating_add(ahead - i - 1);
+        }
+        pairs
+    };
+    entries.sort_unstable_by_key(|r| r.start);
+    let mut pairs = sharing(entries);
+    entries.sort_unstable_by_key(|r| (r.kind, r.start));
+    let mut merged = 0usize;
+    let mut rest = &*entries;
+    while let Some(first) = rest.first() {
+        let kind = first.kind;
+        let (group, after) = rest.split_at(rest.partition_point(|r| r.kind == kind));
+        pairs = pairs.saturating_sub(sharing(group));
+        for r in group {
+            let from = group.partition_point(|o| o.start < r.end);
+            let to = group.partition_point(|o| o.start <= r.end);
+            if to > from && map.kind_at(r.end - 1) == Some(kind) && map.kind_at(r.end) == Some(kind)
+            {
+                merged = merged.saturating_add(to - from);
+            }
+        }
+        rest = after;
+    }
+    report.overlapping_pairs = pairs;
+    report.merged = merged;
 }
 
 /// Writes regions into caller storage, merging touching regions of equal
@@ -503,7 +773,6 @@ pub(super) struct RegionWriter<'s> {
     open: Option<MemoryRegion>,
     /// Regions written (or that would have been, had they fitted).
     needed: usize,
-    pub(super) merged: usize,
 }
 
 impl<'s> RegionWriter<'s> {
@@ -512,7 +781,6 @@ impl<'s> RegionWriter<'s> {
             storage,
             open: None,
             needed: 0,
-            merged: 0,
         }
     }
 
@@ -536,7 +804,6 @@ impl<'s> RegionWriter<'s> {
             && open.end == region.start
         {
             open.end = region.end;
-            self.merged += 1;
             return;
         }
         self.flush();
@@ -552,131 +819,14 @@ impl<'s> RegionWriter<'s> {
         }
     }
 }
+
 const fn align_down(addr: u64) -> u64 {
     addr & !(FRAME_SIZE - 1)
 }
 
 const fn align_up(addr: u64) -> u64 {
-    // Below PHYS_LIMIT, so this cannot overflow.
+    // At most PHYS_LIMIT, so this cannot overflow.
     align_down(addr + FRAME_SIZE - 1)
-}
-
-/// The candidate boundaries of one entry: where the kind of a frame may
-/// change because of it. A frame `f` is touched by `[s, e)` iff
-/// `align_down(s) <= f < align_up(e)`, and an entry edge inside a frame makes
-/// that frame an interval of its own; so between consecutive candidates every
-/// frame has the same kind.
-fn candidates(r: &FirmwareRegion) -> [u64; 4] {
-    match r.clipped() {
-        Some((s, e)) => [align_down(s), align_up(s), align_down(e), align_up(e)],
-        None => [u64::MAX; 4],
-    }
-}
-
-/// The smallest candidate boundary `>= at` (if `inclusive`) or `> at`, also
-/// counting `FRAME_SIZE` (where frame 0 ends).
-fn next_boundary(firmware: &[FirmwareRegion], at: u64, inclusive: bool) -> Option<u64> {
-    let mut best = u64::MAX;
-    let mut consider = |b: u64| {
-        let ok = if inclusive { b >= at } else { b > at };
-        if ok && b < best {
-            best = b;
-        }
-    };
-    consider(FRAME_SIZE);
-    for r in firmware {
-        for b in candidates(r) {
-            if b != u64::MAX {
-                consider(b);
-            }
-        }
-    }
-    (best != u64::MAX).then_some(best)
-}
-
-/// The kind of the frame at `f` by rules 2–4, or `None` for a hole.
-fn frame_kind(firmware: &[FirmwareRegion], f: u64) -> Option<RegionKind> {
-    let frame_end = f + FRAME_SIZE;
-    let mut restrictive: Option<RegionKind> = None;
-    for r in firmware {
-        if r.kind.is_usable() {
-            continue;
-        }
-        if let Some((s, e)) = r.clipped()
-            && s < frame_end
-            && e > f
-        {
-            restrictive = Some(match restrictive {
-                Some(k) => k.more_restrictive(r.kind),
-                None => r.kind,
-            });
-        }
-    }
-    if restrictive.is_some() {
-        return restrictive;
-    }
-    // Usable only if usable entries cover every byte: extend `covered` as far
-    // as entries starting at or before it reach.
-    let mut covered = f;
-    loop {
-        let reach = firmware
-            .iter()
-            .filter(|r| r.kind.is_usable())
-            .filter_map(FirmwareRegion::clipped)
-            .filter(|&(s, e)| s <= covered && e > covered)
-            .map(|(_, e)| e)
-            .max();
-        match reach {
-            Some(e) if e >= frame_end => return Some(RegionKind::Usable),
-            Some(e) => covered = e,
-            None => return None,
-        }
-    }
-}
-
-/// The report fields that depend on the entries alone.
-fn count_input_changes(firmware: &[FirmwareRegion]) -> NormalizeReport {
-    let mut report = NormalizeReport {
-        entries_in: firmware.len(),
-        ..NormalizeReport::default()
-    };
-    let mut previous_base = 0;
-    for (i, r) in firmware.iter().enumerate() {
-        if i > 0 && r.base < previous_base {
-            report.unsorted = true;
-        }
-        previous_base = r.base;
-        if r.len == 0 {
-            report.dropped_empty += 1;
-            continue;
-        }
-        let Some((s, e)) = r.clipped() else {
-            report.dropped_beyond_limit += 1;
-            continue;
-        };
-        if r.base.checked_add(r.len).is_none_or(|end| end > PHYS_LIMIT) {
-            report.clipped_at_limit += 1;
-        }
-        if s % FRAME_SIZE != 0 || e % FRAME_SIZE != 0 {
-            if r.kind.is_usable() {
-                report.usable_trimmed += 1;
-            } else {
-                report.non_usable_widened += 1;
-            }
-        }
-        for other in &firmware[..i] {
-            if other.kind == r.kind {
-                continue;
-            }
-            if let Some((os, oe)) = other.clipped()
-                && align_down(s) < align_up(oe)
-                && align_down(os) < align_up(e)
-            {
-                report.overlapping_pairs += 1;
-            }
-        }
-    }
-    report
 }
 
 #[cfg(feature = "std")]

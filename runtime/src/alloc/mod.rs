@@ -4,10 +4,12 @@
 //!
 //! 1. [`normalize`] turns the firmware's messy [`FirmwareRegion`]s into a
 //!    [`MemoryMap`] (sorted, disjoint, frame-aligned; see [`memory_map`] for
-//!    the rules) and a [`NormalizeReport`] of what it changed.
+//!    the rules) and a [`NormalizeReport`] of what it changed, in
+//!    O(n log n) for `n` entries.
 //! 2. A bootloader allocates from it with a [`BumpAllocator`], O(1) per
 //!    frame, telling each allocation its purpose (a [`RegionKind`]; it is a
-//!    [`TaggedFrameAllocator`](crate::TaggedFrameAllocator)).
+//!    [`TaggedFrameAllocator`](crate::TaggedFrameAllocator)). Mixing 4 KiB
+//!    and 2 MiB frames strands no memory.
 //!    [`BumpAllocator::hand_off`] produces the updated map with every used
 //!    run marked with its purpose: the map the kernel receives.
 //! 3. The kernel builds a [`BitmapAllocator`] from that map: 4 KiB and 2 MiB
@@ -22,7 +24,7 @@ pub mod bump;
 pub mod memory_map;
 
 pub use bitmap::{BitmapAllocator, BitmapError, DeallocError};
-pub use bump::{BumpAllocator, BumpError};
+pub use bump::{BumpAllocator, BumpError, Runs};
 #[cfg(feature = "std")]
 pub use memory_map::normalize_to_vec;
 pub use memory_map::{
