@@ -1,4 +1,4 @@
-//! `bootloader` 0.9 (the blog_os bootloader, `bootinfo` types only; depend on
+//! `bootloader` 0.9 (the `blog_os` bootloader, `bootinfo` types only; depend on
 //! it with `default-features = false`): its `bootinfo::MemoryMap` into a
 //! [`MemoryMap`], and [`RegionTypeAllocator`], the region-typed allocator
 //! that records its allocations in the `bootinfo::MemoryMap` itself.

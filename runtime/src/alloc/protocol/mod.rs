@@ -63,10 +63,10 @@ use super::memory_map::{
     RegionKind, normalize,
 };
 
-#[cfg(feature = "bootloader_api")]
-pub mod bootloader_api;
 #[cfg(feature = "bootloader09")]
 pub mod bootloader09;
+#[cfg(feature = "bootloader_api")]
+pub mod bootloader_api;
 pub mod e820;
 #[cfg(feature = "limine")]
 pub mod limine;
