@@ -12,9 +12,15 @@
 //!   hand-off map marks used.
 //!
 //! QEMU comes from the same place as for `tests/qemu.rs` (provisioned under
-//! `target/` if need be).
+//! `target/` if need be). The tables the kernel prints for people (the
+//! firmware map, the change report, the normalised and hand-off maps) are
+//! shown for the boot above 4 GiB.
 
 #[path = "qemu_host/kernel.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with tests/qemu.rs, which boots with the default memory size"
+)]
 mod kernel;
 #[path = "qemu_host/provision.rs"]
 mod provision;
@@ -122,6 +128,17 @@ fn parse(serial: &str) -> Report {
     report
 }
 
+/// Whether `line` is one of the kernel's machine-readable lines (its first
+/// word is an upper-case keyword such as `MAP` or `BITMAP_ALLOC`).
+fn is_machine_line(line: &str) -> bool {
+    line.split(' ').next().is_some_and(|word| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    })
+}
+
 fn usable_bytes(regions: &[Region]) -> u64 {
     regions.iter().filter(|r| r.usable()).map(Region::len).sum()
 }
@@ -142,12 +159,7 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
 
     // Usable memory within the bounds of -m: QEMU's firmware keeps the
     // legacy hole below 1 MiB and a little for its own tables.
-    let e820_usable: u64 = report
-        .e820
-        .iter()
-        .filter(|e| e.2 == 1)
-        .map(|e| e.1)
-        .sum();
+    let e820_usable: u64 = report.e820.iter().filter(|e| e.2 == 1).map(|e| e.1).sum();
     if !(memory - 8 * MIB..=memory).contains(&e820_usable) {
         problem(format!(
             "E820 reports {e820_usable:#x} usable bytes for -m {memory:#x}"
@@ -190,7 +202,13 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
     let mut forbidden: Vec<(String, u64, u64)> = report
         .reserved
         .iter()
-        .map(|(name, start, end)| (name.clone(), start & !(FRAME - 1), end.next_multiple_of(FRAME)))
+        .map(|(name, start, end)| {
+            (
+                name.clone(),
+                start & !(FRAME - 1),
+                end.next_multiple_of(FRAME),
+            )
+        })
         .collect();
     forbidden.push((
         "start info page".to_owned(),
@@ -203,8 +221,14 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
         }
     }
     for (name, start, end) in &forbidden {
-        if report.map.iter().any(|r| r.usable() && r.overlaps(*start, *end)) {
-            problem(format!("{name} ({start:#x}..{end:#x}) is usable in the normalised map"));
+        if report
+            .map
+            .iter()
+            .any(|r| r.usable() && r.overlaps(*start, *end))
+        {
+            problem(format!(
+                "{name} ({start:#x}..{end:#x}) is usable in the normalised map"
+            ));
         }
     }
 
@@ -259,7 +283,10 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
         None => problem("no BITMAP line".to_owned()),
     }
     if report.bitmap_allocs.len() != 9 {
-        problem(format!("{} bitmap allocations reported, not 9", report.bitmap_allocs.len()));
+        problem(format!(
+            "{} bitmap allocations reported, not 9",
+            report.bitmap_allocs.len()
+        ));
     }
     for &(start, size) in &report.bitmap_allocs {
         let end = start + size;
@@ -271,7 +298,9 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
             .iter()
             .any(|r| r.usable() && r.start <= start && end <= r.end)
         {
-            problem(format!("bitmap frame {start:#x}+{size:#x} is not in a usable region"));
+            problem(format!(
+                "bitmap frame {start:#x}+{size:#x} is not in a usable region"
+            ));
         }
         if let Some(run) = report.runs.iter().find(|r| r.overlaps(start, end)) {
             problem(format!("bitmap frame {start:#x} overlaps run {run:?}"));
@@ -285,7 +314,10 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
     if let (Some(free), Some(after)) = (report.bitmap_free, report.bitmap_after)
         && after != free - 512 - 8
     {
-        problem(format!("bitmap free {after} after allocating, expected {}", free - 520));
+        problem(format!(
+            "bitmap free {after} after allocating, expected {}",
+            free - 520
+        ));
     }
     if !report.guard_faulted {
         problem("the stack's guard page did not fault".to_owned());
@@ -302,6 +334,7 @@ fn allocators_on_the_firmware_map() {
         .parent()
         .expect("target/tmp has a parent");
     let qemu = provision::qemu(target_dir).unwrap_or_else(|e| panic!("QEMU unavailable: {e}"));
+    show!("qemu: {}", qemu.origin);
     let kernel =
         kernel::build(&workspace.join("tests/qemu-kernel")).unwrap_or_else(|e| panic!("{e}"));
 
@@ -310,6 +343,12 @@ fn allocators_on_the_firmware_map() {
         let run = kernel::boot_with(&qemu, &kernel, TIMEOUT, label, Some("firmware-map"))
             .unwrap_or_else(|e| panic!("{e}"));
         let report = parse(&run.serial);
+        if memory > 4 * GIB {
+            // The people's tables: every line but the machine-readable ones.
+            for line in run.serial.lines().filter(|l| !is_machine_line(l)) {
+                show!("{line}");
+            }
+        }
         let mut problems = check(&report, memory);
         match run.exit_code {
             Some(33) => {}
@@ -372,7 +411,9 @@ FIRMWARE PASS
 ";
     let usable_frames = (0x5000 + 0x19000 + 0x7e000 + 0x7e80000 - 0x1000) / FRAME;
     let mut lines = String::from(serial);
-    lines.push_str(&format!("BITMAP free={usable_frames} usable={usable_frames}\n"));
+    lines.push_str(&format!(
+        "BITMAP free={usable_frames} usable={usable_frames}\n"
+    ));
     lines.push_str("BITMAP_ALLOC 0x200000 0x200000\n");
     for i in 0..8 {
         lines.push_str(&format!("BITMAP_ALLOC {:#x} 0x1000\n", 0x7000 + i * FRAME));
@@ -386,9 +427,16 @@ FIRMWARE PASS
     let bad = lines
         .replace("RUN 0x1000 0x2000", "RUN 0x6000 0x7000")
         .replace("BITMAP_ALLOC 0x7000 0x1000", "BITMAP_ALLOC 0x100000 0x1000")
-        .replace(&format!("BITMAP free={usable_frames}"), &format!("BITMAP free={}", usable_frames + 1));
+        .replace(
+            &format!("BITMAP free={usable_frames}"),
+            &format!("BITMAP free={}", usable_frames + 1),
+        );
     let problems = check(&parse(&bad), 128 * MIB);
-    for want in ["overlaps the start_info", "bitmap frame 0x100000", "bitmap free"] {
+    for want in [
+        "overlaps the start_info",
+        "bitmap frame 0x100000",
+        "bitmap free",
+    ] {
         assert!(
             problems.iter().any(|p| p.contains(want)),
             "`{want}` not caught: {problems:#?}"

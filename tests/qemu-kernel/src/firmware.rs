@@ -23,6 +23,10 @@
 //! - `FIRMWARE PASS` (exit 0x10) or `FIRMWARE FAIL <why>` (exit 0x11).
 //!
 //! Addresses are hexadecimal with `0x`; kinds are `RegionKind`'s `Debug`.
+//! Between those lines it prints the tables of the `boot` example (firmware
+//! map, change report, normalised map, frames by purpose, hand-off map) for
+//! people; their lines start with a space or a lowercase-led title, which
+//! the host test ignores.
 
 use core::fmt;
 use core::mem::size_of;
@@ -162,6 +166,118 @@ fn print_regions(label: &str, regions: &[MemoryRegion]) {
     }
 }
 
+/// A byte count for people: `4 KiB`, `31.99 MiB`.
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        let (unit, name) = units
+            .into_iter()
+            .find(|&(unit, _)| self.0 >= unit)
+            .unwrap_or((1, "B"));
+        if self.0.is_multiple_of(unit) {
+            write!(f, "{} {name}", self.0 / unit)
+        } else {
+            let hundredths = self.0 * 100 / unit;
+            write!(f, "{}.{:02} {name}", hundredths / 100, hundredths % 100)
+        }
+    }
+}
+
+/// A region table as the `boot` example prints it.
+fn print_table(title: &str, regions: &[MemoryRegion]) {
+    println!("");
+    println!("{title}");
+    println!("               start                 end        size  kind");
+    for r in regions {
+        println!(
+            "  {:#018x}  {:#018x}  {:>10}  {}",
+            r.start,
+            r.end,
+            text::<16>(format_args!("{}", Size(r.len()))),
+            r.kind
+        );
+    }
+}
+
+/// The change report as the `boot` example prints it.
+fn print_report(report: &framealloc::alloc::NormalizeReport) {
+    println!("");
+    println!("Change report");
+    println!("  entries read                       {}", report.entries_in);
+    println!(
+        "  regions written                    {}",
+        report.regions_out
+    );
+    println!("  input was unsorted                 {}", report.unsorted);
+    println!(
+        "  zero-length entries dropped        {}",
+        report.dropped_empty
+    );
+    println!(
+        "  entries beyond 2^52 dropped        {}",
+        report.dropped_beyond_limit
+    );
+    println!(
+        "  entries clipped at 2^52            {}",
+        report.clipped_at_limit
+    );
+    println!(
+        "  usable entries shrunk inward       {}",
+        report.usable_trimmed
+    );
+    println!(
+        "  non-usable entries grown outward   {}",
+        report.non_usable_widened
+    );
+    println!(
+        "  overlapping pairs resolved         {}",
+        report.overlapping_pairs
+    );
+    println!(
+        "  frame 0 withheld                   {}",
+        report.frame_zero_withheld
+    );
+    println!("  neighbours merged                  {}", report.merged);
+    println!(
+        "  usable memory                      {}",
+        Size(report.usable_bytes)
+    );
+}
+
+/// Formats into a fixed buffer, so that `{:>10}` can pad the result.
+fn text<const N: usize>(args: fmt::Arguments<'_>) -> Text<N> {
+    let mut text = Text {
+        bytes: [0; N],
+        len: 0,
+    };
+    let _ = fmt::Write::write_fmt(&mut text, args);
+    text
+}
+
+/// A short string in a fixed buffer (no heap in the kernel).
+struct Text<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> fmt::Write for Text<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl<const N: usize> fmt::Display for Text<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?"))
+    }
+}
+
 fn boot() -> Result<(), Failure> {
     let (info_paddr, info) = start_info().ok_or(Failure("no PVH start info"))?;
     println!(
@@ -181,12 +297,18 @@ fn boot() -> Result<(), Failure> {
     }
     // SAFETY: identity-mapped, aligned loader memory holding `count`
     // `hvm_memmap_table_entry`s, whose layout `E820Entry` has.
-    let table = unsafe {
-        core::slice::from_raw_parts(info.memmap_paddr as *const E820Entry, count)
-    };
+    let table =
+        unsafe { core::slice::from_raw_parts(info.memmap_paddr as *const E820Entry, count) };
 
     // The firmware's entries, then what the kernel itself occupies.
     let mut scratch = [FirmwareRegion::default(); MAX_ENTRIES];
+    println!("");
+    println!("Firmware memory map ({count} E820 entries from the PVH start info)");
+    println!("                base              length  kind");
+    for entry in table {
+        let kind = entry.to_firmware().kind;
+        println!("  {:#018x}  {:#018x}  {kind}", entry.base, entry.len);
+    }
     for (slot, entry) in scratch.iter_mut().zip(table) {
         println!("E820 {:#x} {:#x} {}", entry.base, entry.len, entry.kind);
         *slot = entry.to_firmware();
@@ -223,6 +345,8 @@ fn boot() -> Result<(), Failure> {
     let mut map_storage = [MemoryRegion::default(); MAP_ROOM];
     let (map, report) = normalize(entries, &mut map_storage, NormalizeOptions::default())
         .map_err(|_| Failure("normalize: storage too small"))?;
+    print_report(&report);
+    print_table("Normalised memory map", map.regions());
     print_regions("MAP", map.regions());
     println!("REPORT {report}");
 
@@ -235,11 +359,24 @@ fn boot() -> Result<(), Failure> {
     let heap_pages = map_heap_and_stack(&mut bump, &map)?;
 
     let runs = bump.runs();
+    println!("");
+    println!("Frames used by purpose (bump allocator; custom 256 = heap, 257 = stack)");
+    for purpose in [RegionKind::PageTable, HEAP, STACK] {
+        println!(
+            "  {:<12} {:>6} frames",
+            text::<16>(format_args!("{purpose}")),
+            bump.frames_used_by(purpose)
+        );
+    }
     print_regions("RUN", runs);
     let mut hand_off_storage = [MemoryRegion::default(); MAP_ROOM + 2 * RUN_ROOM];
     let hand_off = bump
         .hand_off(&mut hand_off_storage)
         .map_err(|_| Failure("hand_off: storage too small"))?;
+    print_table(
+        "Hand-off map (what the kernel allocator receives)",
+        hand_off.regions(),
+    );
     print_regions("HANDOFF", hand_off.regions());
     bitmap_from(&hand_off, heap_pages)
 }
@@ -289,7 +426,10 @@ fn map_heap_and_stack(bump: &mut BumpAllocator<'_>, map: &MemoryMap<'_>) -> Resu
     println!("HEAP {HEAP_START:#x} {heap_pages}");
     println!("STACK {stack_start:#x} {STACK_PAGES}");
     let guard = VirtAddr::new(STACK_GUARD);
-    if table.translate_page(Page::<Size4KiB>::containing_address(guard)).is_ok() {
+    if table
+        .translate_page(Page::<Size4KiB>::containing_address(guard))
+        .is_ok()
+    {
         return Err(Failure("the guard page is mapped"));
     }
     // SAFETY: the guard page is unmapped (checked above): the read faults
@@ -323,11 +463,19 @@ fn bitmap_from(hand_off: &MemoryMap<'_>, heap_pages: u64) -> Result<(), Failure>
     }
     let huge: Option<framealloc::PhysFrame<Size2MiB>> = bitmap.allocate_frame();
     let huge = huge.ok_or(Failure("no 2 MiB frame"))?;
-    println!("BITMAP_ALLOC {:#x} {:#x}", huge.start_address().as_u64(), Size2MiB::SIZE);
+    println!(
+        "BITMAP_ALLOC {:#x} {:#x}",
+        huge.start_address().as_u64(),
+        Size2MiB::SIZE
+    );
     for _ in 0..8 {
         let small: Option<framealloc::PhysFrame<Size4KiB>> = bitmap.allocate_frame();
         let small = small.ok_or(Failure("no 4 KiB frame"))?;
-        println!("BITMAP_ALLOC {:#x} {:#x}", small.start_address().as_u64(), FRAME_SIZE);
+        println!(
+            "BITMAP_ALLOC {:#x} {:#x}",
+            small.start_address().as_u64(),
+            FRAME_SIZE
+        );
     }
     println!("BITMAP_AFTER free={}", bitmap.free_frames());
     if bitmap.free_frames() != free - 512 - 8 {
