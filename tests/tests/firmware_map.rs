@@ -25,6 +25,7 @@ mod kernel;
 #[path = "qemu_host/provision.rs"]
 mod provision;
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -147,16 +148,26 @@ fn usable_bytes(regions: &[Region]) -> u64 {
 /// problems found.
 fn check(report: &Report, memory: u64) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut problem = |text: String| problems.push(text);
-
     if !report.passed {
-        problem("the kernel did not report FIRMWARE PASS".to_owned());
+        problems.push("the kernel did not report FIRMWARE PASS".to_owned());
     }
     if report.e820.is_empty() || report.map.is_empty() {
-        problem("no E820 entries or no normalised map reported".to_owned());
+        problems.push("no E820 entries or no normalised map reported".to_owned());
         return problems;
     }
+    check_memory(report, memory, &mut problems);
+    let forbidden = check_reserved(report, &mut problems);
+    check_runs(report, &forbidden, &mut problems);
+    check_bitmap(report, &forbidden, &mut problems);
+    if !report.guard_faulted {
+        problems.push("the stack's guard page did not fault".to_owned());
+    }
+    problems
+}
 
+/// Usable memory against `-m`, and the split around the PCI hole.
+fn check_memory(report: &Report, memory: u64, problems: &mut Vec<String>) {
+    let mut problem = |text: String| problems.push(text);
     // Usable memory within the bounds of -m: QEMU's firmware keeps the
     // legacy hole below 1 MiB and a little for its own tables.
     let e820_usable: u64 = report.e820.iter().filter(|e| e.2 == 1).map(|e| e.1).sum();
@@ -196,7 +207,15 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
             problem("usable memory inside the PCI hole".to_owned());
         }
     }
+}
 
+/// A byte range that no frame handed out may touch.
+type Forbidden = Vec<(String, u64, u64)>;
+
+/// The kernel reserved its image and the boot structures, and the map keeps
+/// them out of usable memory; returns them rounded out to frames.
+fn check_reserved(report: &Report, problems: &mut Vec<String>) -> Forbidden {
+    let mut problem = |text: String| problems.push(text);
     // What must never be handed out: the kernel image, the start info, the
     // E820 table and the command line, each rounded out to whole frames.
     let mut forbidden: Vec<(String, u64, u64)> = report
@@ -231,7 +250,13 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
             ));
         }
     }
+    forbidden
+}
 
+/// The bump allocator's runs and the hand-off map.
+fn check_runs(report: &Report, forbidden: &Forbidden, problems: &mut Vec<String>) {
+    let mut problem = |text: String| problems.push(text);
+    let map_usable = usable_bytes(&report.map);
     // Every frame the bump allocator handed out lies in a run; runs are
     // disjoint, inside usable regions of the map, and clear of `forbidden`.
     if report.runs.is_empty() {
@@ -245,7 +270,7 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
         {
             problem(format!("run {run:?} is not inside a usable region"));
         }
-        for (name, start, end) in &forbidden {
+        for (name, start, end) in forbidden {
             if run.overlaps(*start, *end) {
                 problem(format!("run {run:?} overlaps the {name}"));
             }
@@ -271,6 +296,13 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
             "hand-off usable {hand_off_usable:#x} != map usable {map_usable:#x} - used {used:#x}"
         ));
     }
+}
+
+/// The bitmap allocator's counts and frames.
+fn check_bitmap(report: &Report, forbidden: &Forbidden, problems: &mut Vec<String>) {
+    let mut problem = |text: String| problems.push(text);
+    let map_usable = usable_bytes(&report.map);
+    let used: u64 = report.runs.iter().map(Region::len).sum();
 
     // The bitmap allocator: free = usable - used, and what it hands out is
     // usable in the hand-off map and clear of everything else.
@@ -305,7 +337,7 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
         if let Some(run) = report.runs.iter().find(|r| r.overlaps(start, end)) {
             problem(format!("bitmap frame {start:#x} overlaps run {run:?}"));
         }
-        for (name, fstart, fend) in &forbidden {
+        for (name, fstart, fend) in forbidden {
             if start < *fend && *fstart < end {
                 problem(format!("bitmap frame {start:#x} overlaps the {name}"));
             }
@@ -319,10 +351,6 @@ fn check(report: &Report, memory: u64) -> Vec<String> {
             free - 520
         ));
     }
-    if !report.guard_faulted {
-        problem("the stack's guard page did not fault".to_owned());
-    }
-    problems
 }
 
 #[test]
@@ -409,16 +437,14 @@ HANDOFF 0x180000 0x8000000 Usable
 GUARD 0x450000000ff8 fault
 FIRMWARE PASS
 ";
-    let usable_frames = (0x5000 + 0x19000 + 0x7e000 + 0x7e80000 - 0x1000) / FRAME;
+    let usable_frames = (0x5000 + 0x19000 + 0x7e000 + 0x07e8_0000 - 0x1000) / FRAME;
     let mut lines = String::from(serial);
-    lines.push_str(&format!(
-        "BITMAP free={usable_frames} usable={usable_frames}\n"
-    ));
+    writeln!(lines, "BITMAP free={usable_frames} usable={usable_frames}").unwrap();
     lines.push_str("BITMAP_ALLOC 0x200000 0x200000\n");
     for i in 0..8 {
-        lines.push_str(&format!("BITMAP_ALLOC {:#x} 0x1000\n", 0x7000 + i * FRAME));
+        writeln!(lines, "BITMAP_ALLOC {:#x} 0x1000", 0x7000 + i * FRAME).unwrap();
     }
-    lines.push_str(&format!("BITMAP_AFTER free={}\n", usable_frames - 520));
+    writeln!(lines, "BITMAP_AFTER free={}", usable_frames - 520).unwrap();
     let good = check(&parse(&lines), 128 * MIB);
     assert!(good.is_empty(), "{good:?}");
 

@@ -13,7 +13,7 @@
 //! | `Custom(n)` | n | `Custom(n)` |
 //!
 //! The EFI memory-map tag holds UEFI descriptors and follows the UEFI table
-//! of [`uefi_kind`](super::uefi_kind).
+//! of [`uefi_kind`].
 //!
 //! ```
 //! use framealloc::alloc::protocol::multiboot2::normalize_memory_map_tag;
