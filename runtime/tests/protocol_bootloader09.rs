@@ -312,3 +312,74 @@ fn derive_and_tagged_with_the_real_region_type() {
         ]
     );
 }
+
+/// `bootloader` 0.9's own allocation, restated as a model over a plain list
+/// of `(start frame, end frame, type)`, kept sorted with empty entries
+/// dropped whenever an entry is added (as `MemoryMap::add_region` does).
+mod model {
+    use super::T;
+
+    pub(super) type Entry = (u64, u64, T);
+
+    pub(super) fn allocate(map: &mut Vec<Entry>, tag: T) -> Option<u64> {
+        // Grow an entry of `tag` that a non-empty usable entry follows.
+        for i in 1..map.len() {
+            let (typed, usable) = (map[i - 1], map[i]);
+            if typed.2 == tag && usable.2 == T::Usable && usable.0 < usable.1 && usable.0 == typed.1
+            {
+                map[i - 1].1 += 1;
+                map[i].0 += 1;
+                return Some(usable.0);
+            }
+        }
+        // Split the first frame off the first (page tables: last) usable entry.
+        let usable = |e: &Entry| e.2 == T::Usable && e.0 < e.1;
+        let index = if tag == T::PageTable {
+            map.iter().rposition(usable)
+        } else {
+            map.iter().position(usable)
+        }?;
+        let frame = map[index].0;
+        map[index].0 += 1;
+        map.push((frame, frame + 1, tag));
+        map.retain(|e| e.0 < e.1);
+        map.sort_by_key(|e| (e.0, e.1));
+        Some(frame)
+    }
+}
+
+proptest::proptest! {
+    /// On well-formed maps (sorted, disjoint, frame 0 not usable, room to
+    /// spare) the allocator hands out the same frames as bootloader 0.9 and
+    /// leaves the same map.
+    #[test]
+    fn allocates_and_records_as_bootloader_09(
+        layout in proptest::collection::vec((0u64..4, 1u64..6, 0usize..6), 1..12),
+        tags in proptest::collection::vec(0usize..5, 0..60),
+    ) {
+        const TYPES: [T; 6] = [T::Usable, T::Usable, T::Kernel, T::PageTable, T::Reserved, T::Bootloader];
+        const TAGS: [T; 5] = [T::Kernel, T::PageTable, T::Bootloader, T::KernelStack, T::BootInfo];
+        let mut map = MemoryMap::new();
+        let mut expected = Vec::new();
+        let mut next = 1; // frame 0 is never in a region
+        for (gap, len, ty) in layout {
+            let start = next + gap;
+            next = start + len;
+            map.add_region(region(start * 0x1000, next * 0x1000, TYPES[ty]));
+            expected.push((start, next, TYPES[ty]));
+        }
+        // SAFETY: made-up memory, only compared.
+        let mut boot = unsafe { RegionTypeAllocator::new(&mut map) };
+        for tag in tags {
+            let got = boot.allocate_frame(TAGS[tag]).map(|f| addr(f) / 0x1000);
+            let want = model::allocate(&mut expected, TAGS[tag]);
+            proptest::prop_assert_eq!(got, want, "allocating for {:?}", TAGS[tag]);
+        }
+        let got: Vec<model::Entry> = boot
+            .memory_map()
+            .iter()
+            .map(|r| (r.range.start_frame_number, r.range.end_frame_number, r.region_type))
+            .collect();
+        proptest::prop_assert_eq!(got, expected);
+    }
+}
