@@ -61,6 +61,11 @@
 //! - `std`: hosted helpers (`alloc::normalize_to_vec`). Off by default; the
 //!   crate is `#![no_std]`.
 //! - `emu`: an emulated x86_64 MMU and TLB for host tests (implies `std`).
+//! - Boot protocols, each `no_std`, each converting that protocol crate's
+//!   memory map into a [`MemoryMap`] (see [`alloc::protocol`]):
+//!   `bootloader_api` (0.11), `bootloader09` (`bootloader` 0.9's `bootinfo`,
+//!   with a region-typed allocator), `multiboot2` (0.28), `limine` (0.5),
+//!   `uefi` (0.41). E820 maps (BIOS, QEMU's PVH boot) need no feature.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]

@@ -22,6 +22,7 @@
 pub mod bitmap;
 pub mod bump;
 pub mod memory_map;
+pub mod protocol;
 
 pub use bitmap::{BitmapAllocator, BitmapError, DeallocError};
 pub use bump::{BumpAllocator, BumpError, Runs};

@@ -5,7 +5,9 @@
 //! maps the first GiB with 2 MiB pages (identity), installs the recursive
 //! entry at [`RECURSIVE_INDEX`] (510), turns on PAE, long mode, NX and paging
 //! (with CR0.WP, so read-only pages fault on kernel writes), loads a minimal
-//! 64-bit GDT and calls [`crate::kernel_main`] on a 256 KiB stack.
+//! 64-bit GDT and calls [`crate::kernel_main`] on a 256 KiB stack. The PVH
+//! start info's physical address, which arrives in `ebx`, is kept in
+//! `pvh_start_info_paddr` (read by [`crate::firmware`]).
 
 use core::arch::global_asm;
 
@@ -29,6 +31,9 @@ global_asm!(
     .balign 16
     boot_stack_bottom: .skip 262144
     boot_stack_top:
+    .balign 8
+    .global pvh_start_info_paddr
+    pvh_start_info_paddr: .skip 8
 
     .section .rodata.boot, "a"
     .balign 16
@@ -47,6 +52,7 @@ global_asm!(
     pvh_start32:
         cli
         cld
+        mov dword ptr [pvh_start_info_paddr], ebx
         mov eax, offset boot_pdpt
         or eax, 3
         mov dword ptr [boot_pml4], eax

@@ -13,6 +13,7 @@
 
 mod boot;
 mod cpu;
+mod firmware;
 mod libc;
 mod probe;
 mod serial;
@@ -75,6 +76,10 @@ extern "C" fn kernel_main() -> ! {
     Serial::init();
     println!("BOOT framealloc test kernel");
     cpu::init();
+    // `-append firmware-map`: the firmware-map boot instead of the scenarios.
+    if firmware::requested() {
+        firmware::run();
+    }
     // Global pages on: a CR3 reload now keeps `GLOBAL` translations, so the
     // scenarios see whether each flush drops the global ones it must.
     // SAFETY: paging is on; setting PGE only lets `GLOBAL` leaves survive

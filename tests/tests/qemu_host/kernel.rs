@@ -65,11 +65,28 @@ pub(crate) struct Run {
     pub(crate) elapsed: Duration,
 }
 
-/// Boots `kernel` under TCG with a wall-clock `timeout`.
+/// Boots `kernel` under TCG with a wall-clock `timeout` and 320 MiB of RAM
+/// (the scenarios' frames lie at 32–288 MiB).
 pub(crate) fn boot(qemu: &Qemu, kernel: &Path, timeout: Duration) -> Result<Run, String> {
+    boot_with(qemu, kernel, timeout, "320M", None)
+}
+
+/// Boots `kernel` under TCG with `memory` of RAM (QEMU's `-m`), the kernel
+/// command line `append` (QEMU's `-append`, passed in the PVH start info)
+/// and a wall-clock `timeout`.
+pub(crate) fn boot_with(
+    qemu: &Qemu,
+    kernel: &Path,
+    timeout: Duration,
+    memory: &str,
+    append: Option<&str>,
+) -> Result<Run, String> {
     let start = Instant::now();
-    let mut child = qemu
-        .command()
+    let mut command = qemu.command();
+    if let Some(append) = append {
+        command.args(["-append", append]);
+    }
+    let mut child = command
         .args([
             "-accel",
             "tcg",
@@ -77,7 +94,7 @@ pub(crate) fn boot(qemu: &Qemu, kernel: &Path, timeout: Duration) -> Result<Run,
             "-cpu",
             "qemu64,+pdpe1gb,+nx",
             "-m",
-            "320M",
+            memory,
             "-no-reboot",
             "-display",
             "none",
