@@ -143,6 +143,16 @@ fn scenarios_on_qemu() {
     if !run.serial.lines().any(|l| l == "CR4 PGE=1") {
         problems.push("the kernel did not report CR4.PGE on".to_owned());
     }
+    // The hardware backend refuses CR4.PCIDE. QEMU 7.2's TCG has no PCID
+    // (the kernel then reports `unsupported`); where the CPU has it, the
+    // kernel turns PCIDE on around one `Mmu::new` call, which must refuse.
+    if !run
+        .serial
+        .lines()
+        .any(|l| l == "PCIDE refused" || l == "PCIDE unsupported")
+    {
+        problems.push("Mmu::new did not refuse CR4.PCIDE".to_owned());
+    }
     if scenarios::NAMES.len() < 12 {
         problems.push(format!("only {} scenarios", scenarios::NAMES.len()));
     }

@@ -29,7 +29,7 @@ mod x86_64_impls;
 pub use backend::Backend;
 pub use dump::{Dump, Mapping, Mappings};
 pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
-pub use hardware::{Mmu, NoFlushMmu};
+pub use hardware::{Mmu, NoFlushMmu, PcidEnabled};
 pub use range::{MaxPageSize, RangeError};
 pub use size::EntrySize;
 pub use table::{InvalidRecursiveTable, RecursivePageTable};

@@ -110,6 +110,9 @@ impl<B: Backend> RecursivePageTable<B> {
                 self.table_is_empty(1, v)
             };
             if child_empty {
+                // The entry is written through the level-`level` table's
+                // recursive address: every entry above must be writable.
+                self.make_writable_above(level, v);
                 self.write(level, v, 0);
                 let child = self.table(level - 1, v);
                 self.backend_mut().flush_page(child);

@@ -17,6 +17,7 @@ use super::{Backend, EntrySize, Flush};
 
 pub(crate) const PRESENT: u64 = 1;
 pub(crate) const WRITABLE: u64 = 1 << 1;
+pub(crate) const USER: u64 = 1 << 2;
 pub(crate) const HUGE: u64 = 1 << 7;
 pub(crate) const GLOBAL: u64 = 1 << 8;
 pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
@@ -128,6 +129,13 @@ pub enum InvalidRecursiveTable {
     /// The recursive entry is not writable, so no table could be changed
     /// through it.
     ReadOnly,
+    /// The recursive entry has `USER_ACCESSIBLE` set, which would let code
+    /// in ring 3 read and write every page table through the recursive
+    /// window.
+    UserAccessible {
+        /// The recursive entry found.
+        entry: u64,
+    },
 }
 
 impl fmt::Display for InvalidRecursiveTable {
@@ -147,6 +155,11 @@ impl fmt::Display for InvalidRecursiveTable {
                 level_4.start_address().as_u64()
             ),
             Self::ReadOnly => f.write_str("the recursive entry is not writable"),
+            Self::UserAccessible { entry } => write!(
+                f,
+                "recursive entry {entry:#x} is user-accessible: ring 3 could rewrite every \
+                 page table through it"
+            ),
         }
     }
 }
@@ -298,11 +311,11 @@ impl<B: Backend> RecursivePageTable<B> {
         }
         let table = Self::with_index(backend, recursive_index);
         let r = table.recursive_index;
-        // SAFETY: the `Backend` contract makes this one read (entry `r` of the
-        // level-4 table at its recursive address for index `r`) memory-safe
-        // for any index a table is created with; nothing else is accessed
-        // before the checks below succeed.
-        let entry = unsafe { table.backend.read_entry(table.table(4, 0), r as usize) };
+        // SAFETY: `r < 512`, and this is the check of `new` for the index the
+        // table is created with, which the `Backend` contract makes
+        // memory-safe; nothing else is accessed before the checks below
+        // succeed.
+        let entry = unsafe { table.backend.read_level_4_entry(r as usize) };
         let level_4 = table.backend.level_4_frame();
         if entry & (PRESENT | HUGE) != PRESENT
             || entry & ADDR_MASK != level_4.start_address().as_u64()
@@ -311,6 +324,9 @@ impl<B: Backend> RecursivePageTable<B> {
         }
         if entry & WRITABLE == 0 {
             return Err(InvalidRecursiveTable::ReadOnly);
+        }
+        if entry & USER != 0 {
+            return Err(InvalidRecursiveTable::UserAccessible { entry });
         }
         Ok(table)
     }
@@ -561,7 +577,10 @@ impl<B: Backend> RecursivePageTable<B> {
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
         let v = page.start_address().as_u64();
-        let leaf = frame.start_address().as_u64() | flags.bits() | S::HUGE_BIT;
+        let Some(bits) = leaf_bits::<S>(flags) else {
+            return Err(MapToError::ParentEntryHugePage);
+        };
+        let leaf = frame.start_address().as_u64() | bits;
         let want = Self::parent_bits(parent_table_flags);
         match self.map_entry::<S, A>(v, leaf, want, allocator) {
             Ok(()) => Ok(Flush::new(&mut self.backend, page)),
@@ -605,6 +624,9 @@ impl<B: Backend> RecursivePageTable<B> {
         A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
     {
         let v = page.start_address().as_u64();
+        let Some(bits) = leaf_bits::<S>(flags) else {
+            return Err(MapToError::ParentEntryHugePage);
+        };
         let want = Self::parent_bits_for_leaf(flags);
         let plan = self
             .plan::<S>(v, want)
@@ -622,7 +644,7 @@ impl<B: Backend> RecursivePageTable<B> {
             plan,
             &tables,
             want,
-            frame.start_address().as_u64() | flags.bits() | S::HUGE_BIT,
+            frame.start_address().as_u64() | bits,
         );
         Ok((frame, Flush::new(&mut self.backend, page)))
     }
@@ -633,7 +655,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// `WRITABLE`).
     #[inline(always)]
     pub(crate) fn parent_bits(flags: PageTableFlags) -> u64 {
-        (flags.bits() & !(HUGE | ADDR_MASK)) | PRESENT | WRITABLE
+        (flags.bits() & !PARENT_IGNORED) | PRESENT | WRITABLE
     }
 
     /// The parent bits a map without explicit table flags asks for: the
@@ -862,9 +884,12 @@ impl<B: Backend> RecursivePageTable<B> {
     // ---------------------------------------------------------- walk
 
     /// Checks the parent entries of `v`'s level-`S` entry: all must be
-    /// present table pointers.
+    /// present table pointers. Returns the AND of them, whose `WRITABLE`
+    /// bit says whether the level-`S` table can be written through its
+    /// recursive address as it is (see [`Self::make_writable_above`]).
     #[inline(always)]
-    pub(crate) fn walk_parents<S: EntrySize>(&self, v: u64) -> Result<(), WalkFail> {
+    pub(crate) fn walk_parents<S: EntrySize>(&self, v: u64) -> Result<u64, WalkFail> {
+        let mut all = !0;
         let mut level = 4;
         while level > S::LEVEL {
             let entry = self.read(level, v);
@@ -875,9 +900,34 @@ impl<B: Backend> RecursivePageTable<B> {
                     WalkFail::Huge
                 });
             }
+            all &= entry;
             level -= 1;
         }
-        Ok(())
+        Ok(all)
+    }
+
+    /// Adds `WRITABLE` to every entry above `level` on `v`'s path that lacks
+    /// it (all of them are present table pointers: the caller walked them),
+    /// top down, each followed by a full flush, global entries included.
+    ///
+    /// The table code writes a level-`level` table through its recursive
+    /// address, whose translation is the AND of the entries above it, so
+    /// without `WRITABLE` on each the write would fault (CR0.WP). Like a
+    /// map upgrading a parent (see [`Self::flush_upgraded`]), the new right
+    /// must not be shadowed by a translation cached with the old one, for
+    /// the next table's recursive address as for the data below.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn make_writable_above(&mut self, level: usize, v: u64) {
+        let mut upper = 4;
+        while upper > level {
+            let entry = self.read(upper, v);
+            if entry & WRITABLE == 0 {
+                self.write(upper, v, entry | WRITABLE);
+                self.flush_upgraded();
+            }
+            upper -= 1;
+        }
     }
 
     // --------------------------------------------------------- unmap
@@ -908,9 +958,12 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(UnmapError::ParentEntryHugePage);
         }
-        self.walk_parents::<S>(v)?;
+        let parents = self.walk_parents::<S>(v)?;
         let entry = self.read(S::LEVEL, v);
         let frame = leaf_frame_for_unmap::<S>(entry)?;
+        if parents & WRITABLE == 0 {
+            self.make_writable_above(S::LEVEL, v);
+        }
         self.write(S::LEVEL, v, 0);
         Ok(frame)
     }
@@ -938,34 +991,67 @@ impl<B: Backend> RecursivePageTable<B> {
         flags: PageTableFlags,
     ) -> Result<Flush<'_, B, S>, FlagUpdateError> {
         let v = page.start_address().as_u64();
-        self.update_entry::<S>(v, flags.bits())?;
+        let Some(bits) = leaf_bits::<S>(flags) else {
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        };
+        self.update_entry::<S>(v, bits)?;
         Ok(Flush::new(&mut self.backend, page))
     }
 
+    /// Replaces the flags of `v`'s level-`S` entry with `bits` (leaf bits
+    /// from [`leaf_bits`]: `HUGE_PAGE` as the size needs, no address bits).
     #[inline(always)]
     pub(crate) fn update_entry<S: EntrySize>(
         &mut self,
         v: u64,
-        flags: u64,
+        bits: u64,
     ) -> Result<(), FlagUpdateError> {
         if self.in_window(v) {
             return Err(FlagUpdateError::ParentEntryHugePage);
         }
-        self.walk_parents::<S>(v)?;
+        let parents = self.walk_parents::<S>(v)?;
         let entry = self.read(S::LEVEL, v);
         if entry == 0 {
             return Err(FlagUpdateError::PageNotMapped);
         }
-        if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
-            return Err(FlagUpdateError::ParentEntryHugePage);
+        if let Some(error) = not_a_leaf::<S>(entry) {
+            return Err(error);
         }
-        self.write(S::LEVEL, v, (entry & ADDR_MASK) | flags | S::HUGE_BIT);
+        if parents & WRITABLE == 0 {
+            self.make_writable_above(S::LEVEL, v);
+        }
+        self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
         Ok(())
     }
 
     /// Replaces the flags of the parent entry at `level` (2 to 4) on the
-    /// path to `v`, as `x86_64`'s `Mapper::set_flags_p*_entry`.
-    pub(crate) fn set_parent_flags(
+    /// path to `addr` (keeping the table it points to), as `x86_64`'s
+    /// `Mapper::set_flags_p*_entry`.
+    ///
+    /// # Errors
+    ///
+    /// `PageNotMapped` if an entry above it is not present or the entry is
+    /// unused; `ParentEntryHugePage` if an entry above it maps a huge page,
+    /// `addr` lies in the recursive window, or `level` is
+    /// [`PageTableLevel::One`] (not a parent level).
+    ///
+    /// # Safety
+    ///
+    /// The new flags must not break memory safety.
+    pub unsafe fn set_parent_flags(
+        &mut self,
+        level: PageTableLevel,
+        addr: VirtAddr,
+        flags: PageTableFlags,
+    ) -> Result<(), FlagUpdateError> {
+        if level == PageTableLevel::One {
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        }
+        self.set_parent_entry(level as usize, addr.as_u64(), flags.bits())
+    }
+
+    /// The body of [`Self::set_parent_flags`] (and `Mapper::set_flags_p*_entry`).
+    pub(crate) fn set_parent_entry(
         &mut self,
         level: usize,
         v: u64,
@@ -974,6 +1060,7 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(FlagUpdateError::ParentEntryHugePage);
         }
+        let mut all = !0;
         let mut upper = 4;
         while upper > level {
             let entry = self.read(upper, v);
@@ -984,13 +1071,22 @@ impl<B: Backend> RecursivePageTable<B> {
                     FlagUpdateError::ParentEntryHugePage
                 });
             }
+            all &= entry;
             upper -= 1;
         }
         let entry = self.read(level, v);
         if entry == 0 {
             return Err(FlagUpdateError::PageNotMapped);
         }
-        self.write(level, v, (entry & ADDR_MASK) | flags);
+        if all & WRITABLE == 0 {
+            self.make_writable_above(level, v);
+        }
+        self.write(level, v, (entry & ADDR_MASK) | (flags & !PARENT_IGNORED));
+        // Translations cached through the old entry may have more rights
+        // than it now grants, or fewer; global ones (data pages with
+        // `GLOBAL`) survive the CR3 reload of `x86_64`'s `MapperFlushAll`,
+        // so drop everything here.
+        self.backend.flush_global();
         Ok(())
     }
 
@@ -1015,8 +1111,11 @@ impl<B: Backend> RecursivePageTable<B> {
         if entry == 0 {
             return Err(TranslateError::PageNotMapped);
         }
-        if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
-            return Err(TranslateError::ParentEntryHugePage);
+        if let Some(error) = not_a_leaf::<S>(entry) {
+            return Err(match error {
+                FlagUpdateError::PageNotMapped => TranslateError::PageNotMapped,
+                FlagUpdateError::ParentEntryHugePage => TranslateError::ParentEntryHugePage,
+            });
         }
         let addr = entry & ADDR_MASK;
         if addr & (S::SIZE - 1) != 0 {
@@ -1037,9 +1136,6 @@ impl<B: Backend> RecursivePageTable<B> {
             return TranslateResult::NotMapped;
         }
         let l3 = self.read(3, v);
-        if l3 & PRESENT == 0 {
-            return TranslateResult::NotMapped;
-        }
         if l3 & HUGE != 0 {
             return TranslateResult::Mapped {
                 frame: MappedFrame::Size1GiB(PhysFrame::<Size1GiB>::containing_address(
@@ -1049,10 +1145,10 @@ impl<B: Backend> RecursivePageTable<B> {
                 flags: PageTableFlags::from_bits_truncate(l3),
             };
         }
-        let l2 = self.read(2, v);
-        if l2 & PRESENT == 0 {
+        if l3 & PRESENT == 0 {
             return TranslateResult::NotMapped;
         }
+        let l2 = self.read(2, v);
         if l2 & HUGE != 0 {
             return TranslateResult::Mapped {
                 frame: MappedFrame::Size2MiB(PhysFrame::<Size2MiB>::containing_address(
@@ -1061,6 +1157,9 @@ impl<B: Backend> RecursivePageTable<B> {
                 offset: v & (Size2MiB::SIZE - 1),
                 flags: PageTableFlags::from_bits_truncate(l2),
             };
+        }
+        if l2 & PRESENT == 0 {
+            return TranslateResult::NotMapped;
         }
         let l1 = self.read(1, v);
         if l1 == 0 {
@@ -1112,6 +1211,42 @@ impl Plan {
         } else {
             self.create_level - S::LEVEL
         }
+    }
+}
+
+/// Bits of requested parent flags that never reach a parent entry:
+/// `HUGE_PAGE` (a parent points to a table), `GLOBAL` (see
+/// [`RecursivePageTable::map_to_with_table_flags`]) and the address bits.
+pub(crate) const PARENT_IGNORED: u64 = HUGE | GLOBAL | ADDR_MASK;
+
+/// The bits `flags` contribute to a leaf entry of size `S`: without address
+/// bits (bits 12–51 hold the frame in every entry), with `HUGE_PAGE` for a
+/// huge size; `None` if `flags` has `HUGE_PAGE` and `S` is 4 KiB, where bit
+/// 7 is PAT and the entry could not be unmapped or reclaimed as a 4 KiB
+/// page. Computed once per call, outside any per-page loop.
+#[inline(always)]
+pub(crate) fn leaf_bits<S: EntrySize>(flags: PageTableFlags) -> Option<u64> {
+    let bits = flags.bits();
+    if S::LEVEL == 1 && bits & HUGE != 0 {
+        None
+    } else {
+        Some((bits & !ADDR_MASK) | S::HUGE_BIT)
+    }
+}
+
+/// Why an entry in use at level `S::LEVEL` is not a leaf of size `S`: at
+/// level 1 every entry is; above, a leaf has `HUGE_PAGE`. A present entry
+/// without it points to a table (`ParentEntryHugePage`, as in `x86_64`); a
+/// non-present one without it is an absent table, not a page
+/// (`PageNotMapped`). The same rule as [`RecursivePageTable::translate`].
+#[inline(always)]
+pub(crate) fn not_a_leaf<S: EntrySize>(entry: u64) -> Option<FlagUpdateError> {
+    if S::LEVEL == 1 || entry & HUGE != 0 {
+        None
+    } else if entry & PRESENT != 0 {
+        Some(FlagUpdateError::ParentEntryHugePage)
+    } else {
+        Some(FlagUpdateError::PageNotMapped)
     }
 }
 

@@ -81,7 +81,7 @@ macro_rules! mapper_impl {
                 page: Page<$size>,
                 flags: PageTableFlags,
             ) -> Result<MapperFlushAll, FlagUpdateError> {
-                self.set_parent_flags(4, page.start_address().as_u64(), flags.bits())?;
+                self.set_parent_entry(4, page.start_address().as_u64(), flags.bits())?;
                 Ok(MapperFlushAll::new())
             }
 
@@ -93,7 +93,7 @@ macro_rules! mapper_impl {
                 if !$p3_ok {
                     return Err(FlagUpdateError::ParentEntryHugePage);
                 }
-                self.set_parent_flags(3, page.start_address().as_u64(), flags.bits())?;
+                self.set_parent_entry(3, page.start_address().as_u64(), flags.bits())?;
                 Ok(MapperFlushAll::new())
             }
 
@@ -105,7 +105,7 @@ macro_rules! mapper_impl {
                 if !$p2_ok {
                     return Err(FlagUpdateError::ParentEntryHugePage);
                 }
-                self.set_parent_flags(2, page.start_address().as_u64(), flags.bits())?;
+                self.set_parent_entry(2, page.start_address().as_u64(), flags.bits())?;
                 Ok(MapperFlushAll::new())
             }
 
