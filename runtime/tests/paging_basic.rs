@@ -52,7 +52,7 @@ fn snapshot(table: &RecursivePageTable<Machine>) -> Vec<(u64, u64)> {
 
 #[test]
 fn constructor_checks_index_and_recursive_entry() {
-    let machine = Machine::with_recursive_table(510, frame(LEVEL_4)).unwrap();
+    let machine = Machine::with_recursive_table(PageTableIndex::new(510), frame(LEVEL_4)).unwrap();
     let err = RecursivePageTable::new(machine.clone(), PageTableIndex::new(0));
     assert!(matches!(err, Err(InvalidRecursiveTable::IndexZero)));
     let err = RecursivePageTable::new(machine.clone(), PageTableIndex::new(511)).unwrap_err();

@@ -96,7 +96,11 @@ fn global_parent_flags_do_not_leak_tables_into_another_address_space() {
     let entries = path(a.backend(), 0x4000_0000);
     assert_eq!(entries.len(), 4);
     for (level, entry) in (2..=4).rev().zip(&entries) {
-        assert_eq!(entry & F::GLOBAL.bits(), 0, "level-{level} entry {entry:#x}");
+        assert_eq!(
+            entry & F::GLOBAL.bits(),
+            0,
+            "level-{level} entry {entry:#x}"
+        );
     }
     assert_ne!(entries[3] & F::GLOBAL.bits(), 0, "the leaf keeps GLOBAL");
     let a_leaf = entries[3];
@@ -110,11 +114,17 @@ fn global_parent_flags_do_not_leak_tables_into_another_address_space() {
         .write_entry(b, index(), b.start_address().as_u64() | RW.bits());
     machine.set_cr3(b);
     let mut b_table = RecursivePageTable::new(machine, index()).unwrap();
-    same!(b_table.translate_page(p), Err::<(), _>(TranslateError::PageNotMapped));
-    same!(b_table.unmap(p).map(|(f, t)| {
-        t.ignore();
-        f
-    }), Err::<(), _>(UnmapError::PageNotMapped));
+    same!(
+        b_table.translate_page(p),
+        Err::<(), _>(TranslateError::PageNotMapped)
+    );
+    same!(
+        b_table.unmap(p).map(|(f, t)| {
+            t.ignore();
+            f
+        }),
+        Err::<(), _>(UnmapError::PageNotMapped)
+    );
     // A's level-1 entry is intact.
     b_table.backend_mut().set_cr3(frame(LEVEL_4));
     assert_eq!(path(b_table.backend(), 0x4000_0000)[3], a_leaf);
@@ -197,7 +207,11 @@ fn set_parent_flags_strips_global_and_huge_page() {
             .unwrap();
     }
     let entries = path(table.backend(), 0x4000_0000);
-    assert_eq!(entries.len(), 4, "the level-2 entry still points to a table");
+    assert_eq!(
+        entries.len(),
+        4,
+        "the level-2 entry still points to a table"
+    );
     assert_eq!(entries[2] & (F::GLOBAL | F::HUGE_PAGE).bits(), 0);
     assert_eq!(table.translate_page(p).ok(), Some(frame(DATA_START)));
 }
@@ -240,7 +254,10 @@ fn unmap_under_a_read_only_parent_restores_writable_instead_of_faulting() {
         let entries = path(table.backend(), 0x4000_0000);
         assert_ne!(entries[4 - level] & F::WRITABLE.bits(), 0, "level {level}");
         // The neighbour takes writes through the TLB now.
-        table.backend_mut().write_u64((p + 1).start_address(), 9).unwrap();
+        table
+            .backend_mut()
+            .write_u64((p + 1).start_address(), 9)
+            .unwrap();
     }
 }
 
@@ -265,8 +282,13 @@ fn range_operations_under_a_read_only_parent_restore_writable_instead_of_faultin
         let first = page::<Size4KiB>(0x4000_0000);
         let pages = Page::range(first, first + 2);
         // SAFETY: emulated memory.
-        unsafe { table.update_flags_range(pages, RW) }.unwrap().flush();
-        table.backend_mut().write_u64(first.start_address(), 3).unwrap();
+        unsafe { table.update_flags_range(pages, RW) }
+            .unwrap()
+            .flush();
+        table
+            .backend_mut()
+            .write_u64(first.start_address(), 3)
+            .unwrap();
         let mut seen = 0;
         table.unmap_range(pages, |_| seen += 1).unwrap().flush();
         assert_eq!(seen, 2);
@@ -276,9 +298,7 @@ fn range_operations_under_a_read_only_parent_restore_writable_instead_of_faultin
         let mut data = TableFrames::new();
         // SAFETY: the data frames are not used elsewhere; the tables were
         // allocated from `tables` only.
-        let freed = unsafe {
-            table.unmap_range_and_free(pages, &mut Forget(&mut data), true)
-        };
+        let freed = unsafe { table.unmap_range_and_free(pages, &mut Forget(&mut data), true) };
         // The data frames are not from `tables`: the deallocator above
         // forgets them; the three tables go back to `tables`.
         let _ = &mut tables;
@@ -336,10 +356,16 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
     let before = table.backend().memory().clone();
     // SAFETY: emulated memory.
     let result = unsafe { table.map_to(p, frame(DATA_START), bad, &mut tables) };
-    same!(result.map(|t| t.ignore()), Err::<(), _>(MapToError::<Size4KiB>::ParentEntryHugePage));
+    same!(
+        result.map(|t| t.ignore()),
+        Err::<(), _>(MapToError::<Size4KiB>::ParentEntryHugePage)
+    );
     // SAFETY: emulated memory.
     let result = unsafe { table.map_allocated::<Size4KiB, _>(p, bad, &mut tables) };
-    same!(result.map(|(_, t)| t.ignore()), Err::<(), _>(MapToError::<Size4KiB>::ParentEntryHugePage));
+    same!(
+        result.map(|(_, t)| t.ignore()),
+        Err::<(), _>(MapToError::<Size4KiB>::ParentEntryHugePage)
+    );
     let pages = Page::range(p, p + 4);
     let frames = PhysFrame::range(frame(DATA_START), frame(DATA_START) + 4);
     // SAFETY: emulated memory.
@@ -347,7 +373,10 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
     assert_eq!(result.unwrap_err().done(), 0);
     // SAFETY: emulated memory.
     let result = unsafe { table.map_range_allocated(pages, bad, &mut tables) };
-    same!(result.map(|t| t.ignore()).unwrap_err().into_error(), Some(MapToError::<Size4KiB>::ParentEntryHugePage));
+    same!(
+        result.map(|t| t.ignore()).unwrap_err().into_error(),
+        Some(MapToError::<Size4KiB>::ParentEntryHugePage)
+    );
     // SAFETY: emulated memory.
     let result = unsafe {
         table.map_range_mixed(
@@ -358,8 +387,17 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
             &mut tables,
         )
     };
-    same!(result.map(|t| t.ignore()).unwrap_err().into_error(), Some(MapToError::<Size4KiB>::ParentEntryHugePage));
-    assert!(table.backend().memory().differing_frames(&before).is_empty());
+    same!(
+        result.map(|t| t.ignore()).unwrap_err().into_error(),
+        Some(MapToError::<Size4KiB>::ParentEntryHugePage)
+    );
+    assert!(
+        table
+            .backend()
+            .memory()
+            .differing_frames(&before)
+            .is_empty()
+    );
     assert_eq!(tables.allocated, 0);
 
     // On an existing 4 KiB mapping, update_flags refuses it too.
@@ -369,10 +407,16 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
         .flush();
     // SAFETY: emulated memory.
     let result = unsafe { table.update_flags(p, bad) };
-    same!(result.map(|t| t.ignore()), Err::<(), _>(FlagUpdateError::ParentEntryHugePage));
+    same!(
+        result.map(|t| t.ignore()),
+        Err::<(), _>(FlagUpdateError::ParentEntryHugePage)
+    );
     // SAFETY: emulated memory.
     let result = unsafe { table.update_flags_range(Page::range(p, p + 1), bad) };
-    same!(result.map(|t| t.ignore()).unwrap_err().into_error(), Some(FlagUpdateError::ParentEntryHugePage));
+    same!(
+        result.map(|t| t.ignore()).unwrap_err().into_error(),
+        Some(FlagUpdateError::ParentEntryHugePage)
+    );
     // The mapping is intact and can be removed, tables and all.
     let (f, flush) = table.unmap(p).unwrap();
     flush.flush();
@@ -423,10 +467,16 @@ fn address_bits_in_leaf_flags_are_masked_out() {
     .unwrap()
     .flush();
     // SAFETY: emulated memory.
-    unsafe { table.update_flags_range(pages, bad) }.unwrap().flush();
-    assert_eq!(table.translate_page(p + 2).ok(), Some(frame(DATA_START + 0x2000)));
+    unsafe { table.update_flags_range(pages, bad) }
+        .unwrap()
+        .flush();
+    assert_eq!(
+        table.translate_page(p + 2).ok(),
+        Some(frame(DATA_START + 0x2000))
+    );
     // SAFETY: emulated memory.
-    let (f, flush) = unsafe { table.map_allocated::<Size4KiB, _>(p + 5, bad, &mut tables) }.unwrap();
+    let (f, flush) =
+        unsafe { table.map_allocated::<Size4KiB, _>(p + 5, bad, &mut tables) }.unwrap();
     flush.flush();
     assert_eq!(table.translate_page(p + 5).ok(), Some(f));
     let big = page::<Size2MiB>(0x8000_0000);
@@ -444,7 +494,9 @@ fn address_bits_in_leaf_flags_are_masked_out() {
 fn user_accessible_recursive_entry_is_refused() {
     let mut machine = Machine::new(frame(LEVEL_4));
     let entry = LEVEL_4 | (RW | F::USER_ACCESSIBLE).bits();
-    machine.memory_mut().write_entry(frame(LEVEL_4), index(), entry);
+    machine
+        .memory_mut()
+        .write_entry(frame(LEVEL_4), index(), entry);
     let error = RecursivePageTable::new(machine, index()).unwrap_err();
     assert_eq!(error, InvalidRecursiveTable::UserAccessible { entry });
     assert!(error.to_string().contains("user"));
@@ -465,9 +517,12 @@ fn new_on_the_emulator_reports_not_recursive_instead_of_panicking() {
         }
     );
     // A recursive entry, but at another index.
-    let machine = Machine::with_recursive_table(INDEX, frame(LEVEL_4)).unwrap();
+    let machine = Machine::with_recursive_table(index(), frame(LEVEL_4)).unwrap();
     let error = RecursivePageTable::new(machine.clone(), PageTableIndex::new(300)).unwrap_err();
-    assert!(matches!(error, InvalidRecursiveTable::NotRecursive { entry: 0, .. }));
+    assert!(matches!(
+        error,
+        InvalidRecursiveTable::NotRecursive { entry: 0, .. }
+    ));
     // An entry pointing to another frame which is not a table of this
     // hierarchy.
     let mut machine = Machine::new(frame(LEVEL_4));
@@ -475,7 +530,10 @@ fn new_on_the_emulator_reports_not_recursive_instead_of_panicking() {
         .memory_mut()
         .write_entry(frame(LEVEL_4), index(), 0x5000 | RW.bits());
     let error = RecursivePageTable::new(machine, index()).unwrap_err();
-    assert!(matches!(error, InvalidRecursiveTable::NotRecursive { entry: 0x5003, .. }));
+    assert!(matches!(
+        error,
+        InvalidRecursiveTable::NotRecursive { entry: 0x5003, .. }
+    ));
 }
 
 // ------------------------------------------------------------ defect 8
@@ -504,11 +562,21 @@ fn translate_reports_non_present_leaves_alike_at_every_size() {
             .unwrap()
             .flush();
         table
-            .map_to(mid, PhysFrame::containing_address(PhysAddr::new(DATA_START)), RW, &mut tables)
+            .map_to(
+                mid,
+                PhysFrame::containing_address(PhysAddr::new(DATA_START)),
+                RW,
+                &mut tables,
+            )
             .unwrap()
             .flush();
         table
-            .map_to(big, PhysFrame::containing_address(PhysAddr::new(DATA_START)), RW, &mut tables)
+            .map_to(
+                big,
+                PhysFrame::containing_address(PhysAddr::new(DATA_START)),
+                RW,
+                &mut tables,
+            )
             .unwrap()
             .flush();
         table.update_flags(small, F::WRITABLE).unwrap().flush();

@@ -47,7 +47,8 @@ impl Memory<Machine> for Emulated {
 fn scenarios_on_the_emulator() {
     // The level-4 table lies below the frames the scenarios allocate.
     let level_4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    let machine = Machine::with_recursive_table(RECURSIVE_INDEX, level_4).expect("index < 512");
+    let machine = Machine::with_recursive_table(PageTableIndex::new(RECURSIVE_INDEX), level_4)
+        .expect("the index is neither 0 nor 511");
     let table = RecursivePageTable::new(machine, PageTableIndex::new(RECURSIVE_INDEX))
         .expect("the emulated tables are recursive at RECURSIVE_INDEX");
     let mut platform = Ours::<_, Emulated>::new(table, "emu/ours");

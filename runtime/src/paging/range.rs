@@ -290,7 +290,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// use framealloc::x86_64::{PhysAddr, VirtAddr};
     ///
     /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    /// let machine = Machine::with_recursive_table(510, l4).unwrap();
+    /// let machine = Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap();
     /// let mut table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
     /// let mut next = 0x10_0000u64; // page-table frames
     /// // SAFETY: every call yields a fresh frame.
@@ -533,7 +533,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// use framealloc::x86_64::{PhysAddr, VirtAddr};
     ///
     /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(510, l4).unwrap(), PageTableIndex::new(510)).unwrap();
+    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap(), PageTableIndex::new(510)).unwrap();
     /// let mut next = 0x10_0000u64;
     /// // SAFETY: every call yields a fresh frame.
     /// let mut tables = unsafe { framealloc::from_fn(|| { next += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next))) }) };
@@ -982,7 +982,6 @@ struct Run {
     v: u64,
 }
 
-
 /// A `FrameDeallocator<S> + FrameDeallocator<Size4KiB>` seen as the latter,
 /// for reclaiming tables.
 struct ReclaimTo<'a, D: ?Sized>(&'a mut D);
@@ -1006,7 +1005,7 @@ mod tests {
 
     fn setup() -> (RecursivePageTable<Machine>, impl FrameAllocator<Size4KiB>) {
         let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-        let machine = Machine::with_recursive_table(510, l4).unwrap();
+        let machine = Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap();
         let table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
         let mut next = 0x10_0000u64;
         // SAFETY: every call yields a fresh frame below the data frames.
@@ -1122,7 +1121,10 @@ mod tests {
         }
         // Bit 7 (PAT) set by other code: this table refuses to write it.
         let odd = (start + 520).start_address();
-        let l1 = table.table_address(x86_64::structures::paging::page_table::PageTableLevel::One, odd);
+        let l1 = table.table_address(
+            x86_64::structures::paging::page_table::PageTableLevel::One,
+            odd,
+        );
         let index = usize::from(odd.p1_index());
         let entry = table.backend().read_entry(l1, index);
         table.backend_mut().write_entry(l1, index, entry | HUGE);

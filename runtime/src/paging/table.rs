@@ -73,7 +73,7 @@ pub(crate) const fn sign_extend(addr: u64) -> u64 {
 /// use framealloc::x86_64::{PhysAddr, VirtAddr};
 ///
 /// let level_4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-/// let machine = Machine::with_recursive_table(510, level_4).unwrap();
+/// let machine = Machine::with_recursive_table(PageTableIndex::new(510), level_4).unwrap();
 /// let mut table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
 /// let mut next = 0x10_0000u64;
 /// // SAFETY: every call yields a fresh frame.
@@ -165,6 +165,18 @@ impl fmt::Display for InvalidRecursiveTable {
 }
 
 impl core::error::Error for InvalidRecursiveTable {}
+
+/// The rule for a recursive index, shared by [`RecursivePageTable::new`]
+/// and the emulator's `Machine::with_recursive_table`: anything but 0 and
+/// 511 (see [`InvalidRecursiveTable`] for why).
+#[inline]
+pub(crate) fn check_recursive_index(index: PageTableIndex) -> Result<(), InvalidRecursiveTable> {
+    match u16::from(index) {
+        0 => Err(InvalidRecursiveTable::IndexZero),
+        511 => Err(InvalidRecursiveTable::IndexLast),
+        _ => Ok(()),
+    }
+}
 
 /// Page-table frames taken from an allocator by an operation that then
 /// failed; used first by the next table creation, handed back by
@@ -304,11 +316,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// assert_eq!(err, InvalidRecursiveTable::IndexLast);
     /// ```
     pub fn new(backend: B, recursive_index: PageTableIndex) -> Result<Self, InvalidRecursiveTable> {
-        match u16::from(recursive_index) {
-            0 => return Err(InvalidRecursiveTable::IndexZero),
-            511 => return Err(InvalidRecursiveTable::IndexLast),
-            _ => {}
-        }
+        check_recursive_index(recursive_index)?;
         let table = Self::with_index(backend, recursive_index);
         let r = table.recursive_index;
         // SAFETY: `r < 512`, and this is the check of `new` for the index the
