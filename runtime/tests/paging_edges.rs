@@ -1,5 +1,5 @@
 //! Regression tests for the edges a real kernel meets: flags the other
-//! suites never generate (GLOBAL and address bits, HUGE_PAGE on 4 KiB
+//! suites never generate (`GLOBAL` and address bits, `HUGE_PAGE` on 4 KiB
 //! leaves), parent entries without WRITABLE under every writing operation,
 //! constructors given tables that are not recursive, and a switch between
 //! two address spaces. Each test is named after the rule it checks.
@@ -357,7 +357,7 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
     // SAFETY: emulated memory.
     let result = unsafe { table.map_to(p, frame(DATA_START), bad, &mut tables) };
     same!(
-        result.map(|t| t.ignore()),
+        result.map(drop),
         Err::<(), _>(MapToError::<Size4KiB>::ParentEntryHugePage)
     );
     // SAFETY: emulated memory.
@@ -374,7 +374,7 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
     // SAFETY: emulated memory.
     let result = unsafe { table.map_range_allocated(pages, bad, &mut tables) };
     same!(
-        result.map(|t| t.ignore()).unwrap_err().into_error(),
+        result.map(drop).unwrap_err().into_error(),
         Some(MapToError::<Size4KiB>::ParentEntryHugePage)
     );
     // SAFETY: emulated memory.
@@ -388,7 +388,7 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
         )
     };
     same!(
-        result.map(|t| t.ignore()).unwrap_err().into_error(),
+        result.map(drop).unwrap_err().into_error(),
         Some(MapToError::<Size4KiB>::ParentEntryHugePage)
     );
     assert!(
@@ -408,13 +408,13 @@ fn huge_page_flag_on_a_4kib_leaf_is_refused_and_writes_nothing() {
     // SAFETY: emulated memory.
     let result = unsafe { table.update_flags(p, bad) };
     same!(
-        result.map(|t| t.ignore()),
+        result.map(drop),
         Err::<(), _>(FlagUpdateError::ParentEntryHugePage)
     );
     // SAFETY: emulated memory.
     let result = unsafe { table.update_flags_range(Page::range(p, p + 1), bad) };
     same!(
-        result.map(|t| t.ignore()).unwrap_err().into_error(),
+        result.map(drop).unwrap_err().into_error(),
         Some(FlagUpdateError::ParentEntryHugePage)
     );
     // The mapping is intact and can be removed, tables and all.

@@ -5,8 +5,9 @@
 //!   emulator (`framealloc::emu`, feature `emu`) is the hosted one.
 //! - [`RecursivePageTable`] maps, unmaps, updates and translates pages of
 //!   every size, returns [`Flush`] tokens bound to the backend, reclaims
-//!   empty tables with the TLB invalidation they need, and implements
-//!   `x86_64`'s `Mapper`, `Translate` and `CleanUp`.
+//!   empty tables with the TLB invalidation they need, lists its page
+//!   tables ([`PageTables`]), and implements `x86_64`'s `Mapper`,
+//!   `Translate` and `CleanUp` (`Mapper` on the hardware backend only).
 
 pub mod backend;
 mod dump;
@@ -24,6 +25,7 @@ mod size;
     reason = "address arithmetic and the fast paths must inline into every walk"
 )]
 mod table;
+mod tables;
 mod x86_64_impls;
 
 pub use backend::Backend;
@@ -34,3 +36,4 @@ pub use range::{MaxPageSize, RangeError};
 pub use size::EntrySize;
 pub(crate) use table::check_recursive_index;
 pub use table::{InvalidRecursiveTable, RecursivePageTable};
+pub use tables::{PageTableFrame, PageTables};

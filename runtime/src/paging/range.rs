@@ -202,8 +202,32 @@ impl<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Conse
 }
 
 /// Frames (and tables) from one allocator.
-struct Allocated<'a, A: ?Sized> {
-    allocator: &'a mut A,
+pub(crate) struct Allocated<'a, A: ?Sized> {
+    pub(crate) allocator: &'a mut A,
+}
+
+/// Frames from one allocator, tables from another.
+pub(crate) struct Split<'a, D: ?Sized, T: ?Sized> {
+    pub(crate) data: &'a mut D,
+    pub(crate) tables: &'a mut T,
+}
+
+impl<S: EntrySize, D, T> DataFrames<S> for Split<'_, D, T>
+where
+    D: FrameAllocator<S> + ?Sized,
+    T: FrameAllocator<Size4KiB> + ?Sized,
+{
+    type Tables = T;
+    #[inline]
+    fn tables(&mut self) -> &mut T {
+        self.tables
+    }
+    #[inline]
+    fn data(&mut self, _: u64) -> Option<u64> {
+        self.data
+            .allocate_frame()
+            .map(|f| f.start_address().as_u64())
+    }
 }
 
 impl<S: EntrySize, A> DataFrames<S> for Allocated<'_, A>
@@ -351,6 +375,35 @@ impl<B: Backend> RecursivePageTable<B> {
     {
         let (start48, count) = span(pages)?;
         let mut source = Allocated { allocator };
+        self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
+            PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
+        })
+    }
+
+    /// [`map_range_allocated`](Self::map_range_allocated) with two
+    /// allocators: every page's frame comes from `data`, page tables from
+    /// `tables` (see [`map_allocated_with`](Self::map_allocated_with)).
+    ///
+    /// # Errors
+    ///
+    /// As [`map_range_allocated`](Self::map_range_allocated).
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to), for every page.
+    pub unsafe fn map_range_allocated_with<S: EntrySize, D, T>(
+        &mut self,
+        pages: PageRange<S>,
+        flags: PageTableFlags,
+        data: &mut D,
+        tables: &mut T,
+    ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>>
+    where
+        D: FrameAllocator<S> + ?Sized,
+        T: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let (start48, count) = span(pages)?;
+        let mut source = Split { data, tables };
         self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
             PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
         })

@@ -13,6 +13,7 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::range::{Allocated, DataFrames, Split};
 use super::{Backend, EntrySize, Flush};
 
 pub(crate) const PRESENT: u64 = 1;
@@ -631,6 +632,84 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
     {
+        self.map_allocated_from(page, flags, &mut Allocated { allocator })
+    }
+
+    /// [`map_allocated`](Self::map_allocated) with two allocators: the
+    /// page's frame comes from `data`, page tables from `tables`.
+    ///
+    /// For allocators that tell frames apart by purpose, such as a
+    /// region-typed one viewed twice with
+    /// [`tagged`](crate::TaggedFrameAllocator::tagged) (data frames tagged
+    /// one way, tables another), or a pool reserved for page tables.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_allocated`](Self::map_allocated); `FrameAllocationFailed`
+    /// when either allocator had no frame (tables are taken first).
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "emu")] {
+    /// use framealloc::emu::Machine;
+    /// use framealloc::paging::RecursivePageTable;
+    /// use framealloc::x86_64::structures::paging::{Page, PageTableFlags as F, PageTableIndex, PhysFrame, Size4KiB};
+    /// use framealloc::x86_64::{PhysAddr, VirtAddr};
+    ///
+    /// let index = PageTableIndex::new(510);
+    /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(index, l4).unwrap(), index).unwrap();
+    /// let (mut next_table, mut next_data) = (0x10_0000u64, 0x80_0000u64);
+    /// // SAFETY: every call of each closure yields a fresh frame, and the
+    /// // two ranges do not overlap.
+    /// let (mut tables, mut data) = unsafe {
+    ///     (
+    ///         framealloc::from_fn(|| { next_table += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next_table))) }),
+    ///         framealloc::from_fn(|| { next_data += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next_data))) }),
+    ///     )
+    /// };
+    /// let page = Page::<Size4KiB>::containing_address(VirtAddr::new(0x4000_0000));
+    /// // SAFETY: emulated memory.
+    /// let (frame, flush) = unsafe { table.map_allocated_with(page, F::PRESENT | F::WRITABLE, &mut data, &mut tables) }.unwrap();
+    /// flush.flush();
+    /// assert_eq!(frame.start_address().as_u64(), 0x80_1000); // from `data`
+    /// assert_eq!(table.page_tables().filter(|t| t.frame.start_address().as_u64() > 0x10_0000).count(), 3); // from `tables`
+    /// # }
+    /// ```
+    #[allow(
+        clippy::type_complexity,
+        reason = "the frame and its flush token, as `unmap`"
+    )]
+    pub unsafe fn map_allocated_with<S: EntrySize, D, T>(
+        &mut self,
+        page: Page<S>,
+        flags: PageTableFlags,
+        data: &mut D,
+        tables: &mut T,
+    ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), MapToError<S>>
+    where
+        D: FrameAllocator<S> + ?Sized,
+        T: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        self.map_allocated_from(page, flags, &mut Split { data, tables })
+    }
+
+    /// The body of the `map_allocated` forms.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the frame and its flush token, as `unmap`"
+    )]
+    fn map_allocated_from<S: EntrySize, D: DataFrames<S>>(
+        &mut self,
+        page: Page<S>,
+        flags: PageTableFlags,
+        source: &mut D,
+    ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), MapToError<S>> {
         let v = page.start_address().as_u64();
         let Some(bits) = leaf_bits::<S>(flags) else {
             return Err(MapToError::ParentEntryHugePage);
@@ -641,19 +720,16 @@ impl<B: Backend> RecursivePageTable<B> {
             .map_err(MapFail::into_error_existing)?;
         let count = plan.tables_needed::<S>();
         let tables = self
-            .take_tables(count, allocator)
+            .take_tables(count, source.tables())
             .map_err(MapFail::into_error_existing)?;
-        let Some(frame) = <A as FrameAllocator<S>>::allocate_frame(allocator) else {
+        let Some(frame) = source.data(0) else {
             self.return_tables(&tables[..count]);
             return Err(MapToError::FrameAllocationFailed);
         };
-        self.commit::<S>(
-            v,
-            plan,
-            &tables,
-            want,
-            frame.start_address().as_u64() | bits,
-        );
+        self.commit::<S>(v, plan, &tables, want, frame | bits);
+        // SAFETY: the allocator handed out a frame of size `S`, whose start
+        // address is aligned to `S` and below 2^52.
+        let frame = unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_unsafe(frame)) };
         Ok((frame, Flush::new(&mut self.backend, page)))
     }
 

@@ -54,6 +54,15 @@ impl TableFrames {
         }
     }
 
+    /// Hands out frames from `addr` up (for data frames kept apart from
+    /// the tables).
+    pub fn starting_at(addr: u64) -> Self {
+        TableFrames {
+            next: addr,
+            ..Default::default()
+        }
+    }
+
     pub fn with_budget(budget: usize) -> Self {
         TableFrames {
             budget: Some(budget),
