@@ -52,9 +52,39 @@ pub(crate) const fn sign_extend(addr: u64) -> u64 {
 /// - range operations, map-with-allocation and a mapping dump.
 ///
 /// The native methods below mirror `x86_64`'s `Mapper`/`Translate` and return
-/// the same error types with the same meaning. On the hardware backend the
-/// table also implements `x86_64`'s `Mapper<Size4KiB | Size2MiB | Size1GiB>`,
-/// `Translate` and `CleanUp`, so it drops into code written for `x86_64`.
+/// the same error types with the same meaning. On the hardware backend
+/// ([`Mmu`](super::Mmu) and [`NoFlushMmu`](super::NoFlushMmu)) the table
+/// also implements `x86_64`'s `Mapper<Size4KiB | Size2MiB | Size1GiB>`, so
+/// it drops into kernel code written for `x86_64`; `Translate` and
+/// `CleanUp` are implemented on every backend. `Mapper` is not implemented
+/// over the emulator: its `MapperFlush::flush` executes `invlpg` itself,
+/// which the emulated TLB would never see (and which faults outside ring
+/// 0). To run code written against `x86_64`'s traits on the host, use
+/// `x86_64`'s own `OffsetPageTable` over ordinary memory, as
+/// `runtime/examples/tour.rs` does, and `.ignore()` its flushes.
+///
+/// # Rules for flags
+///
+/// - Leaf flags: bits 12–51 are the frame in every entry, so address bits
+///   in `flags` are ignored. `HUGE_PAGE` is implied for 2 MiB and 1 GiB
+///   pages and refused for 4 KiB pages with `ParentEntryHugePage` (bit 7 of
+///   a level-1 entry is PAT; such an entry could not be unmapped or
+///   reclaimed as a 4 KiB page; `x86_64` panics there).
+/// - Parent flags: `GLOBAL`, `HUGE_PAGE` and address bits never reach a
+///   parent entry (see
+///   [`map_to_with_table_flags`](Self::map_to_with_table_flags) for why
+///   `GLOBAL` would leak page tables across address spaces).
+/// - `WRITABLE` on parents: every table is written through its recursive
+///   address, whose rights are the AND of the entries above it, so every
+///   operation that writes below a parent entry without `WRITABLE` (map,
+///   unmap, flag updates, ranges, [`clean_up`](Self::clean_up),
+///   [`set_parent_flags`](Self::set_parent_flags) of a lower level) adds
+///   `WRITABLE` back to it first, followed by a full flush that drops
+///   global entries too, instead of faulting. Write-protect memory in the
+///   leaves; a parent entry's missing `WRITABLE` does not survive the next
+///   change below it.
+/// - The recursive entry must be present, writable and supervisor-only
+///   (checked by [`new`](Self::new)).
 ///
 /// Addresses inside the recursive window itself (level-4 index equal to the
 /// recursive index) are page tables: mapping, unmapping or changing flags
@@ -293,9 +323,20 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// Checks that the index is usable (not 0, not 511: see
     /// [`InvalidRecursiveTable`]) and that the entry points, present,
-    /// writable and not huge, to [`Backend::level_4_frame`]. On the hardware
-    /// backend the check reads through the recursive window, so the window of
-    /// the index must be mapped (see [`Mmu::new`](super::Mmu::new)).
+    /// writable, supervisor-only and not huge, to
+    /// [`Backend::level_4_frame`]. The entry is read with
+    /// [`Backend::read_level_4_entry`]:
+    ///
+    /// - on the emulator by physical address, so any table can be checked,
+    ///   and a table that is not recursive at the index is reported as
+    ///   [`InvalidRecursiveTable::NotRecursive`];
+    /// - on the hardware backend through the recursive window of the index,
+    ///   the only way the CPU can reach it. What this checks: given that the
+    ///   window is mapped (the constructor contract of
+    ///   [`Mmu::new`](super::Mmu::new)), that the entry read there is the
+    ///   recursive one with the right bits. What it cannot check: whether the
+    ///   window is mapped at all (if not, the read faults), and that the
+    ///   tables stay recursive afterwards.
     ///
     /// # Errors
     ///
@@ -521,9 +562,10 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// As `x86_64`: `PageAlreadyMapped(frame)` if the page's entry is in use,
     /// `ParentEntryHugePage` if a parent entry maps a huge page (or is in use
-    /// but not present, or `page` lies in the recursive window),
-    /// `FrameAllocationFailed` if a table was needed and `allocator` had
-    /// none. On error nothing was written; table frames taken before the
+    /// but not present, or `page` lies in the recursive window, or `S` is
+    /// 4 KiB and `flags` has `HUGE_PAGE`: see the rules for flags on
+    /// [`RecursivePageTable`]), `FrameAllocationFailed` if a table was
+    /// needed and `allocator` had none. On error nothing was written; table frames taken before the
     /// allocator ran dry are kept and used by the next table creation, or
     /// handed back by [`clean_up`](Self::clean_up).
     ///
@@ -554,8 +596,18 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// Every parent entry on the path, new or existing, ends up with
     /// `parent_table_flags | PRESENT | WRITABLE` set (other bits of an
-    /// existing entry are kept; `HUGE_PAGE` and address bits of
-    /// `parent_table_flags` are ignored). For new entries this is what
+    /// existing entry are kept; `GLOBAL`, `HUGE_PAGE` and address bits of
+    /// `parent_table_flags` are ignored).
+    ///
+    /// `GLOBAL` is stripped because in a recursive hierarchy every parent
+    /// entry is also the leaf entry of a page table's recursive address:
+    /// with CR4.PGE, a `GLOBAL` parent would make the recursive translations
+    /// of the tables below it global, they would survive the CR3 write of an
+    /// address-space switch, and the next address space's table code would
+    /// read and write the old space's tables through them. (The CPU ignores
+    /// `GLOBAL` in an entry that points to a table, so nothing is lost.)
+    ///
+    /// For new entries this is what
     /// `x86_64` does. For existing entries `x86_64` adds only
     /// `parent_table_flags`; this table also adds `WRITABLE`, because it
     /// writes the child table through the recursive mapping, whose last
@@ -1060,9 +1112,12 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// `PageNotMapped` if a parent is not present or the entry is unused;
     /// `ParentEntryHugePage` if a parent maps a huge page, if `page` lies in
-    /// the recursive window, or if `S` is a huge size and the entry is a
+    /// the recursive window, if `S` is a huge size and the entry is a
     /// present page-table pointer (where `x86_64` would turn that table into
-    /// a huge mapping of it). On error nothing was written.
+    /// a huge mapping of it), or if `S` is 4 KiB and `flags` has
+    /// `HUGE_PAGE`; `PageNotMapped` also if `S` is a huge size and the entry
+    /// is a non-present table pointer (no `HUGE_PAGE`). Address bits of
+    /// `flags` are ignored. On error nothing was written.
     ///
     /// # Safety
     ///
@@ -1111,6 +1166,15 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Replaces the flags of the parent entry at `level` (2 to 4) on the
     /// path to `addr` (keeping the table it points to), as `x86_64`'s
     /// `Mapper::set_flags_p*_entry`.
+    ///
+    /// `GLOBAL`, `HUGE_PAGE` and address bits of `flags` are ignored (the
+    /// rule for parent flags, see [`RecursivePageTable`]); entries above it
+    /// without `WRITABLE` get it back first. The TLB is invalidated here,
+    /// global entries included ([`Backend::flush_global`]): a CR3 reload,
+    /// which is what `x86_64`'s `MapperFlushAll` performs, would keep the
+    /// `GLOBAL` translations cached through the old entry, with its old
+    /// rights. (The `MapperFlushAll` the `Mapper` impl returns is therefore
+    /// redundant; flushing or ignoring it are both correct.)
     ///
     /// # Errors
     ///
@@ -1180,10 +1244,12 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// # Errors
     ///
-    /// `PageNotMapped` if a parent is not present or the entry is unused;
+    /// `PageNotMapped` if a parent is not present, the entry is unused or
+    /// (for a huge `S`) the entry is a non-present page-table pointer;
     /// `ParentEntryHugePage` if a parent maps a huge page or (for a huge `S`)
-    /// the entry is a page-table pointer; `InvalidFrameAddress` if a huge
-    /// entry's address is not aligned to `S`.
+    /// the entry is a present page-table pointer; `InvalidFrameAddress` if a
+    /// huge entry's address is not aligned to `S`. A non-present leaf that
+    /// is not zero is a frame, as in [`translate`](Self::translate).
     #[inline]
     pub fn translate_page<S: EntrySize>(
         &self,
@@ -1212,6 +1278,14 @@ impl<B: Backend> RecursivePageTable<B> {
     /// What `addr` translates to: frame, offset in it and the leaf entry's
     /// flags, for pages of every size, as `x86_64`'s `Translate::translate`
     /// (which panics on a huge level-4 entry; this reports it as not mapped).
+    ///
+    /// One rule at every size, the one of [`translate_page`](Self::translate_page),
+    /// [`update_flags`](Self::update_flags) and `x86_64`: the leaf is the
+    /// level-1 entry, or a level-2 or level-3 entry with `HUGE_PAGE`; a leaf
+    /// that is not zero is `Mapped`, present or not (its `flags` say which:
+    /// a non-present entry may hold a frame its owner parked there); the
+    /// entries above the leaf must be present table pointers, or the
+    /// address is `NotMapped`. The MMU itself maps only present leaves.
     #[inline]
     pub fn translate(&self, addr: VirtAddr) -> TranslateResult {
         let v = addr.as_u64();
