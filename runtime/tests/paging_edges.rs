@@ -610,3 +610,29 @@ fn translate_reports_non_present_leaves_alike_at_every_size() {
         assert!(table.backend().read_u64(addr).is_err());
     }
 }
+
+/// `set_parent_flags` at the level of a huge page's own entry would turn
+/// the leaf into a pointer to a "table" in the data frame: refused.
+#[test]
+fn set_parent_flags_refuses_a_huge_leaf() {
+    let mut table = table_at(INDEX);
+    let mut tables = TableFrames::new();
+    let p = page::<Size2MiB>(0x4000_0000);
+    let f = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(DATA_START));
+    // SAFETY: emulated memory.
+    unsafe { table.map_to(p, f, RW, &mut tables) }
+        .unwrap()
+        .flush();
+    let before = table.backend().memory().clone();
+    // SAFETY: refused before any change.
+    let result = unsafe { table.set_parent_flags(PageTableLevel::Two, p.start_address(), RW) };
+    same!(result, Err::<(), _>(FlagUpdateError::ParentEntryHugePage));
+    assert!(
+        table
+            .backend()
+            .memory()
+            .differing_frames(&before)
+            .is_empty()
+    );
+    assert_eq!(table.translate_page(p).ok(), Some(f));
+}

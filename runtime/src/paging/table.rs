@@ -1179,8 +1179,8 @@ impl<B: Backend> RecursivePageTable<B> {
     /// # Errors
     ///
     /// `PageNotMapped` if an entry above it is not present or the entry is
-    /// unused; `ParentEntryHugePage` if an entry above it maps a huge page,
-    /// `addr` lies in the recursive window, or `level` is
+    /// unused; `ParentEntryHugePage` if the entry or one above it maps a
+    /// huge page, `addr` lies in the recursive window, or `level` is
     /// [`PageTableLevel::One`] (not a parent level).
     ///
     /// # Safety
@@ -1225,6 +1225,11 @@ impl<B: Backend> RecursivePageTable<B> {
         let entry = self.read(level, v);
         if entry == 0 {
             return Err(FlagUpdateError::PageNotMapped);
+        }
+        if entry & HUGE != 0 {
+            // A huge page's own entry: not a parent (the flags written here
+            // would turn the leaf into a pointer to a "table").
+            return Err(FlagUpdateError::ParentEntryHugePage);
         }
         if all & WRITABLE == 0 {
             self.make_writable_above(level, v);
