@@ -105,13 +105,16 @@ fn global_parent_flags_do_not_leak_tables_into_another_address_space() {
     assert_ne!(entries[3] & F::GLOBAL.bits(), 0, "the leaf keeps GLOBAL");
     let a_leaf = entries[3];
 
-    // Address space B: a level-4 table recursive at the same index and
-    // nothing else, then a CR3 write (which keeps global translations).
+    // Address space B: a level-4 table recursive at the same index, with
+    // an empty level-3 table of its own where A has its page, then a CR3
+    // write (which keeps global translations).
     let mut machine = a.into_backend();
     let b = frame(0x2000);
     machine
         .memory_mut()
         .write_entry(b, index(), b.start_address().as_u64() | RW.bits());
+    let p4 = p.start_address().p4_index();
+    machine.memory_mut().write_entry(b, p4, 0x3000 | RW.bits());
     machine.set_cr3(b);
     let mut b_table = RecursivePageTable::new(machine, index()).unwrap();
     same!(

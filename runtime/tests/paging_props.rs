@@ -1202,7 +1202,9 @@ impl Harness {
         let tokens: Vec<(u64, u64)> = self.visible().map(|(&va, m)| (va, m.tokens.0)).collect();
         for (va, token) in tokens {
             let machine = self.table.backend_mut();
-            let fresh = machine.walk(VirtAddr::new(va), Access::KERNEL_WRITE).is_ok();
+            let fresh = machine
+                .walk(VirtAddr::new(va), Access::KERNEL_WRITE)
+                .is_ok();
             let through_tlb = machine.write_u64(VirtAddr::new(va), token).is_ok();
             prop_assert_eq!(through_tlb, fresh, "{}: write to {:#x}", space, va);
         }

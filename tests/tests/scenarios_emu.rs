@@ -41,6 +41,21 @@ impl Memory<Machine> for Emulated {
     fn write_u64(machine: &mut Machine, addr: VirtAddr, value: u64) -> Result<(), Fault> {
         machine.write_u64(addr, value).map_err(|f| fault(&f))
     }
+
+    fn set_cr3(machine: &mut Machine, level_4: PhysFrame) {
+        machine.set_cr3(level_4);
+    }
+
+    fn read_phys(machine: &mut Machine, addr: PhysAddr) -> u64 {
+        machine.memory().read_u64(addr).expect("below 2^52")
+    }
+
+    fn write_phys(machine: &mut Machine, addr: PhysAddr, value: u64) {
+        machine
+            .memory_mut()
+            .write_u64(addr, value)
+            .expect("below 2^52");
+    }
 }
 
 #[test]
