@@ -75,15 +75,15 @@ fn scenarios_on_the_emulator() {
     scenarios::run_all(&mut platform, &mut frames, OURS_REGION, |name, outcome| {
         count += 1;
         match outcome {
-            Ok(remark) => show!("emu/ours     {name:<36} PASS     ok {remark}"),
+            Ok(remark) => show!("emu/ours     {name:<46} PASS     ok {remark}"),
             Err(failure) => {
-                show!("emu/ours     {name:<36} FAIL     {failure}");
+                show!("emu/ours     {name:<46} FAIL     {failure}");
                 failures.push(format!("{name}: {failure}"));
             }
         }
     });
     assert_eq!(count, scenarios::NAMES.len(), "every scenario ran");
-    assert!(count >= 12, "at least 12 scenarios, got {count}");
+    assert!(count >= 22, "at least 22 scenarios, got {count}");
     assert!(
         failures.is_empty(),
         "{} scenario(s) failed on the emulator:\n  {}",

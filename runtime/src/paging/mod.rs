@@ -34,6 +34,7 @@ pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
 pub use hardware::{Mmu, NoFlushMmu, PcidEnabled};
 pub use range::{MaxPageSize, RangeError};
 pub use size::EntrySize;
+#[cfg(feature = "emu")]
 pub(crate) use table::check_recursive_index;
 pub use table::{InvalidRecursiveTable, RecursivePageTable};
 pub use tables::{PageTableFrame, PageTables};

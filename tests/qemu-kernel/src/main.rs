@@ -119,7 +119,12 @@ extern "C" fn kernel_main() -> ! {
         &mut x86,
         &mut frames,
         X86_64_REGION,
-        &["reclaim_then_remap", "reclaim_invalidates_table_addresses"],
+        &[
+            "reclaim_then_remap",
+            "reclaim_invalidates_table_addresses",
+            "global_parent_flags_stay_in_their_space",
+            "unmap_under_read_only_parent",
+        ],
         &mut tally,
     );
 
@@ -139,8 +144,7 @@ extern "C" fn kernel_main() -> ! {
 /// the boot code left them) and off again.
 fn mmu_under_pcide() -> &'static str {
     // CPUID leaf 1, ECX bit 17: PCID supported.
-    // SAFETY: CPUID is available on every x86_64 CPU.
-    let pcid = unsafe { core::arch::x86_64::__cpuid(1) }.ecx & (1 << 17) != 0;
+    let pcid = core::arch::x86_64::__cpuid(1).ecx & (1 << 17) != 0;
     if !pcid {
         return "unsupported";
     }

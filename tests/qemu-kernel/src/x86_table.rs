@@ -173,7 +173,7 @@ impl Platform for X86Table {
         // SAFETY: the entry lies in the scenario's own region.
         let flush = unsafe { Mapper::<Size4KiB>::set_flags_p2_entry(&mut self.table, page, flags) }
             .map_err(PagingError::from)?;
-        flush.flush();
+        flush.flush_all();
         Ok(())
     }
 
