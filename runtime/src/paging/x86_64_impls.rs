@@ -11,6 +11,12 @@
 //! decisions of the native API are no-ops anyway. `Translate` and `CleanUp` do not hand out flush
 //! tokens (`CleanUp` invalidates through the backend itself) and are
 //! implemented for every backend.
+//!
+//! `set_flags_p4_entry`/`p3`/`p2` go through
+//! [`RecursivePageTable::set_parent_flags`], which invalidates the TLB
+//! itself, global entries included (a CR3 reload, all `MapperFlushAll`
+//! performs, would keep them); the `MapperFlushAll` they return is then
+//! redundant, and flushing or ignoring it are both correct.
 
 use x86_64::VirtAddr;
 use x86_64::structures::paging::mapper::{
