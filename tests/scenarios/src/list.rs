@@ -844,6 +844,39 @@ fn new_space<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Result<PhysFrame, Fai
     Ok(level_4)
 }
 
+/// [`new_space`] with a zeroed level-3 table of its own for the scenario's
+/// region; returns both frames.
+fn new_space_with_region<P: Platform>(
+    p: &mut P,
+    env: &mut Env<'_>,
+) -> Result<(PhysFrame, PhysFrame), Failure> {
+    let level_4 = new_space(p, env)?;
+    let level_3 = frame(env)?;
+    for i in 0..512u64 {
+        p.write_phys(level_3.start_address() + i * 8, 0);
+    }
+    p.write_phys(
+        level_4.start_address() + entry_index(env.base, 4) * 8,
+        level_3.start_address().as_u64() | RW.bits(),
+    );
+    Ok((level_4, level_3))
+}
+
+/// Reclaims the empty tables of the scenario's region in the active space,
+/// and checks that its level-3 table went too.
+fn reclaim_region<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Result<(), Failure> {
+    let region = Page::range_inclusive(
+        Page::<Size4KiB>::containing_address(env.base),
+        Page::containing_address(env.base + ((1u64 << 39) - 1)),
+    );
+    paging(p.reclaim(region, env.frames), "reclaim the region")?;
+    let level_4 = p.cr3().start_address();
+    ensure(
+        p.read_phys(level_4 + entry_index(env.base, 4) * 8) == 0,
+        "the region's level-3 table was not reclaimed",
+    )
+}
+
 /// A map whose parent flags ask for `GLOBAL` leaves no parent entry with
 /// it: in a recursive hierarchy a parent entry is also the leaf of a page
 /// table's recursive address, so a `GLOBAL` parent would make the tables'
@@ -872,16 +905,7 @@ fn global_parent_flags_stay_in_their_space<P: Platform>(p: &mut P, env: &mut Env
     }
     expect(p, addr, 0x51de, "the page reads back")?;
     let home = p.cr3();
-    let other = new_space(p, env)?;
-    let other_l3 = frame(env)?;
-    for i in 0..512u64 {
-        p.write_phys(other_l3.start_address() + i * 8, 0);
-    }
-    let region = entry_index(env.base, 4) * 8;
-    p.write_phys(
-        other.start_address() + region,
-        other_l3.start_address().as_u64() | RW.bits(),
-    );
+    let (other, _) = new_space_with_region(p, env)?;
     p.set_cr3(other);
     let seen = (|| {
         ensure(
@@ -897,18 +921,7 @@ fn global_parent_flags_stay_in_their_space<P: Platform>(p: &mut P, env: &mut Env
             p.unmap_4k(a) == Err(PagingError::NotMapped),
             "unmap in the second space did not report NotMapped",
         )?;
-        let region_pages = Page::range_inclusive(
-            Page::<Size4KiB>::containing_address(env.base),
-            Page::containing_address(env.base + ((1u64 << 39) - 1)),
-        );
-        paging(
-            p.reclaim(region_pages, env.frames),
-            "reclaim in the second space",
-        )?;
-        ensure(
-            p.read_phys(other.start_address() + region) == 0,
-            "the second space's empty level-3 table was not reclaimed",
-        )
+        reclaim_region(p, env)
     })();
     p.set_cr3(home);
     seen?;
@@ -970,11 +983,11 @@ fn set_flags_p2_entry_drops_global_translations<P: Platform>(
 /// through a recursive address whose translation ends in that entry, so it
 /// must not fault. framealloc gives the entry `WRITABLE` back first.
 fn unmap_under_read_only_parent<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
-    let (f, g) = (frame(env)?, frame(env)?);
+    let (frame_a, frame_b) = (frame(env)?, frame(env)?);
     let a = page::<Size4KiB>(env, 0x90_1000);
     let b = a + 1;
-    paging(p.map_4k(a, f, RW, env.frames), "map first page")?;
-    paging(p.map_4k(b, g, RW, env.frames), "map second page")?;
+    paging(p.map_4k(a, frame_a, RW, env.frames), "map first page")?;
+    paging(p.map_4k(b, frame_b, RW, env.frames), "map second page")?;
     write(p, a.start_address(), 0xa, "write first page")?;
     write(p, b.start_address(), 0xb, "write second page")?;
     paging(
@@ -989,7 +1002,7 @@ fn unmap_under_read_only_parent<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Ou
     )?;
     ensure(fault.is_protection(), "a protection fault")?;
     match p.unmap_4k(a) {
-        Ok(unmapped) if unmapped == f => {}
+        Ok(unmapped) if unmapped == frame_a => {}
         Err(PagingError::Other(why)) if why.contains("page fault") => {
             return Err(Failure::new(
                 "unmap under a read-only level-2 entry page-faulted",
@@ -1027,8 +1040,8 @@ fn unmap_under_read_only_parent<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Ou
     )?;
     // SAFETY: neither frame is mapped any more.
     unsafe {
-        env.frames.deallocate_frame(f);
-        env.frames.deallocate_frame(g);
+        env.frames.deallocate_frame(frame_a);
+        env.frames.deallocate_frame(frame_b);
     }
     Ok("")
 }
@@ -1060,16 +1073,8 @@ fn address_space_switch_global_kernel_pages<P: Platform>(p: &mut P, env: &mut En
     let region = entry_index(env.base, 4) * 8;
     let home_l3 = p.read_phys(home.start_address() + region) & ADDR_MASK;
     let kernel_slice = p.read_phys(PhysAddr::new(home_l3 + 8));
-    let other = new_space(p, env)?;
-    let other_l3 = frame(env)?;
-    for i in 0..512u64 {
-        p.write_phys(other_l3.start_address() + i * 8, 0);
-    }
+    let (other, other_l3) = new_space_with_region(p, env)?;
     p.write_phys(other_l3.start_address() + 8u64, kernel_slice);
-    p.write_phys(
-        other.start_address() + region,
-        other_l3.start_address().as_u64() | RW.bits(),
-    );
 
     p.set_cr3(other);
     expect(
@@ -1125,20 +1130,9 @@ fn address_space_switch_global_kernel_pages<P: Platform>(p: &mut P, env: &mut En
     // (its level-3 table included).
     p.write_phys(other_l3.start_address() + 8u64, 0);
     p.flush_all();
-    let region_pages = Page::range_inclusive(
-        Page::<Size4KiB>::containing_address(env.base),
-        Page::containing_address(env.base + ((1u64 << 39) - 1)),
-    );
-    paging(
-        p.reclaim(region_pages, env.frames),
-        "reclaim in the second space",
-    )?;
-    let left = p.read_phys(other.start_address() + region);
+    let reclaimed = reclaim_region(p, env);
     p.set_cr3(home);
-    ensure(
-        left == 0,
-        "the second space's level-3 table was not reclaimed",
-    )?;
+    reclaimed?;
 
     expect(
         p,
