@@ -30,8 +30,8 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::flush::{FlushScope, RangeFlush};
 use super::table::{
-    ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, WRITABLE, leaf_bits, leaf_frame_for_unmap,
-    not_a_leaf, sign_extend,
+    ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_bits, leaf_frame_for_unmap, not_a_leaf,
+    sign_extend,
 };
 use super::{Backend, EntrySize, RecursivePageTable};
 
@@ -812,7 +812,9 @@ impl<B: Backend> RecursivePageTable<B> {
             if self.in_window(v) {
                 return Err((i, UnmapError::ParentEntryHugePage));
             }
-            let parents = self.walk_parents::<S>(v).map_err(|f| (i, f.into()))?;
+            let writable = self
+                .walk_parents_for_write::<S>(v)
+                .map_err(|f| (i, f.into()))?;
             let first = Self::index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
@@ -821,7 +823,7 @@ impl<B: Backend> RecursivePageTable<B> {
                 first,
                 len: chunk,
                 done: i,
-                writable: parents & WRITABLE != 0,
+                writable,
                 v,
             };
             // Check the whole run first (AND and OR of the entries, no early
@@ -950,7 +952,9 @@ impl<B: Backend> RecursivePageTable<B> {
             if self.in_window(v) {
                 return Err((i, FlagUpdateError::ParentEntryHugePage));
             }
-            let parents = self.walk_parents::<S>(v).map_err(|f| (i, f.into()))?;
+            let writable = self
+                .walk_parents_for_write::<S>(v)
+                .map_err(|f| (i, f.into()))?;
             let first = Self::index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
@@ -959,7 +963,7 @@ impl<B: Backend> RecursivePageTable<B> {
                 first,
                 len: chunk,
                 done: i,
-                writable: parents & WRITABLE != 0,
+                writable,
                 v,
             };
             // Check the whole run first (no early exit): no entry unused,

@@ -4,7 +4,7 @@ use x86_64::PhysAddr;
 use x86_64::structures::paging::page::PageRangeInclusive;
 use x86_64::structures::paging::{FrameDeallocator, PhysFrame, Size4KiB};
 
-use super::table::{ADDR_MASK, HUGE, PRESENT, sign_extend};
+use super::table::{ADDR_MASK, HUGE, PRESENT, WRITABLE, sign_extend};
 use super::{Backend, RecursivePageTable};
 
 /// The canonical address space as 48-bit offsets.
@@ -66,7 +66,7 @@ impl<B: Backend> RecursivePageTable<B> {
     {
         let mut freed = 0;
         // SAFETY: forwarded contract.
-        unsafe { self.clean_level(4, lo, hi, deallocator, &mut freed) };
+        unsafe { self.clean_level(4, lo, hi, true, deallocator, &mut freed) };
         while let Some(frame) = self.take_spare() {
             // SAFETY: spare frames came from an allocator and are unused.
             unsafe { deallocator.deallocate_frame(frame) };
@@ -77,11 +77,14 @@ impl<B: Backend> RecursivePageTable<B> {
     /// Visits the entries of the level-`level` table covering the 48-bit
     /// offsets `lo..=hi` (which lie within that one table), frees empty
     /// child tables, and returns whether the table is now empty.
+    /// `writable`: every entry above this table on the way here carries
+    /// `WRITABLE`, so it can be written through its recursive address.
     unsafe fn clean_level<D>(
         &mut self,
         level: usize,
         lo: u64,
         hi: u64,
+        mut writable: bool,
         deallocator: &mut D,
         freed: &mut usize,
     ) -> bool
@@ -105,14 +108,26 @@ impl<B: Backend> RecursivePageTable<B> {
                 let child_lo = lo.max(start);
                 let child_hi = hi.min(start + (entry_span - 1));
                 // SAFETY: forwarded contract.
-                unsafe { self.clean_level(level - 1, child_lo, child_hi, deallocator, freed) }
+                unsafe {
+                    self.clean_level(
+                        level - 1,
+                        child_lo,
+                        child_hi,
+                        writable && entry & WRITABLE != 0,
+                        deallocator,
+                        freed,
+                    )
+                }
             } else {
                 self.table_is_empty(1, v)
             };
             if child_empty {
                 // The entry is written through the level-`level` table's
                 // recursive address: every entry above must be writable.
-                self.make_writable_above(level, v);
+                if !writable {
+                    self.make_writable_above(level, v);
+                    writable = true;
+                }
                 self.write(level, v, 0);
                 let child = self.table(level - 1, v);
                 self.backend_mut().flush_page(child);

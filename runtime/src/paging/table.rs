@@ -1020,12 +1020,9 @@ impl<B: Backend> RecursivePageTable<B> {
     // ---------------------------------------------------------- walk
 
     /// Checks the parent entries of `v`'s level-`S` entry: all must be
-    /// present table pointers. Returns the AND of them, whose `WRITABLE`
-    /// bit says whether the level-`S` table can be written through its
-    /// recursive address as it is (see [`Self::make_writable_above`]).
+    /// present table pointers.
     #[inline(always)]
-    pub(crate) fn walk_parents<S: EntrySize>(&self, v: u64) -> Result<u64, WalkFail> {
-        let mut all = !0;
+    pub(crate) fn walk_parents<S: EntrySize>(&self, v: u64) -> Result<(), WalkFail> {
         let mut level = 4;
         while level > S::LEVEL {
             let entry = self.read(level, v);
@@ -1036,10 +1033,40 @@ impl<B: Backend> RecursivePageTable<B> {
                     WalkFail::Huge
                 });
             }
-            all &= entry;
             level -= 1;
         }
-        Ok(all)
+        Ok(())
+    }
+
+    /// [`Self::walk_parents`] for an operation that then writes the level-`S`
+    /// table: also says whether every parent entry carries `WRITABLE`
+    /// (`false`: see [`Self::make_writable_above`]). The fast path tests all
+    /// three bits in the one comparison per level `walk_parents` makes.
+    #[inline(always)]
+    pub(crate) fn walk_parents_for_write<S: EntrySize>(&self, v: u64) -> Result<bool, WalkFail> {
+        let mut level = 4;
+        while level > S::LEVEL {
+            if self.read(level, v) & (PRESENT | HUGE | WRITABLE) != PRESENT | WRITABLE {
+                return self.walk_parents_for_write_slow::<S>(v);
+            }
+            level -= 1;
+        }
+        Ok(true)
+    }
+
+    /// The slow path of [`Self::walk_parents_for_write`]: some parent entry
+    /// is not a present, writable table pointer.
+    #[cold]
+    #[inline(never)]
+    fn walk_parents_for_write_slow<S: EntrySize>(&self, v: u64) -> Result<bool, WalkFail> {
+        self.walk_parents::<S>(v)?;
+        let mut writable = true;
+        let mut level = 4;
+        while level > S::LEVEL {
+            writable &= self.read(level, v) & WRITABLE != 0;
+            level -= 1;
+        }
+        Ok(writable)
     }
 
     /// Adds `WRITABLE` to every entry above `level` on `v`'s path that lacks
@@ -1094,10 +1121,10 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(UnmapError::ParentEntryHugePage);
         }
-        let parents = self.walk_parents::<S>(v)?;
+        let writable = self.walk_parents_for_write::<S>(v)?;
         let entry = self.read(S::LEVEL, v);
         let frame = leaf_frame_for_unmap::<S>(entry)?;
-        if parents & WRITABLE == 0 {
+        if !writable {
             self.make_writable_above(S::LEVEL, v);
         }
         self.write(S::LEVEL, v, 0);
@@ -1148,7 +1175,7 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(FlagUpdateError::ParentEntryHugePage);
         }
-        let parents = self.walk_parents::<S>(v)?;
+        let writable = self.walk_parents_for_write::<S>(v)?;
         let entry = self.read(S::LEVEL, v);
         if entry == 0 {
             return Err(FlagUpdateError::PageNotMapped);
@@ -1156,7 +1183,7 @@ impl<B: Backend> RecursivePageTable<B> {
         if let Some(error) = not_a_leaf::<S>(entry) {
             return Err(error);
         }
-        if parents & WRITABLE == 0 {
+        if !writable {
             self.make_writable_above(S::LEVEL, v);
         }
         self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
