@@ -1038,6 +1038,21 @@ impl<B: Backend> RecursivePageTable<B> {
         Ok(())
     }
 
+    /// Whether every parent entry of `v`'s level-`S` entry is a present,
+    /// writable table pointer: the fast-path test of the single-page write
+    /// operations, one comparison per level as in [`Self::walk_parents`].
+    #[inline(always)]
+    pub(crate) fn parents_writable<S: EntrySize>(&self, v: u64) -> bool {
+        let mut level = 4;
+        while level > S::LEVEL {
+            if self.read(level, v) & (PRESENT | HUGE | WRITABLE) != PRESENT | WRITABLE {
+                return false;
+            }
+            level -= 1;
+        }
+        true
+    }
+
     /// [`Self::walk_parents`] for an operation that then writes the level-`S`
     /// table: also says whether every parent entry carries `WRITABLE`
     /// (`false`: see [`Self::make_writable_above`]). The fast path tests all
@@ -1079,7 +1094,6 @@ impl<B: Backend> RecursivePageTable<B> {
     /// map upgrading a parent (see [`Self::flush_upgraded`]), the new right
     /// must not be shadowed by a translation cached with the old one, for
     /// the next table's recursive address as for the data below.
-    #[cold]
     #[inline(never)]
     pub(crate) fn make_writable_above(&mut self, level: usize, v: u64) {
         let mut upper = 4;
@@ -1121,12 +1135,24 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(UnmapError::ParentEntryHugePage);
         }
-        let writable = self.walk_parents_for_write::<S>(v)?;
+        if !self.parents_writable::<S>(v) {
+            return self.unmap_entry_slow::<S>(v);
+        }
         let entry = self.read(S::LEVEL, v);
         let frame = leaf_frame_for_unmap::<S>(entry)?;
-        if !writable {
-            self.make_writable_above(S::LEVEL, v);
-        }
+        self.write(S::LEVEL, v, 0);
+        Ok(frame)
+    }
+
+    /// [`Self::unmap_entry`] when some parent entry is not a present,
+    /// writable table pointer: the errors, or `WRITABLE` given back.
+    #[cold]
+    #[inline(never)]
+    fn unmap_entry_slow<S: EntrySize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
+        self.walk_parents::<S>(v)?;
+        let entry = self.read(S::LEVEL, v);
+        let frame = leaf_frame_for_unmap::<S>(entry)?;
+        self.make_writable_above(S::LEVEL, v);
         self.write(S::LEVEL, v, 0);
         Ok(frame)
     }
@@ -1175,7 +1201,9 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(FlagUpdateError::ParentEntryHugePage);
         }
-        let writable = self.walk_parents_for_write::<S>(v)?;
+        if !self.parents_writable::<S>(v) {
+            return self.update_entry_slow::<S>(v, bits);
+        }
         let entry = self.read(S::LEVEL, v);
         if entry == 0 {
             return Err(FlagUpdateError::PageNotMapped);
@@ -1183,9 +1211,28 @@ impl<B: Backend> RecursivePageTable<B> {
         if let Some(error) = not_a_leaf::<S>(entry) {
             return Err(error);
         }
-        if !writable {
-            self.make_writable_above(S::LEVEL, v);
+        self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
+        Ok(())
+    }
+
+    /// [`Self::update_entry`] when some parent entry is not a present,
+    /// writable table pointer: the errors, or `WRITABLE` given back.
+    #[cold]
+    #[inline(never)]
+    fn update_entry_slow<S: EntrySize>(
+        &mut self,
+        v: u64,
+        bits: u64,
+    ) -> Result<(), FlagUpdateError> {
+        self.walk_parents::<S>(v)?;
+        let entry = self.read(S::LEVEL, v);
+        if entry == 0 {
+            return Err(FlagUpdateError::PageNotMapped);
         }
+        if let Some(error) = not_a_leaf::<S>(entry) {
+            return Err(error);
+        }
+        self.make_writable_above(S::LEVEL, v);
         self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
         Ok(())
     }
