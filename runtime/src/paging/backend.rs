@@ -41,7 +41,11 @@ use x86_64::structures::paging::PhysFrame;
 /// of `r` is memory-safe even before it is known to be recursive (the
 /// checking read of `RecursivePageTable::new`): the hardware backend's
 /// constructors demand that the recursive window is mapped, and on the
-/// emulator every access is safe.
+/// emulator every access is safe. An implementation of
+/// [`read_level_4_entry`](Backend::read_level_4_entry) returns entry `index`
+/// of the active level-4 table whenever that entry is recursive (the
+/// default, which reads through the window, can promise no more; one that
+/// reads physical memory returns it whatever it holds).
 pub unsafe trait Backend {
     /// The frame of the active level-4 table (what CR3 points to).
     fn level_4_frame(&self) -> PhysFrame;
