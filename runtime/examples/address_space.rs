@@ -147,7 +147,7 @@ fn build(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let level_4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    let machine = Machine::with_recursive_table(510, level_4)?;
+    let machine = Machine::with_recursive_table(PageTableIndex::new(510), level_4)?;
     let mut table = RecursivePageTable::new(machine, PageTableIndex::new(510))?;
     let mut ram = Ram {
         next: 16 * MIB,

@@ -357,7 +357,7 @@ fn build_address_space(boot: &mut BumpAllocator<'_>) -> Result<()> {
         .collect::<Result<_, _>>()?;
 
     // 3. A recursive page table on the emulated MMU.
-    let machine = Machine::with_recursive_table(RECURSIVE_INDEX, level_4)?;
+    let machine = Machine::with_recursive_table(PageTableIndex::new(RECURSIVE_INDEX), level_4)?;
     let mut table = RecursivePageTable::new(machine, PageTableIndex::new(RECURSIVE_INDEX))?;
     let text = Flags::PRESENT;
     let data = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE;

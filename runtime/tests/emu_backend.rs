@@ -130,7 +130,8 @@ fn backend_accesses_are_counted_and_flushes_forwarded() {
     expected = "page-table code faulted on a recursive address: page fault: supervisor read at 0xffffff0000000000: level-3 entry not present"
 )]
 fn touching_an_unmapped_recursive_address_panics_with_the_fault() {
-    let machine = Machine::with_recursive_table(RECURSIVE as u16, frame(L4)).unwrap();
+    let machine =
+        Machine::with_recursive_table(PageTableIndex::new(RECURSIVE as u16), frame(L4)).unwrap();
     // The level-1 table for address 0 does not exist: level-4 entry 0 is empty,
     // which the walk of its recursive address meets at level 3.
     let _ = machine.read_entry(virt(table_address(RECURSIVE, 0, 1)), 0);
@@ -139,7 +140,8 @@ fn touching_an_unmapped_recursive_address_panics_with_the_fault() {
 #[test]
 #[should_panic(expected = "page-table access outside a table: index 512")]
 fn an_index_past_the_table_panics() {
-    let machine = Machine::with_recursive_table(RECURSIVE as u16, frame(L4)).unwrap();
+    let machine =
+        Machine::with_recursive_table(PageTableIndex::new(RECURSIVE as u16), frame(L4)).unwrap();
     let _ = machine.read_entry(virt(table_address(RECURSIVE, 0, 4)), 512);
 }
 

@@ -377,11 +377,15 @@ fn every_recursive_index_works() {
         let entry = t.machine.read_u64(l4 + u64::from(r) * 8).unwrap();
         assert_eq!(entry, L4 | (F::PRESENT | F::WRITABLE).bits(), "index {r}");
     }
-    let err = framealloc::emu::Machine::with_recursive_table(512, frame(L4)).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "page-table index 512 is out of range: a table has entries 0..=511"
-    );
+    // `with_recursive_table` follows `RecursivePageTable::new`'s rule.
+    for (r, want) in [
+        (0, framealloc::paging::InvalidRecursiveTable::IndexZero),
+        (511, framealloc::paging::InvalidRecursiveTable::IndexLast),
+    ] {
+        let index = PageTableIndex::new(r);
+        let err = framealloc::emu::Machine::with_recursive_table(index, frame(L4)).unwrap_err();
+        assert_eq!(err, want);
+    }
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn snapshot(table: &RecursivePageTable<Machine>) -> Vec<(u64, u64)> {
 
 #[test]
 fn constructor_checks_index_and_recursive_entry() {
-    let machine = Machine::with_recursive_table(510, frame(LEVEL_4)).unwrap();
+    let machine = Machine::with_recursive_table(PageTableIndex::new(510), frame(LEVEL_4)).unwrap();
     let err = RecursivePageTable::new(machine.clone(), PageTableIndex::new(0));
     assert!(matches!(err, Err(InvalidRecursiveTable::IndexZero)));
     let err = RecursivePageTable::new(machine.clone(), PageTableIndex::new(511)).unwrap_err();
@@ -426,4 +426,148 @@ fn clean_up_trait_and_counts() {
         "one invlpg per freed table"
     );
     let _ = Translate::translate(&table, VirtAddr::new(0));
+}
+
+/// The frames `page_tables` lists are exactly the tables allocated (plus
+/// the level-4 table), each under the parent entry that points to it and
+/// covering the range its level implies.
+#[test]
+fn page_tables_lists_every_table_of_the_hierarchy() {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    let data = frame(DATA_START);
+    // SAFETY: emulated memory.
+    unsafe {
+        for addr in [
+            0x1000,
+            0x4000_0000,
+            0x4000_0000 + (3 << 20),
+            0xffff_8000_0000_0000,
+        ] {
+            table
+                .map_to(page4k(addr), data, RW, &mut tables)
+                .unwrap()
+                .flush();
+        }
+        let huge = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(DATA_START));
+        table
+            .map_to(
+                Page::containing_address(VirtAddr::new(0x8000_0000)),
+                huge,
+                RW,
+                &mut tables,
+            )
+            .unwrap()
+            .flush();
+        let giant = PhysFrame::<Size1GiB>::containing_address(PhysAddr::new(DATA_START));
+        table
+            .map_to(
+                Page::containing_address(VirtAddr::new(0x80_0000_0000)),
+                giant,
+                RW,
+                &mut tables,
+            )
+            .unwrap()
+            .flush();
+    }
+    let listed: Vec<_> = table.page_tables().collect();
+    assert_eq!(listed[0].level, PageTableLevel::Four);
+    assert_eq!(listed[0].frame, frame(LEVEL_4));
+    let mut frames: Vec<u64> = listed[1..]
+        .iter()
+        .map(|t| t.frame.start_address().as_u64())
+        .collect();
+    frames.sort_unstable();
+    assert_eq!(frames, tables.out.iter().copied().collect::<Vec<_>>());
+    let m = table.backend();
+    for t in &listed[1..] {
+        let parent_level = t.level as u64 + 1;
+        assert_eq!(t.size, 1 << (12 + 9 * (parent_level - 1)));
+        assert_eq!(t.start.as_u64() % t.size, 0);
+        // Walk by physical address to the parent entry covering `start`.
+        let mut at = LEVEL_4;
+        let mut level = 4;
+        loop {
+            let shift = 12 + 9 * (level - 1);
+            let i = (t.start.as_u64() >> shift) & 511;
+            let entry = m
+                .memory()
+                .read_entry(frame(at), PageTableIndex::new(i as u16));
+            at = entry & 0x000f_ffff_ffff_f000;
+            if level == parent_level {
+                assert_eq!(at, t.frame.start_address().as_u64(), "{t:?}");
+                break;
+            }
+            level -= 1;
+        }
+    }
+    // Parents come before their children, in ascending virtual order (as
+    // 48-bit offsets: a parent and its first child start at the same one).
+    let low48 = |t: &framealloc::paging::PageTableFrame| t.start.as_u64() & ((1 << 48) - 1);
+    assert!(listed.windows(2).all(|w| low48(&w[0]) <= low48(&w[1])));
+    assert_eq!(listed.len(), 1 + 11);
+
+    for addr in [
+        0x1000,
+        0x4000_0000,
+        0x4000_0000 + (3 << 20),
+        0xffff_8000_0000_0000,
+    ] {
+        table.unmap(page4k(addr)).unwrap().1.flush();
+    }
+    table
+        .unmap(Page::<Size2MiB>::containing_address(VirtAddr::new(
+            0x8000_0000,
+        )))
+        .unwrap()
+        .1
+        .flush();
+    table
+        .unmap(Page::<Size1GiB>::containing_address(VirtAddr::new(
+            0x80_0000_0000,
+        )))
+        .unwrap()
+        .1
+        .flush();
+    // SAFETY: the tables belong to this hierarchy only.
+    unsafe { table.clean_up(&mut tables) };
+    assert_eq!(table.page_tables().count(), 1);
+}
+
+/// The two-allocator forms take page tables from one allocator and data
+/// frames from the other; when data runs out, nothing is mapped.
+#[test]
+fn map_allocated_with_takes_tables_and_data_from_their_own_allocators() {
+    let mut table = table_at(510);
+    let mut tables = TableFrames::new();
+    // Data frames far from the table frames.
+    let mut data = TableFrames::starting_at(DATA_START);
+    data.budget = Some(601);
+    let p = page4k(0x4000_0000);
+    // SAFETY: emulated memory.
+    let (f, flush) = unsafe { table.map_allocated_with(p, RW, &mut data, &mut tables) }.unwrap();
+    flush.flush();
+    assert_eq!((tables.allocated, data.allocated), (3, 1));
+    assert!(data.out.contains(&f.start_address().as_u64()));
+    let pages = Page::range(p + 1, p + 601);
+    // SAFETY: emulated memory.
+    unsafe { table.map_range_allocated_with(pages, RW, &mut data, &mut tables) }
+        .unwrap()
+        .flush();
+    // 600 pages from 0x4000_1000 span two level-1 tables.
+    assert_eq!((tables.allocated, data.allocated), (4, 601));
+    assert_eq!(table.mappings().map(|m| m.size / 4096).sum::<u64>(), 601);
+    // Data exhausted: an error, and no page or table is added.
+    let far = page4k(0x80_0000_0000);
+    // SAFETY: emulated memory.
+    let error = unsafe { table.map_allocated_with(far, RW, &mut data, &mut tables) };
+    same!(
+        error.map(|(f, t)| {
+            t.ignore();
+            f
+        }),
+        Err::<(), _>(MapToError::<Size4KiB>::FrameAllocationFailed)
+    );
+    assert!(table.translate_addr(far.start_address()).is_none());
+    assert_eq!(table.page_tables().count(), 5);
 }

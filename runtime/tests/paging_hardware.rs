@@ -133,8 +133,11 @@ fn hardware_backend_in_user_space_matches_the_emulator() {
     assert!(frames.out.is_empty(), "clean_up returned every table frame");
     assert_eq!(frames.allocated, 6);
 
-    let machine =
-        framealloc::emu::Machine::with_recursive_table(INDEX as u16, frame(LEVEL_4)).unwrap();
+    let machine = framealloc::emu::Machine::with_recursive_table(
+        PageTableIndex::new(INDEX as u16),
+        frame(LEVEL_4),
+    )
+    .unwrap();
     let mut emulated = RecursivePageTable::new(machine, PageTableIndex::new(INDEX as u16)).unwrap();
     let mut frames = TableFrames::new();
     let on_emulator = exercise_emulated(&mut emulated, &mut frames);

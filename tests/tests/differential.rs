@@ -235,7 +235,8 @@ fn tables(read: &dyn Fn(u64) -> Vec<u64>, skip: Option<usize>) -> Vec<(u64, usiz
 
 impl Pair {
     fn new() -> Self {
-        let machine = Machine::with_recursive_table(RECURSIVE_INDEX, frame(0)).unwrap();
+        let machine =
+            Machine::with_recursive_table(PageTableIndex::new(RECURSIVE_INDEX), frame(0)).unwrap();
         Pair {
             arena: Arena::new(160),
             theirs: SequentialFrames::new(0x1000),

@@ -99,6 +99,15 @@ unsafe impl Backend for Machine {
         Machine::zero_table(self, table);
     }
 
+    /// By physical address (CR3 plus 8 × `index`), not through the
+    /// recursive window: whatever the entry holds, the read succeeds, so
+    /// `RecursivePageTable::new` reports a table that is not recursive at
+    /// `index` as `NotRecursive` instead of faulting.
+    unsafe fn read_level_4_entry(&self, index: usize) -> u64 {
+        let entry = self.cr3().start_address().as_u64() + (index as u64 & 511) * 8;
+        self.memory().load(entry)
+    }
+
     fn flush_page(&mut self, addr: VirtAddr) {
         self.invlpg(addr);
     }

@@ -11,6 +11,8 @@ use super::fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
 use super::memory::PhysMemory;
 use super::mmu::{Translation, walk};
 use super::tlb::Tlb;
+use crate::paging::InvalidRecursiveTable;
+use crate::paging::check_recursive_index;
 
 /// TLB and flush events since the counters were last reset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -25,22 +27,6 @@ pub struct Counters {
     /// [`Machine::flush_global`].
     pub full_flushes: u64,
 }
-
-/// A recursive index outside `0..512`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IndexOutOfRange(pub u16);
-
-impl fmt::Display for IndexOutOfRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "page-table index {} is out of range: a table has entries 0..=511",
-            self.0
-        )
-    }
-}
-
-impl core::error::Error for IndexOutOfRange {}
 
 /// An emulated x86_64 CPU's view of memory: physical memory, CR3, a TLB that
 /// goes stale like hardware, and counters of TLB events.
@@ -83,27 +69,37 @@ impl Machine {
     /// A machine whose level-4 table in `level_4` has entry `index` pointing
     /// to itself (`PRESENT | WRITABLE`, supervisor-only) and no other entry.
     ///
+    /// The index is a [`PageTableIndex`] and follows the rule of
+    /// [`RecursivePageTable::new`](crate::paging::RecursivePageTable::new),
+    /// which takes the same value: 0 and 511 are refused, so every machine
+    /// made here can carry a table.
+    ///
     /// # Errors
     ///
-    /// [`IndexOutOfRange`] if `index >= 512`.
+    /// [`InvalidRecursiveTable::IndexZero`] or
+    /// [`InvalidRecursiveTable::IndexLast`] for index 0 or 511.
     ///
     /// ```
     /// use framealloc::emu::Machine;
-    /// use framealloc::x86_64::{PhysAddr, VirtAddr, structures::paging::PhysFrame};
+    /// use framealloc::paging::RecursivePageTable;
+    /// use framealloc::x86_64::{PhysAddr, VirtAddr, structures::paging::{PageTableIndex, PhysFrame}};
     ///
     /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    /// let machine = Machine::with_recursive_table(511, l4)?;
-    /// // Through index 511 four times, the level-4 table sees itself:
-    /// let entry_511 = machine.read_u64(VirtAddr::new(0xffff_ffff_ffff_fff8))?;
-    /// assert_eq!(entry_511, 0x1003);
-    /// assert!(Machine::with_recursive_table(512, l4).is_err());
+    /// let index = PageTableIndex::new(510);
+    /// let machine = Machine::with_recursive_table(index, l4)?;
+    /// // Through index 510 four times, the level-4 table sees itself:
+    /// let entry_510 = machine.read_u64(VirtAddr::new(0xffff_ff7f_bfdf_eff0))?;
+    /// assert_eq!(entry_510, 0x1003);
+    /// assert!(Machine::with_recursive_table(PageTableIndex::new(511), l4).is_err());
+    /// let table = RecursivePageTable::new(machine, index)?;
+    /// # let _ = table;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_recursive_table(index: u16, level_4: PhysFrame) -> Result<Self, IndexOutOfRange> {
-        if index >= 512 {
-            return Err(IndexOutOfRange(index));
-        }
-        let index = PageTableIndex::new(index);
+    pub fn with_recursive_table(
+        index: PageTableIndex,
+        level_4: PhysFrame,
+    ) -> Result<Self, InvalidRecursiveTable> {
+        check_recursive_index(index)?;
         let mut machine = Self::new(level_4);
         let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
         let entry = level_4.start_address().as_u64() | flags.bits();

@@ -58,8 +58,8 @@
 //! let index = PageTableIndex::new;
 //! let table = (Flags::PRESENT | Flags::WRITABLE).bits();
 //!
-//! // Level-4 table at 0x1000, recursive through entry 511.
-//! let mut machine = Machine::with_recursive_table(511, frame(0x1000))?;
+//! // Level-4 table at 0x1000, recursive through entry 510.
+//! let mut machine = Machine::with_recursive_table(index(510), frame(0x1000))?;
 //! // Map 0x40_0000 (indices 0, 0, 2, 0) to frame 0x10_0000.
 //! let memory = machine.memory_mut();
 //! memory.write_entry(frame(0x1000), index(0), 0x2000 | table);
@@ -81,8 +81,8 @@
 //! assert_eq!(machine.read_u64(page)?, 2222);
 //!
 //! // Page tables are visible at their recursive addresses: the level-1
-//! // table (indices 511, 0, 0, 2) holds the entry just written.
-//! let level_1 = VirtAddr::new(0xffff_ff80_0000_2000);
+//! // table (indices 510, 0, 0, 2) holds the entry just written.
+//! let level_1 = VirtAddr::new(0xffff_ff00_0000_2000);
 //! assert_eq!(machine.read_u64(level_1)?, 0x20_0000 | table);
 //!
 //! let counters = machine.counters();
@@ -99,6 +99,6 @@ mod mmu;
 mod tlb;
 
 pub use fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
-pub use machine::{Counters, IndexOutOfRange, Machine};
+pub use machine::{Counters, Machine};
 pub use memory::{PhysMemory, PhysRangeError};
 pub use mmu::{LeafSize, Translation, walk};

@@ -41,7 +41,11 @@ use x86_64::structures::paging::PhysFrame;
 /// of `r` is memory-safe even before it is known to be recursive (the
 /// checking read of `RecursivePageTable::new`): the hardware backend's
 /// constructors demand that the recursive window is mapped, and on the
-/// emulator every access is safe.
+/// emulator every access is safe. An implementation of
+/// [`read_level_4_entry`](Backend::read_level_4_entry) returns entry `index`
+/// of the active level-4 table whenever that entry is recursive (the
+/// default, which reads through the window, can promise no more; one that
+/// reads physical memory returns it whatever it holds).
 pub unsafe trait Backend {
     /// The frame of the active level-4 table (what CR3 points to).
     fn level_4_frame(&self) -> PhysFrame;
@@ -143,6 +147,34 @@ pub unsafe trait Backend {
         }
     }
 
+    /// Reads entry `index` of the active level-4 table: the check of
+    /// [`RecursivePageTable::new`](super::RecursivePageTable::new), made
+    /// before anything is known about the recursive mapping.
+    ///
+    /// The default reads through the address at which the level-4 table
+    /// would be mapped if entry `index` were recursive (`index` four times).
+    /// On hardware that is all there is: if the entry is not recursive, that
+    /// read faults or returns whatever the window maps, which is why the
+    /// hardware backend's constructors demand a recursive mapping. A backend
+    /// that reaches physical memory (the emulator) overrides it with a read
+    /// by physical address, which works whatever the entry holds.
+    ///
+    /// # Safety
+    ///
+    /// `index < 512`, and `index` is the recursive index a
+    /// [`RecursivePageTable`](super::RecursivePageTable) is being created
+    /// with over this value (the read the trait's contract makes
+    /// memory-safe).
+    #[inline]
+    unsafe fn read_level_4_entry(&self, index: usize) -> u64 {
+        let r = index as u64 & 511;
+        let addr = (r << 39) | (r << 30) | (r << 21) | (r << 12);
+        let table = VirtAddr::new_truncate(super::table::sign_extend(addr));
+        // SAFETY: the caller's contract and the trait's: reading entry `r`
+        // of the level-4 table at its recursive address for `r`.
+        unsafe { self.read_entry(table, index) }
+    }
+
     /// Invalidates any TLB entry for the page containing `addr` (`invlpg`),
     /// global or not.
     fn flush_page(&mut self, addr: VirtAddr);
@@ -195,6 +227,11 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
     unsafe fn zero_entries(&mut self, table: VirtAddr, start: usize, len: usize) {
         // SAFETY: forwarded contract.
         unsafe { (**self).zero_entries(table, start, len) };
+    }
+    #[inline]
+    unsafe fn read_level_4_entry(&self, index: usize) -> u64 {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).read_level_4_entry(index) }
     }
     #[inline]
     fn flush_page(&mut self, addr: VirtAddr) {

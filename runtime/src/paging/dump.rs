@@ -94,7 +94,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// use framealloc::x86_64::{PhysAddr, VirtAddr};
     ///
     /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(510, l4).unwrap(), PageTableIndex::new(510)).unwrap();
+    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap(), PageTableIndex::new(510)).unwrap();
     /// let mut next = 0x10_0000u64;
     /// // SAFETY: every call yields a fresh frame.
     /// let mut pool = unsafe { framealloc::from_fn(|| { next += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next))) }) };

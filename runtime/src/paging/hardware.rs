@@ -7,7 +7,32 @@ use x86_64::instructions::tlb;
 use x86_64::registers::control::{Cr3, Cr4, Cr4Flags};
 use x86_64::structures::paging::PhysFrame;
 
+use core::fmt;
+
 use super::Backend;
+
+/// [`Mmu::new`] found CR4.PCIDE set.
+///
+/// With process-context identifiers on, a CR3 write as `x86_64`'s
+/// `tlb::flush_all` performs it (the frame and the two cache bits read back,
+/// the other eleven PCID bits dropped) switches the CPU to another PCID
+/// instead of flushing the current one, and the TLB entries of the old PCID
+/// stay behind. The flushes of this crate and the `MapperFlushAll` tokens of
+/// `x86_64` both rely on that reload, so the hardware backend refuses to run
+/// under PCIDE rather than flush the wrong context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcidEnabled;
+
+impl fmt::Display for PcidEnabled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "CR4.PCIDE is set: a CR3 reload would switch PCIDs instead of flushing; \
+             the hardware backend supports PCIDE clear only",
+        )
+    }
+}
+
+impl core::error::Error for PcidEnabled {}
 
 /// The real MMU of the CPU this code runs on.
 ///
@@ -64,20 +89,41 @@ pub type NoFlushMmu = Mmu<false>;
 impl Mmu<true> {
     /// The MMU of the running CPU, in the address space CR3 points to now.
     ///
+    /// The value reads CR3 afresh on every use (it stores no frame), so it
+    /// follows the CPU it is used on into whatever address space is active
+    /// there: that is what the contract below is about.
+    ///
+    /// # Errors
+    ///
+    /// [`PcidEnabled`] if CR4.PCIDE is set (see there why it is refused).
+    ///
     /// # Safety
     ///
     /// The caller runs at privilege level 0 with 4-level paging enabled, and
-    /// every page table of the active hierarchy is mapped at its recursive
-    /// address through the recursive entry of the level-4 table whose index
-    /// is later given to [`RecursivePageTable::new`](super::RecursivePageTable::new),
-    /// and nothing else changes the page tables while a `RecursivePageTable`
-    /// over the returned value uses them. (The entry accessors of
-    /// [`Backend`] are `unsafe` and state their own conditions on each call.)
+    /// guarantees, for as long as the returned value (or a table over it)
+    /// is used, on whichever CPU and in whichever address space it is used
+    /// (`Mmu` is `Send` and `Sync`, so safe code may move it to another
+    /// CPU or keep using it across a CR3 write):
+    ///
+    /// - every page table of the active hierarchy is mapped at its recursive
+    ///   address through the recursive entry of the level-4 table whose
+    ///   index is given to
+    ///   [`RecursivePageTable::new`](super::RecursivePageTable::new): every
+    ///   address space it meets has a recursive entry at that same index;
+    /// - nothing else changes those page tables while a `RecursivePageTable`
+    ///   over the value uses them (another CPU included);
+    /// - CR4.PCIDE stays clear (it is checked here, once).
+    ///
+    /// A value that could break this (an address space without the
+    /// recursive entry, a CPU that edits the same tables concurrently) must
+    /// not be sent or shared there. (The entry accessors of [`Backend`] are
+    /// `unsafe` and state their own conditions on each call.)
     #[inline]
-    pub unsafe fn new() -> Self {
-        Mmu {
+    pub unsafe fn new() -> Result<Self, PcidEnabled> {
+        refuse_pcide(Cr4::read_raw())?;
+        Ok(Mmu {
             level_4: Cr3::read().0,
-        }
+        })
     }
 }
 
@@ -106,6 +152,16 @@ impl Mmu<false> {
     #[inline]
     pub const unsafe fn without_flushes(level_4: PhysFrame) -> Self {
         Mmu { level_4 }
+    }
+}
+
+/// The CR4 check of [`Mmu::new`], on a raw CR4 value.
+#[inline]
+fn refuse_pcide(cr4: u64) -> Result<(), PcidEnabled> {
+    if cr4 & Cr4Flags::PCID.bits() == 0 {
+        Ok(())
+    } else {
+        Err(PcidEnabled)
     }
 }
 
@@ -214,6 +270,16 @@ mod tests {
     /// A table-sized, table-aligned block of ordinary memory.
     #[repr(C, align(4096))]
     struct Table([u64; 512]);
+
+    #[test]
+    fn mmu_new_refuses_cr4_pcide() {
+        let pge_pae = Cr4Flags::PAGE_GLOBAL | Cr4Flags::PHYSICAL_ADDRESS_EXTENSION;
+        assert_eq!(refuse_pcide(pge_pae.bits()), Ok(()));
+        assert_eq!(
+            refuse_pcide((pge_pae | Cr4Flags::PCID).bits()),
+            Err(PcidEnabled)
+        );
+    }
 
     #[test]
     fn zero_entries_clears_exactly_the_run() {

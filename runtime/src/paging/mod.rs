@@ -5,8 +5,9 @@
 //!   emulator (`framealloc::emu`, feature `emu`) is the hosted one.
 //! - [`RecursivePageTable`] maps, unmaps, updates and translates pages of
 //!   every size, returns [`Flush`] tokens bound to the backend, reclaims
-//!   empty tables with the TLB invalidation they need, and implements
-//!   `x86_64`'s `Mapper`, `Translate` and `CleanUp`.
+//!   empty tables with the TLB invalidation they need, lists its page
+//!   tables ([`PageTables`]), and implements `x86_64`'s `Mapper`,
+//!   `Translate` and `CleanUp` (`Mapper` on the hardware backend only).
 
 pub mod backend;
 mod dump;
@@ -24,12 +25,16 @@ mod size;
     reason = "address arithmetic and the fast paths must inline into every walk"
 )]
 mod table;
+mod tables;
 mod x86_64_impls;
 
 pub use backend::Backend;
 pub use dump::{Dump, Mapping, Mappings};
 pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
-pub use hardware::{Mmu, NoFlushMmu};
+pub use hardware::{Mmu, NoFlushMmu, PcidEnabled};
 pub use range::{MaxPageSize, RangeError};
 pub use size::EntrySize;
+#[cfg(feature = "emu")]
+pub(crate) use table::check_recursive_index;
 pub use table::{InvalidRecursiveTable, RecursivePageTable};
+pub use tables::{PageTableFrame, PageTables};

@@ -29,7 +29,10 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::flush::{FlushScope, RangeFlush};
-use super::table::{ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_frame_for_unmap, sign_extend};
+use super::table::{
+    ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_bits, leaf_frame_for_unmap, not_a_leaf,
+    sign_extend,
+};
 use super::{Backend, EntrySize, RecursivePageTable};
 
 /// The canonical address space as 48-bit offsets.
@@ -199,8 +202,32 @@ impl<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Conse
 }
 
 /// Frames (and tables) from one allocator.
-struct Allocated<'a, A: ?Sized> {
-    allocator: &'a mut A,
+pub(crate) struct Allocated<'a, A: ?Sized> {
+    pub(crate) allocator: &'a mut A,
+}
+
+/// Frames from one allocator, tables from another.
+pub(crate) struct Split<'a, D: ?Sized, T: ?Sized> {
+    pub(crate) data: &'a mut D,
+    pub(crate) tables: &'a mut T,
+}
+
+impl<S: EntrySize, D, T> DataFrames<S> for Split<'_, D, T>
+where
+    D: FrameAllocator<S> + ?Sized,
+    T: FrameAllocator<Size4KiB> + ?Sized,
+{
+    type Tables = T;
+    #[inline]
+    fn tables(&mut self) -> &mut T {
+        self.tables
+    }
+    #[inline]
+    fn data(&mut self, _: u64) -> Option<u64> {
+        self.data
+            .allocate_frame()
+            .map(|f| f.start_address().as_u64())
+    }
 }
 
 impl<S: EntrySize, A> DataFrames<S> for Allocated<'_, A>
@@ -287,7 +314,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// use framealloc::x86_64::{PhysAddr, VirtAddr};
     ///
     /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    /// let machine = Machine::with_recursive_table(510, l4).unwrap();
+    /// let machine = Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap();
     /// let mut table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
     /// let mut next = 0x10_0000u64; // page-table frames
     /// // SAFETY: every call yields a fresh frame.
@@ -353,6 +380,35 @@ impl<B: Backend> RecursivePageTable<B> {
         })
     }
 
+    /// [`map_range_allocated`](Self::map_range_allocated) with two
+    /// allocators: every page's frame comes from `data`, page tables from
+    /// `tables` (see [`map_allocated_with`](Self::map_allocated_with)).
+    ///
+    /// # Errors
+    ///
+    /// As [`map_range_allocated`](Self::map_range_allocated).
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to), for every page.
+    pub unsafe fn map_range_allocated_with<S: EntrySize, D, T>(
+        &mut self,
+        pages: PageRange<S>,
+        flags: PageTableFlags,
+        data: &mut D,
+        tables: &mut T,
+    ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>>
+    where
+        D: FrameAllocator<S> + ?Sized,
+        T: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        let (start48, count) = span(pages)?;
+        let mut source = Split { data, tables };
+        self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
+            PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
+        })
+    }
+
     /// Runs a map and turns its outcome into a token or an error (flushing
     /// the done part first).
     fn finish_map<S: EntrySize, D: DataFrames<S>>(
@@ -363,8 +419,14 @@ impl<B: Backend> RecursivePageTable<B> {
         source: &mut D,
         already_mapped: impl FnOnce(u64, u64) -> PhysFrame<S>,
     ) -> Result<RangeFlush<'_, B>, RangeError<MapToError<S>>> {
+        let Some(bits) = leaf_bits::<S>(flags) else {
+            return Err(RangeError::Stopped {
+                done: 0,
+                error: MapToError::ParentEntryHugePage,
+            });
+        };
         let want = Self::parent_bits_for_leaf(flags);
-        match self.map_run::<S, D>(start48, count, flags.bits() | S::HUGE_BIT, want, source) {
+        match self.map_run::<S, D>(start48, count, bits, want, source) {
             // Only unused entries were filled: nothing cached can be stale
             // (parent upgrades were invalidated as they were made).
             Ok(()) => Ok(RangeFlush::new(self.backend_mut(), FlushScope::Nothing)),
@@ -424,6 +486,8 @@ impl<B: Backend> RecursivePageTable<B> {
                 first,
                 len: chunk,
                 done: i,
+                writable: true,
+                v,
             };
             // Check the whole run before writing anything: an OR over the
             // entries with no early exit, which the compiler vectorises.
@@ -522,7 +586,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// use framealloc::x86_64::{PhysAddr, VirtAddr};
     ///
     /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(510, l4).unwrap(), PageTableIndex::new(510)).unwrap();
+    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap(), PageTableIndex::new(510)).unwrap();
     /// let mut next = 0x10_0000u64;
     /// // SAFETY: every call yields a fresh frame.
     /// let mut tables = unsafe { framealloc::from_fn(|| { next += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next))) }) };
@@ -551,6 +615,13 @@ impl<B: Backend> RecursivePageTable<B> {
     {
         let (start48, count) = span(pages)?;
         enough_frames(frames, count)?;
+        if flags.contains(PageTableFlags::HUGE_PAGE) {
+            return Err(RangeError::Stopped {
+                done: 0,
+                error: MapToError::ParentEntryHugePage,
+            });
+        }
+        let bits = flags.bits() & !ADDR_MASK;
         let start = pages.start.start_address();
         let end = VirtAddr::new_truncate(sign_extend(start48 + count * Size4KiB::SIZE));
         let phys = frames.start.start_address();
@@ -560,7 +631,7 @@ impl<B: Backend> RecursivePageTable<B> {
         for (addr, level, n) in pieces(start, end, phys, largest) {
             let pos48 = addr.as_u64() & LOW_48;
             let first = phys.as_u64() + (pos48 - start48);
-            let result = self.map_piece(level, pos48, n, first, flags, want, allocator);
+            let result = self.map_piece(level, pos48, n, first, bits, want, allocator);
             let per = 1u64 << (9 * (level as u64 - 1));
             match result {
                 Ok(()) => done4k += n * per,
@@ -601,7 +672,7 @@ impl<B: Backend> RecursivePageTable<B> {
         pos48: u64,
         n: u64,
         first: u64,
-        flags: PageTableFlags,
+        bits: u64,
         want: u64,
         allocator: &mut A,
     ) -> Result<(), (u64, MapFail)> {
@@ -610,9 +681,9 @@ impl<B: Backend> RecursivePageTable<B> {
             tables: allocator,
         };
         match level {
-            3 => self.map_run::<Size1GiB, _>(pos48, n, flags.bits() | HUGE, want, &mut source),
-            2 => self.map_run::<Size2MiB, _>(pos48, n, flags.bits() | HUGE, want, &mut source),
-            _ => self.map_run::<Size4KiB, _>(pos48, n, flags.bits(), want, &mut source),
+            3 => self.map_run::<Size1GiB, _>(pos48, n, bits | HUGE, want, &mut source),
+            2 => self.map_run::<Size2MiB, _>(pos48, n, bits | HUGE, want, &mut source),
+            _ => self.map_run::<Size4KiB, _>(pos48, n, bits, want, &mut source),
         }
     }
 
@@ -741,7 +812,9 @@ impl<B: Backend> RecursivePageTable<B> {
             if self.in_window(v) {
                 return Err((i, UnmapError::ParentEntryHugePage));
             }
-            self.walk_parents::<S>(v).map_err(|f| (i, f.into()))?;
+            let writable = self
+                .walk_parents_for_write::<S>(v)
+                .map_err(|f| (i, f.into()))?;
             let first = Self::index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
@@ -750,6 +823,8 @@ impl<B: Backend> RecursivePageTable<B> {
                 first,
                 len: chunk,
                 done: i,
+                writable,
+                v,
             };
             // Check the whole run first (AND and OR of the entries, no early
             // exit), with the checks of `leaf_frame_for_unmap`: every entry
@@ -770,6 +845,9 @@ impl<B: Backend> RecursivePageTable<B> {
                 return self.unmap_entries_checked::<S>(run, mark, global, on_frame);
             }
             *global |= any & GLOBAL != 0;
+            if !run.writable {
+                self.make_writable_above(S::LEVEL, v);
+            }
             for j in 0..chunk as usize {
                 let entry = self.read_in(table, first + j);
                 on_frame(PhysFrame::containing_address(PhysAddr::new(
@@ -811,6 +889,9 @@ impl<B: Backend> RecursivePageTable<B> {
             let index = run.first + j as usize;
             let entry = self.read_in(run.table, index);
             let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (run.done + j, e))?;
+            if j == 0 && !run.writable {
+                self.make_writable_above(S::LEVEL, run.v);
+            }
             *global |= entry & GLOBAL != 0;
             let new = if mark { entry & !PRESENT } else { 0 };
             self.write_in(run.table, index, new);
@@ -839,7 +920,12 @@ impl<B: Backend> RecursivePageTable<B> {
     ) -> Result<RangeFlush<'_, B>, RangeError<FlagUpdateError>> {
         let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
-        let new = flags.bits() | S::HUGE_BIT;
+        let Some(new) = leaf_bits::<S>(flags) else {
+            return Err(RangeError::Stopped {
+                done: 0,
+                error: FlagUpdateError::ParentEntryHugePage,
+            });
+        };
         let mut global = new & GLOBAL != 0;
         match self.update_run::<S>(start48, count, new, &mut global) {
             Ok(()) => Ok(RangeFlush::new(
@@ -866,7 +952,9 @@ impl<B: Backend> RecursivePageTable<B> {
             if self.in_window(v) {
                 return Err((i, FlagUpdateError::ParentEntryHugePage));
             }
-            self.walk_parents::<S>(v).map_err(|f| (i, f.into()))?;
+            let writable = self
+                .walk_parents_for_write::<S>(v)
+                .map_err(|f| (i, f.into()))?;
             let first = Self::index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
@@ -875,14 +963,17 @@ impl<B: Backend> RecursivePageTable<B> {
                 first,
                 len: chunk,
                 done: i,
+                writable,
+                v,
             };
             // Check the whole run first (no early exit): no entry unused,
-            // and above level 1 none a pointer to a table.
+            // and above level 1 none without `HUGE_PAGE` (a table, present
+            // or not: see `not_a_leaf`).
             let (mut bad, mut any) = (false, 0u64);
             for j in 0..chunk as usize {
                 let entry = self.read_in(table, first + j);
                 bad |= entry == 0;
-                bad |= S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT;
+                bad |= S::LEVEL > 1 && entry & HUGE == 0;
                 any |= entry;
             }
             if bad {
@@ -890,6 +981,9 @@ impl<B: Backend> RecursivePageTable<B> {
                 return self.update_entries_checked::<S>(run, flags, global);
             }
             *global |= any & GLOBAL != 0;
+            if !run.writable {
+                self.make_writable_above(S::LEVEL, v);
+            }
             for j in 0..chunk as usize {
                 let entry = self.read_in(table, first + j);
                 self.write_in(table, first + j, (entry & ADDR_MASK) | flags);
@@ -916,8 +1010,11 @@ impl<B: Backend> RecursivePageTable<B> {
             if entry == 0 {
                 return Err((run.done + j, FlagUpdateError::PageNotMapped));
             }
-            if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
-                return Err((run.done + j, FlagUpdateError::ParentEntryHugePage));
+            if let Some(error) = not_a_leaf::<S>(entry) {
+                return Err((run.done + j, error));
+            }
+            if j == 0 && !run.writable {
+                self.make_writable_above(S::LEVEL, run.v);
             }
             *global |= entry & GLOBAL != 0;
             self.write_in(run.table, index, (entry & ADDR_MASK) | flags);
@@ -935,6 +1032,11 @@ struct Run {
     first: usize,
     len: u64,
     done: u64,
+    /// Whether every parent entry above the table carries `WRITABLE`, so
+    /// the table can be written through its recursive address as it is.
+    writable: bool,
+    /// The address of the run's first page.
+    v: u64,
 }
 
 /// A `FrameDeallocator<S> + FrameDeallocator<Size4KiB>` seen as the latter,
@@ -960,7 +1062,7 @@ mod tests {
 
     fn setup() -> (RecursivePageTable<Machine>, impl FrameAllocator<Size4KiB>) {
         let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-        let machine = Machine::with_recursive_table(510, l4).unwrap();
+        let machine = Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap();
         let table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
         let mut next = 0x10_0000u64;
         // SAFETY: every call yields a fresh frame below the data frames.
@@ -1073,14 +1175,17 @@ mod tests {
                 )
                 .unwrap()
                 .flush();
-            table
-                .update_flags_range(
-                    Page::range(start + 520, start + 521),
-                    RW | PageTableFlags::HUGE_PAGE,
-                )
-                .unwrap()
-                .flush();
         }
+        // Bit 7 (PAT) set by other code: this table refuses to write it.
+        let odd = (start + 520).start_address();
+        let l1 = table.table_address(
+            x86_64::structures::paging::page_table::PageTableLevel::One,
+            odd,
+        );
+        let index = usize::from(odd.p1_index());
+        let entry = table.backend().read_entry(l1, index);
+        table.backend_mut().write_entry(l1, index, entry | HUGE);
+        table.backend_mut().invlpg(odd);
         let mut count = 0;
         let unmap = table.unmap_range(Page::range(start, start + 600), |_| count += 1);
         assert!(matches!(

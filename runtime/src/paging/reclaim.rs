@@ -88,39 +88,78 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         D: FrameDeallocator<Size4KiB> + ?Sized,
     {
-        let shift = 12 + 9 * (level - 1) as u64;
+        // One instance per level, so each scanning loop is compiled for its
+        // own level (no level tests per entry).
+        // SAFETY: forwarded contract.
+        unsafe {
+            match level {
+                4 => self.clean_table::<4, D>(lo, hi, deallocator, freed),
+                3 => self.clean_table::<3, D>(lo, hi, deallocator, freed),
+                _ => self.clean_table::<2, D>(lo, hi, deallocator, freed),
+            }
+        }
+    }
+
+    /// [`Self::clean_level`] for the level-`LEVEL` table.
+    unsafe fn clean_table<const LEVEL: usize, D>(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        deallocator: &mut D,
+        freed: &mut usize,
+    ) -> bool
+    where
+        D: FrameDeallocator<Size4KiB> + ?Sized,
+    {
+        let shift = 12 + 9 * (LEVEL - 1) as u64;
         let entry_span = 1u64 << shift;
         let table_start = lo & !((entry_span << 9) - 1);
         for i in (lo >> shift) & 511..=(hi >> shift) & 511 {
-            if level == 4 && i == u64::from(u16::from(self.recursive_index())) {
+            if LEVEL == 4 && i == u64::from(u16::from(self.recursive_index())) {
                 continue;
             }
             let start = table_start | i << shift;
             let v = sign_extend(start);
-            let entry = self.read(level, v);
+            let entry = self.read(LEVEL, v);
             if entry & (PRESENT | HUGE) != PRESENT {
                 continue;
             }
-            let child_empty = if level > 2 {
+            let child_empty = if LEVEL > 2 {
                 let child_lo = lo.max(start);
                 let child_hi = hi.min(start + (entry_span - 1));
                 // SAFETY: forwarded contract.
-                unsafe { self.clean_level(level - 1, child_lo, child_hi, deallocator, freed) }
+                unsafe { self.clean_level(LEVEL - 1, child_lo, child_hi, deallocator, freed) }
             } else {
                 self.table_is_empty(1, v)
             };
             if child_empty {
-                self.write(level, v, 0);
-                let child = self.table(level - 1, v);
-                self.backend_mut().flush_page(child);
-                let frame = PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK));
-                // SAFETY: the frame held a table of this hierarchy only (the
-                // caller's contract), which is now unlinked and no longer
-                // reachable through the TLB.
-                unsafe { deallocator.deallocate_frame(frame) };
+                // SAFETY: forwarded contract; the child is empty.
+                unsafe { self.free_child(LEVEL, v, entry, deallocator) };
                 *freed += 1;
             }
         }
-        level != 4 && self.table_is_empty(level, sign_extend(lo))
+        LEVEL != 4 && self.table_is_empty(LEVEL, sign_extend(lo))
+    }
+
+    /// Unlinks and frees the empty table that `v`'s level-`level` entry
+    /// (`entry`) points to. Kept out of the scanning loop of
+    /// [`Self::clean_level`], which visits far more entries than it frees.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_child<D>(&mut self, level: usize, v: u64, entry: u64, deallocator: &mut D)
+    where
+        D: FrameDeallocator<Size4KiB> + ?Sized,
+    {
+        // The entry is written through the level-`level` table's recursive
+        // address: every entry above it must be writable.
+        self.make_writable_above(level, v);
+        self.write(level, v, 0);
+        let child = self.table(level - 1, v);
+        self.backend_mut().flush_page(child);
+        let frame = PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK));
+        // SAFETY: the frame held a table of this hierarchy only (the
+        // caller's contract), which is now unlinked and no longer reachable
+        // through the TLB.
+        unsafe { deallocator.deallocate_frame(frame) };
     }
 }

@@ -13,10 +13,12 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::range::{Allocated, DataFrames, Split};
 use super::{Backend, EntrySize, Flush};
 
 pub(crate) const PRESENT: u64 = 1;
 pub(crate) const WRITABLE: u64 = 1 << 1;
+pub(crate) const USER: u64 = 1 << 2;
 pub(crate) const HUGE: u64 = 1 << 7;
 pub(crate) const GLOBAL: u64 = 1 << 8;
 pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
@@ -50,9 +52,39 @@ pub(crate) const fn sign_extend(addr: u64) -> u64 {
 /// - range operations, map-with-allocation and a mapping dump.
 ///
 /// The native methods below mirror `x86_64`'s `Mapper`/`Translate` and return
-/// the same error types with the same meaning. On the hardware backend the
-/// table also implements `x86_64`'s `Mapper<Size4KiB | Size2MiB | Size1GiB>`,
-/// `Translate` and `CleanUp`, so it drops into code written for `x86_64`.
+/// the same error types with the same meaning. On the hardware backend
+/// ([`Mmu`](super::Mmu) and [`NoFlushMmu`](super::NoFlushMmu)) the table
+/// also implements `x86_64`'s `Mapper<Size4KiB | Size2MiB | Size1GiB>`, so
+/// it drops into kernel code written for `x86_64`; `Translate` and
+/// `CleanUp` are implemented on every backend. `Mapper` is not implemented
+/// over the emulator: its `MapperFlush::flush` executes `invlpg` itself,
+/// which the emulated TLB would never see (and which faults outside ring
+/// 0). To run code written against `x86_64`'s traits on the host, use
+/// `x86_64`'s own `OffsetPageTable` over ordinary memory, as
+/// `runtime/examples/tour.rs` does, and `.ignore()` its flushes.
+///
+/// # Rules for flags
+///
+/// - Leaf flags: bits 12–51 are the frame in every entry, so address bits
+///   in `flags` are ignored. `HUGE_PAGE` is implied for 2 MiB and 1 GiB
+///   pages and refused for 4 KiB pages with `ParentEntryHugePage` (bit 7 of
+///   a level-1 entry is PAT; such an entry could not be unmapped or
+///   reclaimed as a 4 KiB page; `x86_64` panics there).
+/// - Parent flags: `GLOBAL`, `HUGE_PAGE` and address bits never reach a
+///   parent entry (see
+///   [`map_to_with_table_flags`](Self::map_to_with_table_flags) for why
+///   `GLOBAL` would leak page tables across address spaces).
+/// - `WRITABLE` on parents: every table is written through its recursive
+///   address, whose rights are the AND of the entries above it, so every
+///   operation that writes below a parent entry without `WRITABLE` (map,
+///   unmap, flag updates, ranges, [`clean_up`](Self::clean_up),
+///   [`set_parent_flags`](Self::set_parent_flags) of a lower level) adds
+///   `WRITABLE` back to it first, followed by a full flush that drops
+///   global entries too, instead of faulting. Write-protect memory in the
+///   leaves; a parent entry's missing `WRITABLE` does not survive the next
+///   change below it.
+/// - The recursive entry must be present, writable and supervisor-only
+///   (checked by [`new`](Self::new)).
 ///
 /// Addresses inside the recursive window itself (level-4 index equal to the
 /// recursive index) are page tables: mapping, unmapping or changing flags
@@ -72,7 +104,7 @@ pub(crate) const fn sign_extend(addr: u64) -> u64 {
 /// use framealloc::x86_64::{PhysAddr, VirtAddr};
 ///
 /// let level_4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-/// let machine = Machine::with_recursive_table(510, level_4).unwrap();
+/// let machine = Machine::with_recursive_table(PageTableIndex::new(510), level_4).unwrap();
 /// let mut table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
 /// let mut next = 0x10_0000u64;
 /// // SAFETY: every call yields a fresh frame.
@@ -128,6 +160,13 @@ pub enum InvalidRecursiveTable {
     /// The recursive entry is not writable, so no table could be changed
     /// through it.
     ReadOnly,
+    /// The recursive entry has `USER_ACCESSIBLE` set, which would let code
+    /// in ring 3 read and write every page table through the recursive
+    /// window.
+    UserAccessible {
+        /// The recursive entry found.
+        entry: u64,
+    },
 }
 
 impl fmt::Display for InvalidRecursiveTable {
@@ -147,11 +186,28 @@ impl fmt::Display for InvalidRecursiveTable {
                 level_4.start_address().as_u64()
             ),
             Self::ReadOnly => f.write_str("the recursive entry is not writable"),
+            Self::UserAccessible { entry } => write!(
+                f,
+                "recursive entry {entry:#x} is user-accessible: ring 3 could rewrite every \
+                 page table through it"
+            ),
         }
     }
 }
 
 impl core::error::Error for InvalidRecursiveTable {}
+
+/// The rule for a recursive index, shared by [`RecursivePageTable::new`]
+/// and the emulator's `Machine::with_recursive_table`: anything but 0 and
+/// 511 (see [`InvalidRecursiveTable`] for why).
+#[inline]
+pub(crate) fn check_recursive_index(index: PageTableIndex) -> Result<(), InvalidRecursiveTable> {
+    match u16::from(index) {
+        0 => Err(InvalidRecursiveTable::IndexZero),
+        511 => Err(InvalidRecursiveTable::IndexLast),
+        _ => Ok(()),
+    }
+}
 
 /// Page-table frames taken from an allocator by an operation that then
 /// failed; used first by the next table creation, handed back by
@@ -267,9 +323,20 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// Checks that the index is usable (not 0, not 511: see
     /// [`InvalidRecursiveTable`]) and that the entry points, present,
-    /// writable and not huge, to [`Backend::level_4_frame`]. On the hardware
-    /// backend the check reads through the recursive window, so the window of
-    /// the index must be mapped (see [`Mmu::new`](super::Mmu::new)).
+    /// writable, supervisor-only and not huge, to
+    /// [`Backend::level_4_frame`]. The entry is read with
+    /// [`Backend::read_level_4_entry`]:
+    ///
+    /// - on the emulator by physical address, so any table can be checked,
+    ///   and a table that is not recursive at the index is reported as
+    ///   [`InvalidRecursiveTable::NotRecursive`];
+    /// - on the hardware backend through the recursive window of the index,
+    ///   the only way the CPU can reach it. What this checks: given that the
+    ///   window is mapped (the constructor contract of
+    ///   [`Mmu::new`](super::Mmu::new)), that the entry read there is the
+    ///   recursive one with the right bits. What it cannot check: whether the
+    ///   window is mapped at all (if not, the read faults), and that the
+    ///   tables stay recursive afterwards.
     ///
     /// # Errors
     ///
@@ -291,18 +358,14 @@ impl<B: Backend> RecursivePageTable<B> {
     /// assert_eq!(err, InvalidRecursiveTable::IndexLast);
     /// ```
     pub fn new(backend: B, recursive_index: PageTableIndex) -> Result<Self, InvalidRecursiveTable> {
-        match u16::from(recursive_index) {
-            0 => return Err(InvalidRecursiveTable::IndexZero),
-            511 => return Err(InvalidRecursiveTable::IndexLast),
-            _ => {}
-        }
+        check_recursive_index(recursive_index)?;
         let table = Self::with_index(backend, recursive_index);
         let r = table.recursive_index;
-        // SAFETY: the `Backend` contract makes this one read (entry `r` of the
-        // level-4 table at its recursive address for index `r`) memory-safe
-        // for any index a table is created with; nothing else is accessed
-        // before the checks below succeed.
-        let entry = unsafe { table.backend.read_entry(table.table(4, 0), r as usize) };
+        // SAFETY: `r < 512`, and this is the check of `new` for the index the
+        // table is created with, which the `Backend` contract makes
+        // memory-safe; nothing else is accessed before the checks below
+        // succeed.
+        let entry = unsafe { table.backend.read_level_4_entry(r as usize) };
         let level_4 = table.backend.level_4_frame();
         if entry & (PRESENT | HUGE) != PRESENT
             || entry & ADDR_MASK != level_4.start_address().as_u64()
@@ -311,6 +374,9 @@ impl<B: Backend> RecursivePageTable<B> {
         }
         if entry & WRITABLE == 0 {
             return Err(InvalidRecursiveTable::ReadOnly);
+        }
+        if entry & USER != 0 {
+            return Err(InvalidRecursiveTable::UserAccessible { entry });
         }
         Ok(table)
     }
@@ -496,9 +562,10 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// As `x86_64`: `PageAlreadyMapped(frame)` if the page's entry is in use,
     /// `ParentEntryHugePage` if a parent entry maps a huge page (or is in use
-    /// but not present, or `page` lies in the recursive window),
-    /// `FrameAllocationFailed` if a table was needed and `allocator` had
-    /// none. On error nothing was written; table frames taken before the
+    /// but not present, or `page` lies in the recursive window, or `S` is
+    /// 4 KiB and `flags` has `HUGE_PAGE`: see the rules for flags on
+    /// [`RecursivePageTable`]), `FrameAllocationFailed` if a table was
+    /// needed and `allocator` had none. On error nothing was written; table frames taken before the
     /// allocator ran dry are kept and used by the next table creation, or
     /// handed back by [`clean_up`](Self::clean_up).
     ///
@@ -529,8 +596,18 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// Every parent entry on the path, new or existing, ends up with
     /// `parent_table_flags | PRESENT | WRITABLE` set (other bits of an
-    /// existing entry are kept; `HUGE_PAGE` and address bits of
-    /// `parent_table_flags` are ignored). For new entries this is what
+    /// existing entry are kept; `GLOBAL`, `HUGE_PAGE` and address bits of
+    /// `parent_table_flags` are ignored).
+    ///
+    /// `GLOBAL` is stripped because in a recursive hierarchy every parent
+    /// entry is also the leaf entry of a page table's recursive address:
+    /// with CR4.PGE, a `GLOBAL` parent would make the recursive translations
+    /// of the tables below it global, they would survive the CR3 write of an
+    /// address-space switch, and the next address space's table code would
+    /// read and write the old space's tables through them. (The CPU ignores
+    /// `GLOBAL` in an entry that points to a table, so nothing is lost.)
+    ///
+    /// For new entries this is what
     /// `x86_64` does. For existing entries `x86_64` adds only
     /// `parent_table_flags`; this table also adds `WRITABLE`, because it
     /// writes the child table through the recursive mapping, whose last
@@ -561,7 +638,10 @@ impl<B: Backend> RecursivePageTable<B> {
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
         let v = page.start_address().as_u64();
-        let leaf = frame.start_address().as_u64() | flags.bits() | S::HUGE_BIT;
+        let Some(bits) = leaf_bits::<S>(flags) else {
+            return Err(MapToError::ParentEntryHugePage);
+        };
+        let leaf = frame.start_address().as_u64() | bits;
         let want = Self::parent_bits(parent_table_flags);
         match self.map_entry::<S, A>(v, leaf, want, allocator) {
             Ok(()) => Ok(Flush::new(&mut self.backend, page)),
@@ -604,26 +684,104 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
     {
+        self.map_allocated_from(page, flags, &mut Allocated { allocator })
+    }
+
+    /// [`map_allocated`](Self::map_allocated) with two allocators: the
+    /// page's frame comes from `data`, page tables from `tables`.
+    ///
+    /// For allocators that tell frames apart by purpose, such as a
+    /// region-typed one viewed twice with
+    /// [`tagged`](crate::TaggedFrameAllocator::tagged) (data frames tagged
+    /// one way, tables another), or a pool reserved for page tables.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_allocated`](Self::map_allocated); `FrameAllocationFailed`
+    /// when either allocator had no frame (tables are taken first).
+    ///
+    /// # Safety
+    ///
+    /// As [`map_to`](Self::map_to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "emu")] {
+    /// use framealloc::emu::Machine;
+    /// use framealloc::paging::RecursivePageTable;
+    /// use framealloc::x86_64::structures::paging::{Page, PageTableFlags as F, PageTableIndex, PhysFrame, Size4KiB};
+    /// use framealloc::x86_64::{PhysAddr, VirtAddr};
+    ///
+    /// let index = PageTableIndex::new(510);
+    /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+    /// let mut table = RecursivePageTable::new(Machine::with_recursive_table(index, l4).unwrap(), index).unwrap();
+    /// let (mut next_table, mut next_data) = (0x10_0000u64, 0x80_0000u64);
+    /// // SAFETY: every call of each closure yields a fresh frame, and the
+    /// // two ranges do not overlap.
+    /// let (mut tables, mut data) = unsafe {
+    ///     (
+    ///         framealloc::from_fn(|| { next_table += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next_table))) }),
+    ///         framealloc::from_fn(|| { next_data += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next_data))) }),
+    ///     )
+    /// };
+    /// let page = Page::<Size4KiB>::containing_address(VirtAddr::new(0x4000_0000));
+    /// // SAFETY: emulated memory.
+    /// let (frame, flush) = unsafe { table.map_allocated_with(page, F::PRESENT | F::WRITABLE, &mut data, &mut tables) }.unwrap();
+    /// flush.flush();
+    /// assert_eq!(frame.start_address().as_u64(), 0x80_1000); // from `data`
+    /// assert_eq!(table.page_tables().filter(|t| t.frame.start_address().as_u64() > 0x10_0000).count(), 3); // from `tables`
+    /// # }
+    /// ```
+    #[allow(
+        clippy::type_complexity,
+        reason = "the frame and its flush token, as `unmap`"
+    )]
+    pub unsafe fn map_allocated_with<S: EntrySize, D, T>(
+        &mut self,
+        page: Page<S>,
+        flags: PageTableFlags,
+        data: &mut D,
+        tables: &mut T,
+    ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), MapToError<S>>
+    where
+        D: FrameAllocator<S> + ?Sized,
+        T: FrameAllocator<Size4KiB> + ?Sized,
+    {
+        self.map_allocated_from(page, flags, &mut Split { data, tables })
+    }
+
+    /// The body of the `map_allocated` forms.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the frame and its flush token, as `unmap`"
+    )]
+    fn map_allocated_from<S: EntrySize, D: DataFrames<S>>(
+        &mut self,
+        page: Page<S>,
+        flags: PageTableFlags,
+        source: &mut D,
+    ) -> Result<(PhysFrame<S>, Flush<'_, B, S>), MapToError<S>> {
         let v = page.start_address().as_u64();
+        let Some(bits) = leaf_bits::<S>(flags) else {
+            return Err(MapToError::ParentEntryHugePage);
+        };
         let want = Self::parent_bits_for_leaf(flags);
         let plan = self
             .plan::<S>(v, want)
             .map_err(MapFail::into_error_existing)?;
         let count = plan.tables_needed::<S>();
         let tables = self
-            .take_tables(count, allocator)
+            .take_tables(count, source.tables())
             .map_err(MapFail::into_error_existing)?;
-        let Some(frame) = <A as FrameAllocator<S>>::allocate_frame(allocator) else {
+        let Some(frame) = source.data(0) else {
             self.return_tables(&tables[..count]);
             return Err(MapToError::FrameAllocationFailed);
         };
-        self.commit::<S>(
-            v,
-            plan,
-            &tables,
-            want,
-            frame.start_address().as_u64() | flags.bits() | S::HUGE_BIT,
-        );
+        self.commit::<S>(v, plan, &tables, want, frame | bits);
+        // SAFETY: the allocator handed out a frame of size `S`, whose start
+        // address is aligned to `S` and below 2^52.
+        let frame = unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_unsafe(frame)) };
         Ok((frame, Flush::new(&mut self.backend, page)))
     }
 
@@ -633,7 +791,7 @@ impl<B: Backend> RecursivePageTable<B> {
     /// `WRITABLE`).
     #[inline(always)]
     pub(crate) fn parent_bits(flags: PageTableFlags) -> u64 {
-        (flags.bits() & !(HUGE | ADDR_MASK)) | PRESENT | WRITABLE
+        (flags.bits() & !PARENT_IGNORED) | PRESENT | WRITABLE
     }
 
     /// The parent bits a map without explicit table flags asks for: the
@@ -880,6 +1038,75 @@ impl<B: Backend> RecursivePageTable<B> {
         Ok(())
     }
 
+    /// Whether every parent entry of `v`'s level-`S` entry is a present,
+    /// writable table pointer: the fast-path test of the single-page write
+    /// operations, one comparison per level as in [`Self::walk_parents`].
+    #[inline(always)]
+    pub(crate) fn parents_writable<S: EntrySize>(&self, v: u64) -> bool {
+        let mut level = 4;
+        while level > S::LEVEL {
+            if self.read(level, v) & (PRESENT | HUGE | WRITABLE) != PRESENT | WRITABLE {
+                return false;
+            }
+            level -= 1;
+        }
+        true
+    }
+
+    /// [`Self::walk_parents`] for an operation that then writes the level-`S`
+    /// table: also says whether every parent entry carries `WRITABLE`
+    /// (`false`: see [`Self::make_writable_above`]). The fast path tests all
+    /// three bits in the one comparison per level `walk_parents` makes.
+    #[inline(always)]
+    pub(crate) fn walk_parents_for_write<S: EntrySize>(&self, v: u64) -> Result<bool, WalkFail> {
+        let mut level = 4;
+        while level > S::LEVEL {
+            if self.read(level, v) & (PRESENT | HUGE | WRITABLE) != PRESENT | WRITABLE {
+                return self.walk_parents_for_write_slow::<S>(v);
+            }
+            level -= 1;
+        }
+        Ok(true)
+    }
+
+    /// The slow path of [`Self::walk_parents_for_write`]: some parent entry
+    /// is not a present, writable table pointer.
+    #[cold]
+    #[inline(never)]
+    fn walk_parents_for_write_slow<S: EntrySize>(&self, v: u64) -> Result<bool, WalkFail> {
+        self.walk_parents::<S>(v)?;
+        let mut writable = true;
+        let mut level = 4;
+        while level > S::LEVEL {
+            writable &= self.read(level, v) & WRITABLE != 0;
+            level -= 1;
+        }
+        Ok(writable)
+    }
+
+    /// Adds `WRITABLE` to every entry above `level` on `v`'s path that lacks
+    /// it (all of them are present table pointers: the caller walked them),
+    /// top down, each followed by a full flush, global entries included.
+    ///
+    /// The table code writes a level-`level` table through its recursive
+    /// address, whose translation is the AND of the entries above it, so
+    /// without `WRITABLE` on each the write would fault (CR0.WP). Like a
+    /// map upgrading a parent (see [`Self::flush_upgraded`]), the new right
+    /// must not be shadowed by a translation cached with the old one, for
+    /// the next table's recursive address as for the data below.
+    #[inline(never)]
+    pub(crate) fn make_writable_above(&mut self, level: usize, v: u64) {
+        let mut upper = 4;
+        while upper > level {
+            let entry = self.read(upper, v);
+            if entry & WRITABLE == 0 {
+                self.write(upper, v, entry | WRITABLE);
+                self.flush_upgraded();
+            }
+            upper -= 1;
+        }
+    }
+
     // --------------------------------------------------------- unmap
 
     /// Removes the mapping of `page` and returns the frame it mapped.
@@ -908,9 +1135,24 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(UnmapError::ParentEntryHugePage);
         }
+        if !self.parents_writable::<S>(v) {
+            return self.unmap_entry_slow::<S>(v);
+        }
+        let entry = self.read(S::LEVEL, v);
+        let frame = leaf_frame_for_unmap::<S>(entry)?;
+        self.write(S::LEVEL, v, 0);
+        Ok(frame)
+    }
+
+    /// [`Self::unmap_entry`] when some parent entry is not a present,
+    /// writable table pointer: the errors, or `WRITABLE` given back.
+    #[cold]
+    #[inline(never)]
+    fn unmap_entry_slow<S: EntrySize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
         self.walk_parents::<S>(v)?;
         let entry = self.read(S::LEVEL, v);
         let frame = leaf_frame_for_unmap::<S>(entry)?;
+        self.make_writable_above(S::LEVEL, v);
         self.write(S::LEVEL, v, 0);
         Ok(frame)
     }
@@ -923,9 +1165,12 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// `PageNotMapped` if a parent is not present or the entry is unused;
     /// `ParentEntryHugePage` if a parent maps a huge page, if `page` lies in
-    /// the recursive window, or if `S` is a huge size and the entry is a
+    /// the recursive window, if `S` is a huge size and the entry is a
     /// present page-table pointer (where `x86_64` would turn that table into
-    /// a huge mapping of it). On error nothing was written.
+    /// a huge mapping of it), or if `S` is 4 KiB and `flags` has
+    /// `HUGE_PAGE`; `PageNotMapped` also if `S` is a huge size and the entry
+    /// is a non-present table pointer (no `HUGE_PAGE`). Address bits of
+    /// `flags` are ignored. On error nothing was written.
     ///
     /// # Safety
     ///
@@ -938,34 +1183,97 @@ impl<B: Backend> RecursivePageTable<B> {
         flags: PageTableFlags,
     ) -> Result<Flush<'_, B, S>, FlagUpdateError> {
         let v = page.start_address().as_u64();
-        self.update_entry::<S>(v, flags.bits())?;
+        let Some(bits) = leaf_bits::<S>(flags) else {
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        };
+        self.update_entry::<S>(v, bits)?;
         Ok(Flush::new(&mut self.backend, page))
     }
 
+    /// Replaces the flags of `v`'s level-`S` entry with `bits` (leaf bits
+    /// from [`leaf_bits`]: `HUGE_PAGE` as the size needs, no address bits).
     #[inline(always)]
     pub(crate) fn update_entry<S: EntrySize>(
         &mut self,
         v: u64,
-        flags: u64,
+        bits: u64,
     ) -> Result<(), FlagUpdateError> {
         if self.in_window(v) {
             return Err(FlagUpdateError::ParentEntryHugePage);
         }
+        if !self.parents_writable::<S>(v) {
+            return self.update_entry_slow::<S>(v, bits);
+        }
+        let entry = self.read(S::LEVEL, v);
+        if entry == 0 {
+            return Err(FlagUpdateError::PageNotMapped);
+        }
+        if let Some(error) = not_a_leaf::<S>(entry) {
+            return Err(error);
+        }
+        self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
+        Ok(())
+    }
+
+    /// [`Self::update_entry`] when some parent entry is not a present,
+    /// writable table pointer: the errors, or `WRITABLE` given back.
+    #[cold]
+    #[inline(never)]
+    fn update_entry_slow<S: EntrySize>(
+        &mut self,
+        v: u64,
+        bits: u64,
+    ) -> Result<(), FlagUpdateError> {
         self.walk_parents::<S>(v)?;
         let entry = self.read(S::LEVEL, v);
         if entry == 0 {
             return Err(FlagUpdateError::PageNotMapped);
         }
-        if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
-            return Err(FlagUpdateError::ParentEntryHugePage);
+        if let Some(error) = not_a_leaf::<S>(entry) {
+            return Err(error);
         }
-        self.write(S::LEVEL, v, (entry & ADDR_MASK) | flags | S::HUGE_BIT);
+        self.make_writable_above(S::LEVEL, v);
+        self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
         Ok(())
     }
 
     /// Replaces the flags of the parent entry at `level` (2 to 4) on the
-    /// path to `v`, as `x86_64`'s `Mapper::set_flags_p*_entry`.
-    pub(crate) fn set_parent_flags(
+    /// path to `addr` (keeping the table it points to), as `x86_64`'s
+    /// `Mapper::set_flags_p*_entry`.
+    ///
+    /// `GLOBAL`, `HUGE_PAGE` and address bits of `flags` are ignored (the
+    /// rule for parent flags, see [`RecursivePageTable`]); entries above it
+    /// without `WRITABLE` get it back first. The TLB is invalidated here,
+    /// global entries included ([`Backend::flush_global`]): a CR3 reload,
+    /// which is what `x86_64`'s `MapperFlushAll` performs, would keep the
+    /// `GLOBAL` translations cached through the old entry, with its old
+    /// rights. (The `MapperFlushAll` the `Mapper` impl returns is therefore
+    /// redundant; flushing or ignoring it are both correct.)
+    ///
+    /// # Errors
+    ///
+    /// `PageNotMapped` if an entry above it is not present or the entry is
+    /// unused; `ParentEntryHugePage` if the entry or one above it maps a
+    /// huge page, `addr` lies in the recursive window, or `level` is
+    /// [`PageTableLevel::One`] (not a parent level).
+    ///
+    /// # Safety
+    ///
+    /// The new flags must not break memory safety.
+    pub unsafe fn set_parent_flags(
+        &mut self,
+        level: PageTableLevel,
+        addr: VirtAddr,
+        flags: PageTableFlags,
+    ) -> Result<(), FlagUpdateError> {
+        if level == PageTableLevel::One {
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        }
+        self.set_parent_entry(level as usize, addr.as_u64(), flags.bits())
+    }
+
+    /// The body of [`Self::set_parent_flags`] (and `Mapper::set_flags_p*_entry`).
+    pub(crate) fn set_parent_entry(
         &mut self,
         level: usize,
         v: u64,
@@ -974,6 +1282,7 @@ impl<B: Backend> RecursivePageTable<B> {
         if self.in_window(v) {
             return Err(FlagUpdateError::ParentEntryHugePage);
         }
+        let mut all = !0;
         let mut upper = 4;
         while upper > level {
             let entry = self.read(upper, v);
@@ -984,13 +1293,27 @@ impl<B: Backend> RecursivePageTable<B> {
                     FlagUpdateError::ParentEntryHugePage
                 });
             }
+            all &= entry;
             upper -= 1;
         }
         let entry = self.read(level, v);
         if entry == 0 {
             return Err(FlagUpdateError::PageNotMapped);
         }
-        self.write(level, v, (entry & ADDR_MASK) | flags);
+        if entry & HUGE != 0 {
+            // A huge page's own entry: not a parent (the flags written here
+            // would turn the leaf into a pointer to a "table").
+            return Err(FlagUpdateError::ParentEntryHugePage);
+        }
+        if all & WRITABLE == 0 {
+            self.make_writable_above(level, v);
+        }
+        self.write(level, v, (entry & ADDR_MASK) | (flags & !PARENT_IGNORED));
+        // Translations cached through the old entry may have more rights
+        // than it now grants, or fewer; global ones (data pages with
+        // `GLOBAL`) survive the CR3 reload of `x86_64`'s `MapperFlushAll`,
+        // so drop everything here.
+        self.backend.flush_global();
         Ok(())
     }
 
@@ -1000,10 +1323,12 @@ impl<B: Backend> RecursivePageTable<B> {
     ///
     /// # Errors
     ///
-    /// `PageNotMapped` if a parent is not present or the entry is unused;
+    /// `PageNotMapped` if a parent is not present, the entry is unused or
+    /// (for a huge `S`) the entry is a non-present page-table pointer;
     /// `ParentEntryHugePage` if a parent maps a huge page or (for a huge `S`)
-    /// the entry is a page-table pointer; `InvalidFrameAddress` if a huge
-    /// entry's address is not aligned to `S`.
+    /// the entry is a present page-table pointer; `InvalidFrameAddress` if a
+    /// huge entry's address is not aligned to `S`. A non-present leaf that
+    /// is not zero is a frame, as in [`translate`](Self::translate).
     #[inline]
     pub fn translate_page<S: EntrySize>(
         &self,
@@ -1015,8 +1340,11 @@ impl<B: Backend> RecursivePageTable<B> {
         if entry == 0 {
             return Err(TranslateError::PageNotMapped);
         }
-        if S::LEVEL > 1 && entry & (PRESENT | HUGE) == PRESENT {
-            return Err(TranslateError::ParentEntryHugePage);
+        if let Some(error) = not_a_leaf::<S>(entry) {
+            return Err(match error {
+                FlagUpdateError::PageNotMapped => TranslateError::PageNotMapped,
+                FlagUpdateError::ParentEntryHugePage => TranslateError::ParentEntryHugePage,
+            });
         }
         let addr = entry & ADDR_MASK;
         if addr & (S::SIZE - 1) != 0 {
@@ -1029,6 +1357,14 @@ impl<B: Backend> RecursivePageTable<B> {
     /// What `addr` translates to: frame, offset in it and the leaf entry's
     /// flags, for pages of every size, as `x86_64`'s `Translate::translate`
     /// (which panics on a huge level-4 entry; this reports it as not mapped).
+    ///
+    /// One rule at every size, the one of [`translate_page`](Self::translate_page),
+    /// [`update_flags`](Self::update_flags) and `x86_64`: the leaf is the
+    /// level-1 entry, or a level-2 or level-3 entry with `HUGE_PAGE`; a leaf
+    /// that is not zero is `Mapped`, present or not (its `flags` say which:
+    /// a non-present entry may hold a frame its owner parked there); the
+    /// entries above the leaf must be present table pointers, or the
+    /// address is `NotMapped`. The MMU itself maps only present leaves.
     #[inline]
     pub fn translate(&self, addr: VirtAddr) -> TranslateResult {
         let v = addr.as_u64();
@@ -1037,9 +1373,6 @@ impl<B: Backend> RecursivePageTable<B> {
             return TranslateResult::NotMapped;
         }
         let l3 = self.read(3, v);
-        if l3 & PRESENT == 0 {
-            return TranslateResult::NotMapped;
-        }
         if l3 & HUGE != 0 {
             return TranslateResult::Mapped {
                 frame: MappedFrame::Size1GiB(PhysFrame::<Size1GiB>::containing_address(
@@ -1049,10 +1382,10 @@ impl<B: Backend> RecursivePageTable<B> {
                 flags: PageTableFlags::from_bits_truncate(l3),
             };
         }
-        let l2 = self.read(2, v);
-        if l2 & PRESENT == 0 {
+        if l3 & PRESENT == 0 {
             return TranslateResult::NotMapped;
         }
+        let l2 = self.read(2, v);
         if l2 & HUGE != 0 {
             return TranslateResult::Mapped {
                 frame: MappedFrame::Size2MiB(PhysFrame::<Size2MiB>::containing_address(
@@ -1061,6 +1394,9 @@ impl<B: Backend> RecursivePageTable<B> {
                 offset: v & (Size2MiB::SIZE - 1),
                 flags: PageTableFlags::from_bits_truncate(l2),
             };
+        }
+        if l2 & PRESENT == 0 {
+            return TranslateResult::NotMapped;
         }
         let l1 = self.read(1, v);
         if l1 == 0 {
@@ -1112,6 +1448,42 @@ impl Plan {
         } else {
             self.create_level - S::LEVEL
         }
+    }
+}
+
+/// Bits of requested parent flags that never reach a parent entry:
+/// `HUGE_PAGE` (a parent points to a table), `GLOBAL` (see
+/// [`RecursivePageTable::map_to_with_table_flags`]) and the address bits.
+pub(crate) const PARENT_IGNORED: u64 = HUGE | GLOBAL | ADDR_MASK;
+
+/// The bits `flags` contribute to a leaf entry of size `S`: without address
+/// bits (bits 12–51 hold the frame in every entry), with `HUGE_PAGE` for a
+/// huge size; `None` if `flags` has `HUGE_PAGE` and `S` is 4 KiB, where bit
+/// 7 is PAT and the entry could not be unmapped or reclaimed as a 4 KiB
+/// page. Computed once per call, outside any per-page loop.
+#[inline(always)]
+pub(crate) fn leaf_bits<S: EntrySize>(flags: PageTableFlags) -> Option<u64> {
+    let bits = flags.bits();
+    if S::LEVEL == 1 && bits & HUGE != 0 {
+        None
+    } else {
+        Some((bits & !ADDR_MASK) | S::HUGE_BIT)
+    }
+}
+
+/// Why an entry in use at level `S::LEVEL` is not a leaf of size `S`: at
+/// level 1 every entry is; above, a leaf has `HUGE_PAGE`. A present entry
+/// without it points to a table (`ParentEntryHugePage`, as in `x86_64`); a
+/// non-present one without it is an absent table, not a page
+/// (`PageNotMapped`). The same rule as [`RecursivePageTable::translate`].
+#[inline(always)]
+pub(crate) fn not_a_leaf<S: EntrySize>(entry: u64) -> Option<FlagUpdateError> {
+    if S::LEVEL == 1 || entry & HUGE != 0 {
+        None
+    } else if entry & PRESENT != 0 {
+        Some(FlagUpdateError::ParentEntryHugePage)
+    } else {
+        Some(FlagUpdateError::PageNotMapped)
     }
 }
 

@@ -11,6 +11,12 @@
 //! decisions of the native API are no-ops anyway. `Translate` and `CleanUp` do not hand out flush
 //! tokens (`CleanUp` invalidates through the backend itself) and are
 //! implemented for every backend.
+//!
+//! `set_flags_p4_entry`/`p3`/`p2` go through
+//! [`RecursivePageTable::set_parent_flags`], which invalidates the TLB
+//! itself, global entries included (a CR3 reload, all `MapperFlushAll`
+//! performs, would keep them); the `MapperFlushAll` they return is then
+//! redundant, and flushing or ignoring it are both correct.
 
 use x86_64::VirtAddr;
 use x86_64::structures::paging::mapper::{
@@ -81,7 +87,7 @@ macro_rules! mapper_impl {
                 page: Page<$size>,
                 flags: PageTableFlags,
             ) -> Result<MapperFlushAll, FlagUpdateError> {
-                self.set_parent_flags(4, page.start_address().as_u64(), flags.bits())?;
+                self.set_parent_entry(4, page.start_address().as_u64(), flags.bits())?;
                 Ok(MapperFlushAll::new())
             }
 
@@ -93,7 +99,7 @@ macro_rules! mapper_impl {
                 if !$p3_ok {
                     return Err(FlagUpdateError::ParentEntryHugePage);
                 }
-                self.set_parent_flags(3, page.start_address().as_u64(), flags.bits())?;
+                self.set_parent_entry(3, page.start_address().as_u64(), flags.bits())?;
                 Ok(MapperFlushAll::new())
             }
 
@@ -105,7 +111,7 @@ macro_rules! mapper_impl {
                 if !$p2_ok {
                     return Err(FlagUpdateError::ParentEntryHugePage);
                 }
-                self.set_parent_flags(2, page.start_address().as_u64(), flags.bits())?;
+                self.set_parent_entry(2, page.start_address().as_u64(), flags.bits())?;
                 Ok(MapperFlushAll::new())
             }
 

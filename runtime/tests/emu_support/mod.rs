@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use framealloc::emu::{LeafSize, Machine};
-use framealloc::x86_64::structures::paging::{PageTableFlags as F, PhysFrame};
+use framealloc::x86_64::structures::paging::{PageTableFlags as F, PageTableIndex, PhysFrame};
 use framealloc::x86_64::{PhysAddr, VirtAddr};
 
 /// Frame of the level-4 table.
@@ -43,9 +43,16 @@ impl Tables {
         Self::with(RECURSIVE as u16, L4, 0x10_0000)
     }
 
+    /// Any index, 0 and 511 included (which `Machine::with_recursive_table`
+    /// refuses, as `RecursivePageTable` does): the walk itself handles them.
     pub fn with(recursive: u16, l4: u64, first_table: u64) -> Self {
+        let mut machine = Machine::new(frame(l4));
+        let entry = l4 | (F::PRESENT | F::WRITABLE).bits();
+        machine
+            .memory_mut()
+            .write_entry(frame(l4), PageTableIndex::new(recursive), entry);
         Self {
-            machine: Machine::with_recursive_table(recursive, frame(l4)).unwrap(),
+            machine,
             next_table: first_table,
         }
     }

@@ -160,6 +160,22 @@ impl Model {
         }
     }
 
+    /// Predicts `set_parent_flags` on the parent entry at `level` (2 to 4)
+    /// on the path to `va`, which changes no mapping: `Huge` if that entry
+    /// or one above maps a huge page, `NotMapped` if it or one above is
+    /// unused.
+    pub fn protect_parent(&self, level: Level, va: u64) -> Outcome {
+        for parent in (level..=4).rev() {
+            if parent <= 3 && self.leaf(parent, va).is_some() {
+                return Outcome::Huge;
+            }
+            if !self.has_table(parent - 1, va) {
+                return Outcome::NotMapped;
+            }
+        }
+        Outcome::Ok
+    }
+
     pub fn translate_page(&self, level: Level, va: u64) -> Outcome {
         self.clone().unmap_or_update(level, va, Some(0))
     }

@@ -25,7 +25,8 @@ pub fn frame(addr: u64) -> PhysFrame {
 
 /// A machine and the table over it, recursive at `index`.
 pub fn table_at(index: u16) -> RecursivePageTable<Machine> {
-    let machine = Machine::with_recursive_table(index, frame(LEVEL_4)).unwrap();
+    let machine =
+        Machine::with_recursive_table(PageTableIndex::new(index), frame(LEVEL_4)).unwrap();
     RecursivePageTable::new(machine, PageTableIndex::new(index)).unwrap()
 }
 
@@ -49,6 +50,15 @@ impl TableFrames {
     pub fn new() -> Self {
         TableFrames {
             next: TABLES_START,
+            ..Default::default()
+        }
+    }
+
+    /// Hands out frames from `addr` up (for data frames kept apart from
+    /// the tables).
+    pub fn starting_at(addr: u64) -> Self {
+        TableFrames {
+            next: addr,
             ..Default::default()
         }
     }

@@ -21,7 +21,7 @@ mod x86_table;
 
 use core::panic::PanicInfo;
 
-use framealloc::paging::{Mmu, RecursivePageTable};
+use framealloc::paging::{Mmu, PcidEnabled, RecursivePageTable};
 use framealloc::x86_64::PhysAddr;
 use framealloc::x86_64::registers::control::{Cr4, Cr4Flags};
 use framealloc::x86_64::structures::paging::PageTableIndex;
@@ -90,6 +90,7 @@ extern "C" fn kernel_main() -> ! {
         exit(Exit::Failed);
     }
     println!("CR4 PGE=1");
+    println!("PCIDE {}", mmu_under_pcide());
 
     // SAFETY: QEMU is started with 320 MiB of RAM; the 256 MiB from
     // FRAMES_BASE (32 MiB) hold nothing of the kernel, which lies below.
@@ -99,7 +100,13 @@ extern "C" fn kernel_main() -> ! {
     // SAFETY: ring 0, 4-level paging, and the trampoline made entry
     // RECURSIVE_INDEX of the active level-4 table point to itself; from here
     // on only the table values below change the page tables, one at a time.
-    let mmu = unsafe { Mmu::new() };
+    let mmu = match unsafe { Mmu::new() } {
+        Ok(mmu) => mmu,
+        Err(error) => {
+            println!("FATAL Mmu::new refused the CPU: {error}");
+            exit(Exit::Failed);
+        }
+    };
     match RecursivePageTable::new(mmu, PageTableIndex::new(RECURSIVE_INDEX)) {
         Ok(table) => {
             let mut ours = Ours::<_, Probes>::new(table, "qemu/ours");
@@ -117,7 +124,12 @@ extern "C" fn kernel_main() -> ! {
         &mut x86,
         &mut frames,
         X86_64_REGION,
-        &["reclaim_then_remap", "reclaim_invalidates_table_addresses"],
+        &[
+            "reclaim_then_remap",
+            "reclaim_invalidates_table_addresses",
+            "global_parent_flags_stay_in_their_space",
+            "unmap_under_read_only_parent",
+        ],
         &mut tally,
     );
 
@@ -130,6 +142,29 @@ extern "C" fn kernel_main() -> ! {
     } else {
         Exit::Failed
     })
+}
+
+/// What `Mmu::new` does with CR4.PCIDE set: `refused` is the documented
+/// outcome. PCIDE is turned on for the call only (CR3's PCID bits are 0, as
+/// the boot code left them) and off again.
+fn mmu_under_pcide() -> &'static str {
+    // CPUID leaf 1, ECX bit 17: PCID supported.
+    let pcid = core::arch::x86_64::__cpuid(1).ecx & (1 << 17) != 0;
+    if !pcid {
+        return "unsupported";
+    }
+    // SAFETY: ring 0, long mode, CR3[11:0] = 0: setting PCIDE is allowed and
+    // changes no translation; nothing runs between the two writes that
+    // depends on PCIDs.
+    unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::PCID)) };
+    // SAFETY: the value is dropped at once, never used to access tables.
+    let result = unsafe { Mmu::new() };
+    // SAFETY: as above; clearing PCIDE with PCID 0 active is allowed.
+    unsafe { Cr4::update(|flags| flags.remove(Cr4Flags::PCID)) };
+    match result {
+        Err(PcidEnabled) => "refused",
+        Ok(_) => "accepted",
+    }
 }
 
 #[panic_handler]

@@ -14,6 +14,8 @@ use framealloc::x86_64::structures::paging::{
 use scenarios::{Fault, PagingError, Platform, Translation};
 
 use crate::probe;
+use framealloc::x86_64::PhysAddr;
+use framealloc::x86_64::registers::control::Cr3;
 
 /// `x86_64::RecursivePageTable` over the live tables, flushing with `invlpg`.
 pub struct X86Table {
@@ -40,6 +42,9 @@ impl X86Table {
         }
     }
 }
+
+/// What a page-table operation that page-faulted reports.
+const PAGE_FAULT: &str = "page fault in x86_64's page-table code";
 
 impl X86Table {
     fn map<S: PageSize, A: FrameAllocator<Size4KiB> + ?Sized>(
@@ -104,7 +109,12 @@ impl Platform for X86Table {
     }
 
     fn unmap_4k(&mut self, page: Page<Size4KiB>) -> Result<PhysFrame<Size4KiB>, PagingError> {
-        let (frame, flush) = self.table.unmap(page).map_err(PagingError::from)?;
+        // Under a parent entry without WRITABLE, `x86_64` faults writing
+        // the level-1 table: caught and reported (scenario
+        // `unmap_under_read_only_parent`).
+        let (frame, flush) = probe::catch_page_fault(|| self.table.unmap(page))
+            .map_err(|_| PagingError::Other(PAGE_FAULT))?
+            .map_err(PagingError::from)?;
         flush.flush();
         Ok(frame)
     }
@@ -127,13 +137,60 @@ impl Platform for X86Table {
         flags: PageTableFlags,
     ) -> Result<(), PagingError> {
         // SAFETY: the page belongs to the scenario's own region.
-        let flush = unsafe { self.table.update_flags(page, flags) }.map_err(PagingError::from)?;
+        let flush = probe::catch_page_fault(|| unsafe { self.table.update_flags(page, flags) })
+            .map_err(|_| PagingError::Other(PAGE_FAULT))?
+            .map_err(PagingError::from)?;
         flush.flush();
         Ok(())
     }
 
     fn flush_all(&mut self) {
         tlb::flush_all();
+    }
+
+    fn map_4k_with_table_flags<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size4KiB>,
+        frame: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        parent_flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError> {
+        // SAFETY: scenarios map frames they own into their own regions.
+        unsafe {
+            self.table
+                .map_to_with_table_flags(page, frame, flags, parent_flags, tables)
+        }
+        .map(MapperFlush::flush)
+        .map_err(PagingError::from)
+    }
+
+    fn set_flags_p2_entry(
+        &mut self,
+        page: Page<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), PagingError> {
+        // SAFETY: the entry lies in the scenario's own region.
+        let flush = unsafe { Mapper::<Size4KiB>::set_flags_p2_entry(&mut self.table, page, flags) }
+            .map_err(PagingError::from)?;
+        flush.flush_all();
+        Ok(())
+    }
+
+    fn cr3(&mut self) -> PhysFrame {
+        Cr3::read().0
+    }
+
+    fn set_cr3(&mut self, level_4: PhysFrame) {
+        probe::set_cr3(level_4);
+    }
+
+    fn read_phys(&mut self, addr: PhysAddr) -> u64 {
+        probe::read_phys(addr)
+    }
+
+    fn write_phys(&mut self, addr: PhysAddr, value: u64) {
+        probe::write_phys(addr, value);
     }
 
     fn translate(&mut self, addr: VirtAddr) -> Translation {

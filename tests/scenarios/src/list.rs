@@ -1,11 +1,11 @@
 //! The scenarios, in the order they run.
 
-use framealloc::x86_64::VirtAddr;
 use framealloc::x86_64::structures::paging::page::PageRange;
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageSize, PageTableFlags as Flags, PhysFrame, Size1GiB,
     Size2MiB, Size4KiB,
 };
+use framealloc::x86_64::{PhysAddr, VirtAddr};
 use framealloc::{FramePool, NoAllocator};
 
 use crate::macros::{derive_frame_allocator, frame_allocator_macro};
@@ -57,6 +57,10 @@ scenarios![
     frame_allocator_macro,
     global_range_unmap,
     global_parent_upgrade,
+    global_parent_flags_stay_in_their_space,
+    set_flags_p2_entry_drops_global_translations,
+    unmap_under_read_only_parent,
+    address_space_switch_global_kernel_pages,
 ];
 
 pub(crate) const RW: Flags = Flags::PRESENT.union(Flags::WRITABLE);
@@ -804,6 +808,346 @@ fn global_parent_upgrade<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
     unsafe {
         env.frames.deallocate_frame(f);
         env.frames.deallocate_frame(g);
+    }
+    Ok("")
+}
+
+/// Index of `addr`'s entry in its level-`level` table.
+fn entry_index(addr: VirtAddr, level: u8) -> u64 {
+    (addr.as_u64() >> (12 + 9 * (u32::from(level) - 1))) & 511
+}
+
+/// The recursive address of `addr`'s entry at `level` (1..=4).
+fn entry_address(addr: VirtAddr, level: u8) -> VirtAddr {
+    table_address(addr, level) + entry_index(addr, level) * 8
+}
+
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// A new address space: a zeroed level-4 table with the recursive entry
+/// and the current one's entry 0 (the kernel's identity map under QEMU;
+/// empty on the emulator), so the scenario code keeps running after a
+/// switch to it.
+fn new_space<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Result<PhysFrame, Failure> {
+    let level_4 = frame(env)?;
+    let base = level_4.start_address();
+    for i in 0..512u64 {
+        p.write_phys(base + i * 8, 0);
+    }
+    let current = p.cr3().start_address();
+    let kernel = p.read_phys(current);
+    p.write_phys(base, kernel);
+    p.write_phys(
+        base + u64::from(crate::RECURSIVE_INDEX) * 8,
+        base.as_u64() | RW.bits(),
+    );
+    Ok(level_4)
+}
+
+/// [`new_space`] with a zeroed level-3 table of its own for the scenario's
+/// region; returns both frames.
+fn new_space_with_region<P: Platform>(
+    p: &mut P,
+    env: &mut Env<'_>,
+) -> Result<(PhysFrame, PhysFrame), Failure> {
+    let level_4 = new_space(p, env)?;
+    let level_3 = frame(env)?;
+    for i in 0..512u64 {
+        p.write_phys(level_3.start_address() + i * 8, 0);
+    }
+    p.write_phys(
+        level_4.start_address() + entry_index(env.base, 4) * 8,
+        level_3.start_address().as_u64() | RW.bits(),
+    );
+    Ok((level_4, level_3))
+}
+
+/// Reclaims the empty tables of the scenario's region in the active space,
+/// and checks that its level-3 table went too.
+fn reclaim_region<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Result<(), Failure> {
+    let region = Page::range_inclusive(
+        Page::<Size4KiB>::containing_address(env.base),
+        Page::containing_address(env.base + ((1u64 << 39) - 1)),
+    );
+    paging(p.reclaim(region, env.frames), "reclaim the region")?;
+    let level_4 = p.cr3().start_address();
+    ensure(
+        p.read_phys(level_4 + entry_index(env.base, 4) * 8) == 0,
+        "the region's level-3 table was not reclaimed",
+    )
+}
+
+/// A map whose parent flags ask for `GLOBAL` leaves no parent entry with
+/// it: in a recursive hierarchy a parent entry is also the leaf of a page
+/// table's recursive address, so a `GLOBAL` parent would make the tables'
+/// translations survive a CR3 write, and a second address space with its
+/// own (empty) level-3 table for the region would read the first one's
+/// tables through them, see its page and unmap it. The second space must
+/// see nothing.
+fn global_parent_flags_stay_in_their_space<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+    let f = frame(env)?;
+    let a = page::<Size4KiB>(env, 0x4020_3000);
+    let addr = a.start_address() + 0x10u64;
+    paging(
+        p.map_4k_with_table_flags(a, f, RW, RW | Flags::GLOBAL, env.frames),
+        "map with GLOBAL parent flags",
+    )?;
+    write(p, addr, 0x51de, "write the page")?;
+    for level in [4, 3, 2] {
+        let entry = read(
+            p,
+            entry_address(a.start_address(), level),
+            "read a parent entry",
+        )?;
+        if entry & Flags::GLOBAL.bits() != 0 {
+            return Err(Failure::with("a parent entry carries GLOBAL", entry));
+        }
+    }
+    expect(p, addr, 0x51de, "the page reads back")?;
+    let home = p.cr3();
+    let (other, _) = new_space_with_region(p, env)?;
+    p.set_cr3(other);
+    let seen = (|| {
+        ensure(
+            p.translate(addr) == Translation::NotMapped,
+            "the first space's page translates in the second",
+        )?;
+        faults(
+            p.read_u64(addr),
+            addr,
+            "the first space's page reads in the second",
+        )?;
+        ensure(
+            p.unmap_4k(a) == Err(PagingError::NotMapped),
+            "unmap in the second space did not report NotMapped",
+        )?;
+        reclaim_region(p, env)
+    })();
+    p.set_cr3(home);
+    seen?;
+    expect(p, addr, 0x51de, "the page still reads in its own space")?;
+    ensure(p.unmap_4k(a) == Ok(f), "unmap in its own space")?;
+    // SAFETY: neither frame is used any more.
+    unsafe {
+        env.frames.deallocate_frame(other);
+        env.frames.deallocate_frame(f);
+    }
+    Ok("")
+}
+
+/// Clearing `WRITABLE` in the level-2 entry above a `GLOBAL` page that was
+/// just written: the next write faults. The invalidation must drop global
+/// translations too (a CR3 reload keeps them on hardware; QEMU's TCG drops
+/// them, so only the emulator tells the two apart).
+fn set_flags_p2_entry_drops_global_translations<P: Platform>(
+    p: &mut P,
+    env: &mut Env<'_>,
+) -> Outcome {
+    let f = frame(env)?;
+    let a = page::<Size4KiB>(env, 0x70_1000);
+    let addr = a.start_address() + 0x20u64;
+    paging(
+        p.map_4k(a, f, RW | Flags::GLOBAL, env.frames),
+        "map global page",
+    )?;
+    write(p, addr, 1, "write the global page")?;
+    expect(p, addr, 1, "read the global page")?;
+    paging(
+        p.set_flags_p2_entry(a, Flags::PRESENT),
+        "set the level-2 entry to PRESENT only",
+    )?;
+    let fault = faults(
+        p.write_u64(addr, 2),
+        addr,
+        "write through the cached global translation after its parent lost WRITABLE",
+    )?;
+    ensure(
+        fault.is_protection() && fault.is_write(),
+        "fault is a protection write fault",
+    )?;
+    expect(p, addr, 1, "the page still reads")?;
+    paging(
+        p.set_flags_p2_entry(a, RW),
+        "make the level-2 entry writable again",
+    )?;
+    write(p, addr, 3, "write after the parent is writable again")?;
+    expect(p, addr, 3, "read it back")?;
+    ensure(p.unmap_4k(a) == Ok(f), "unmap")?;
+    // SAFETY: `f` is no longer mapped.
+    unsafe { env.frames.deallocate_frame(f) };
+    Ok("")
+}
+
+/// Unmap, flag update and range unmap under a level-2 entry without
+/// `WRITABLE` (left by other code): the table writes the level-1 table
+/// through a recursive address whose translation ends in that entry, so it
+/// must not fault. framealloc gives the entry `WRITABLE` back first.
+fn unmap_under_read_only_parent<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+    let (frame_a, frame_b) = (frame(env)?, frame(env)?);
+    let a = page::<Size4KiB>(env, 0x90_1000);
+    let b = a + 1;
+    paging(p.map_4k(a, frame_a, RW, env.frames), "map first page")?;
+    paging(p.map_4k(b, frame_b, RW, env.frames), "map second page")?;
+    write(p, a.start_address(), 0xa, "write first page")?;
+    write(p, b.start_address(), 0xb, "write second page")?;
+    paging(
+        p.set_flags_p2_entry(a, Flags::PRESENT),
+        "set the level-2 entry to PRESENT only",
+    )?;
+    expect(p, a.start_address(), 0xa, "read under the read-only parent")?;
+    let fault = faults(
+        p.write_u64(b.start_address(), 1),
+        b.start_address(),
+        "write under the read-only parent did not fault",
+    )?;
+    ensure(fault.is_protection(), "a protection fault")?;
+    match p.unmap_4k(a) {
+        Ok(unmapped) if unmapped == frame_a => {}
+        Err(PagingError::Other(why)) if why.contains("page fault") => {
+            return Err(Failure::new(
+                "unmap under a read-only level-2 entry page-faulted",
+            ));
+        }
+        _ => return Err(Failure::new("unmap under a read-only level-2 entry")),
+    }
+    faults(
+        p.read_u64(a.start_address()),
+        a.start_address(),
+        "the unmapped page still reads",
+    )?;
+    paging(
+        p.set_flags_p2_entry(b, Flags::PRESENT),
+        "set the level-2 entry to PRESENT only again",
+    )?;
+    paging(
+        p.update_flags_4k(b, RW | Flags::NO_EXECUTE),
+        "update flags under a read-only level-2 entry",
+    )?;
+    write(p, b.start_address(), 0xbb, "write after the update")?;
+    expect(p, b.start_address(), 0xbb, "read it back")?;
+    paging(
+        p.set_flags_p2_entry(b, Flags::PRESENT),
+        "set the level-2 entry to PRESENT only a third time",
+    )?;
+    paging(
+        p.unmap_range_4k(Page::range(b, b + 1)),
+        "unmap_range under a read-only level-2 entry",
+    )?;
+    faults(
+        p.read_u64(b.start_address()),
+        b.start_address(),
+        "the range-unmapped page still reads",
+    )?;
+    // SAFETY: neither frame is mapped any more.
+    unsafe {
+        env.frames.deallocate_frame(frame_a);
+        env.frames.deallocate_frame(frame_b);
+    }
+    Ok("")
+}
+
+/// Two address spaces sharing a kernel slice (one level-2 table, its pages
+/// `GLOBAL`) and each with a private page at the same address: across CR3
+/// writes each space sees its own private page and the same kernel page,
+/// a write to the kernel page in one is seen in the other, and tables
+/// created in the second space are reclaimed there.
+fn address_space_switch_global_kernel_pages<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+    let (fk, fa, fb) = (frame(env)?, frame(env)?, frame(env)?);
+    // Level-3 index 1 of the region: the shared kernel slice; index 2: private.
+    let k = page::<Size4KiB>(env, 0x4000_5000);
+    let u = page::<Size4KiB>(env, 0x8000_7000);
+    paging(
+        p.map_4k(k, fk, RW | Flags::GLOBAL, env.frames),
+        "map the kernel page",
+    )?;
+    paging(
+        p.map_4k(u, fa, RW, env.frames),
+        "map the first space's private page",
+    )?;
+    write(p, k.start_address(), 0x6b, "write the kernel page")?;
+    write(p, u.start_address(), 0xa0, "write the private page")?;
+
+    // The second space: its own level-3 table for the region, whose entry 1
+    // is the first space's (the kernel slice's level-2 table, shared).
+    let home = p.cr3();
+    let region = entry_index(env.base, 4) * 8;
+    let home_l3 = p.read_phys(home.start_address() + region) & ADDR_MASK;
+    let kernel_slice = p.read_phys(PhysAddr::new(home_l3 + 8));
+    let (other, other_l3) = new_space_with_region(p, env)?;
+    p.write_phys(other_l3.start_address() + 8u64, kernel_slice);
+
+    p.set_cr3(other);
+    expect(
+        p,
+        k.start_address(),
+        0x6b,
+        "the kernel page reads in the second space",
+    )?;
+    faults(
+        p.read_u64(u.start_address()),
+        u.start_address(),
+        "the first space's private page reads in the second",
+    )?;
+    ensure(
+        p.translate(u.start_address()) == Translation::NotMapped,
+        "the first space's private page translates in the second",
+    )?;
+    paging(
+        p.map_4k(u, fb, RW, env.frames),
+        "map the second space's private page",
+    )?;
+    write(p, u.start_address(), 0xb0, "write the second private page")?;
+    write(
+        p,
+        k.start_address(),
+        0x6b2,
+        "write the kernel page in the second space",
+    )?;
+
+    p.set_cr3(home);
+    expect(
+        p,
+        u.start_address(),
+        0xa0,
+        "the first private page after switching back",
+    )?;
+    expect(
+        p,
+        k.start_address(),
+        0x6b2,
+        "the kernel write made in the second space",
+    )?;
+
+    p.set_cr3(other);
+    expect(
+        p,
+        u.start_address(),
+        0xb0,
+        "the second private page after switching again",
+    )?;
+    ensure(p.unmap_4k(u) == Ok(fb), "unmap the second private page")?;
+    // Let go of the shared slice, then reclaim the second space's tables
+    // (its level-3 table included).
+    p.write_phys(other_l3.start_address() + 8u64, 0);
+    p.flush_all();
+    let reclaimed = reclaim_region(p, env);
+    p.set_cr3(home);
+    reclaimed?;
+
+    expect(
+        p,
+        k.start_address(),
+        0x6b2,
+        "the kernel page in the first space",
+    )?;
+    ensure(p.unmap_4k(k) == Ok(fk), "unmap the kernel page")?;
+    ensure(p.unmap_4k(u) == Ok(fa), "unmap the first private page")?;
+    // SAFETY: none of these frames is used any more.
+    unsafe {
+        env.frames.deallocate_frame(other);
+        env.frames.deallocate_frame(fk);
+        env.frames.deallocate_frame(fa);
+        env.frames.deallocate_frame(fb);
     }
     Ok("")
 }

@@ -3,12 +3,13 @@
 use core::marker::PhantomData;
 
 use framealloc::paging::{Backend, EntrySize, RecursivePageTable};
-use framealloc::x86_64::VirtAddr;
 use framealloc::x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
+use framealloc::x86_64::structures::paging::page_table::PageTableLevel;
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
 };
+use framealloc::x86_64::{PhysAddr, VirtAddr};
 
 use crate::{Fault, PagingError, Platform, Translation};
 
@@ -27,6 +28,15 @@ pub trait Memory<B> {
     ///
     /// The page fault the access raised.
     fn write_u64(backend: &mut B, addr: VirtAddr, value: u64) -> Result<(), Fault>;
+
+    /// Writes CR3 (the machine's, through `backend` where it has one).
+    fn set_cr3(backend: &mut B, level_4: PhysFrame);
+
+    /// Reads physical memory.
+    fn read_phys(backend: &mut B, addr: PhysAddr) -> u64;
+
+    /// Writes physical memory.
+    fn write_phys(backend: &mut B, addr: PhysAddr, value: u64);
 }
 
 /// framealloc's `RecursivePageTable` on backend `B`, with memory accesses
@@ -144,6 +154,57 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
 
     fn flush_all(&mut self) {
         self.table.backend_mut().flush_all();
+    }
+
+    fn map_4k_with_table_flags<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size4KiB>,
+        frame: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        parent_flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError> {
+        // SAFETY: scenarios map frames they own into their own regions.
+        match unsafe {
+            self.table
+                .map_to_with_table_flags(page, frame, flags, parent_flags, tables)
+        } {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn set_flags_p2_entry(
+        &mut self,
+        page: Page<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), PagingError> {
+        // SAFETY: the entry lies in the scenario's own region. The call
+        // performs its own invalidation (global entries included).
+        unsafe {
+            self.table
+                .set_parent_flags(PageTableLevel::Two, page.start_address(), flags)
+        }
+        .map_err(PagingError::from)
+    }
+
+    fn cr3(&mut self) -> PhysFrame {
+        self.table.backend().level_4_frame()
+    }
+
+    fn set_cr3(&mut self, level_4: PhysFrame) {
+        M::set_cr3(self.table.backend_mut(), level_4);
+    }
+
+    fn read_phys(&mut self, addr: PhysAddr) -> u64 {
+        M::read_phys(self.table.backend_mut(), addr)
+    }
+
+    fn write_phys(&mut self, addr: PhysAddr, value: u64) {
+        M::write_phys(self.table.backend_mut(), addr, value);
     }
 
     fn translate(&mut self, addr: VirtAddr) -> Translation {

@@ -188,6 +188,49 @@ pub trait Platform {
     /// `x86_64`'s `MapperFlushAll` asks for after a parent-entry change).
     fn flush_all(&mut self);
 
+    /// Maps a 4 KiB page with explicit flags for the parent entries (and
+    /// flushes).
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn map_4k_with_table_flags<A: FrameAllocator<Size4KiB> + ?Sized>(
+        &mut self,
+        page: Page<Size4KiB>,
+        frame: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        parent_flags: PageTableFlags,
+        tables: &mut A,
+    ) -> Result<(), PagingError>;
+
+    /// Replaces the flags of the level-2 entry above `page` and performs
+    /// the invalidation the implementation asks for (`x86_64`: the
+    /// `MapperFlushAll` of `set_flags_p2_entry`, a CR3 reload).
+    ///
+    /// # Errors
+    ///
+    /// What the page table reports.
+    fn set_flags_p2_entry(
+        &mut self,
+        page: Page<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), PagingError>;
+
+    /// The frame of the active level-4 table (CR3).
+    fn cr3(&mut self) -> PhysFrame;
+
+    /// Writes CR3: switches to the address space whose level-4 table is
+    /// `level_4` (which must map the scenario code and data as the current
+    /// one does, and be recursive at [`crate::RECURSIVE_INDEX`]). The page
+    /// table follows the switch.
+    fn set_cr3(&mut self, level_4: PhysFrame);
+
+    /// Reads the `u64` at physical address `addr` (below 288 MiB).
+    fn read_phys(&mut self, addr: PhysAddr) -> u64;
+
+    /// Writes the `u64` at physical address `addr` (below 288 MiB).
+    fn write_phys(&mut self, addr: PhysAddr, value: u64);
+
     /// Translates through the page table (not the TLB).
     fn translate(&mut self, addr: VirtAddr) -> Translation;
 

@@ -90,9 +90,12 @@ pub(crate) fn boot_with(
         .args([
             "-accel",
             "tcg",
-            // 1 GiB pages and NX, which the kernel enables.
+            // 1 GiB pages and NX, which the kernel enables, and PCID, which
+            // it turns on once to see `Mmu::new` refuse it (QEMU 7.2's TCG
+            // lacks PCID and says so on stderr; the kernel then reports
+            // `PCIDE unsupported`).
             "-cpu",
-            "qemu64,+pdpe1gb,+nx",
+            "qemu64,+pdpe1gb,+nx,+pcid",
             "-m",
             memory,
             "-no-reboot",
