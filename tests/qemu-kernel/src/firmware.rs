@@ -160,7 +160,7 @@ pub fn run() -> ! {
     }
 }
 
-fn print_regions(label: &str, regions: &[MemoryRegion]) {
+fn print_regions(label: &str, regions: impl IntoIterator<Item = MemoryRegion>) {
     for r in regions {
         println!("{label} {:#x} {:#x} {:?}", r.start, r.end, r.kind);
     }
@@ -347,7 +347,7 @@ fn boot() -> Result<(), Failure> {
         .map_err(|_| Failure("normalize: storage too small"))?;
     print_report(&report);
     print_table("Normalised memory map", map.regions());
-    print_regions("MAP", map.regions());
+    print_regions("MAP", map.regions().iter().copied());
     println!("REPORT {report}");
 
     let mut runs = [MemoryRegion::default(); RUN_ROOM];
@@ -377,7 +377,7 @@ fn boot() -> Result<(), Failure> {
         "Hand-off map (what the kernel allocator receives)",
         hand_off.regions(),
     );
-    print_regions("HANDOFF", hand_off.regions());
+    print_regions("HANDOFF", hand_off.regions().iter().copied());
     bitmap_from(&hand_off, heap_pages)
 }
 
@@ -388,7 +388,8 @@ fn map_heap_and_stack(bump: &mut BumpAllocator<'_>, map: &MemoryMap<'_>) -> Resu
     let heap_pages = (words * 8).div_ceil(FRAME_SIZE) + HEAP_SPARE_PAGES;
     // SAFETY: ring 0, 4-level paging, and the trampoline made entry
     // RECURSIVE_INDEX of the active level-4 table point to itself.
-    let mmu = unsafe { Mmu::new() };
+    let mmu =
+        unsafe { Mmu::new() }.map_err(|_| Failure("Mmu::new refused the CPU (CR4.PCIDE set)"))?;
     let mut table = RecursivePageTable::new(mmu, PageTableIndex::new(RECURSIVE_INDEX))
         .map_err(|_| Failure("the boot page tables have no recursive entry"))?;
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
