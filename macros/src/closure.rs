@@ -44,34 +44,50 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         let errors = errors.into_compile_errors();
         return quote!({ #errors });
     }
-    let call_site = Span::call_site();
+    let (Some(first), Some(last)) = (tokens.first(), tokens.last()) else {
+        // `parse` reports an empty input.
+        return TokenStream::new();
+    };
+    // The call expression is built to span the user's tokens: it starts with
+    // a token carrying the span of the first argument token, and its
+    // parentheses carry the span of the last. To rustc's lints it is then the
+    // user's code, and `unsafe_op_in_unsafe_fn` reports the call inside an
+    // `unsafe fn` (it ignores calls made by external macros). The path's
+    // inner segments keep the macro's hygiene, so `unused_qualifications`
+    // does not suggest shortening a path the user never wrote.
+    let (start, end) = (first.span(), last.span());
+    let hidden = Span::call_site().located_at(start);
     let root = args.krate.map_or_else(
-        || quote_spanned!(call_site=> ::framealloc),
+        || {
+            let framealloc = proc_macro2::Ident::new("framealloc", hidden);
+            quote_spanned!(start=> :: #framealloc)
+        },
         |path| quote!(#path),
     );
-    let private = quote_spanned!(call_site=> #root::__private);
+    let private = quote_spanned!(hidden=> #root::__private);
     let size = args.size.map(|size| size.to_type(&private));
-    match (args.allocate, args.deallocate, args.state) {
-        (Some(allocate), None, Some(state)) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _>));
-            quote_spanned!(call_site=> #private::from_state #generics (#state, #allocate))
-        }
-        (Some(allocate), Some(deallocate), Some(state)) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _, _>));
-            quote_spanned!(call_site=>
-                #private::from_state_fns #generics (#state, #allocate, #deallocate))
-        }
-        (Some(allocate), None, None) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _>));
-            quote_spanned!(call_site=> #private::from_fn #generics (#allocate))
-        }
+    let (function, arguments, inferred) = match (args.allocate, args.deallocate, args.state) {
+        (Some(allocate), None, Some(state)) => ("from_state", quote!(#state, #allocate), 2),
+        (Some(allocate), Some(deallocate), Some(state)) => (
+            "from_state_fns",
+            quote!(#state, #allocate, #deallocate),
+            3,
+        ),
+        (Some(allocate), None, None) => ("from_fn", quote!(#allocate), 1),
         (Some(allocate), Some(deallocate), None) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _>));
-            quote_spanned!(call_site=> #private::from_fns #generics (#allocate, #deallocate))
+            ("from_fns", quote!(#allocate, #deallocate), 2)
         }
         // `parse` reports a missing allocation closure.
-        (None, ..) => TokenStream::new(),
-    }
+        (None, ..) => return TokenStream::new(),
+    };
+    let function = proc_macro2::Ident::new(function, start);
+    let generics = size.map(|size| {
+        let holes = (0..inferred).map(|_| quote_spanned!(start=> , _));
+        quote_spanned!(start=> ::<#size #(#holes)*>)
+    });
+    let mut arguments = proc_macro2::Group::new(Delimiter::Parenthesis, arguments);
+    arguments.set_span(end);
+    quote_spanned!(hidden=> #private::#function #generics #arguments)
 }
 
 fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
