@@ -5,7 +5,7 @@
 //! reported and skipped, and parsing resumes at the next comma.
 
 use proc_macro2::Span;
-use syn::parse::{Parse as _, ParseStream};
+use syn::parse::ParseStream;
 use syn::spanned::Spanned;
 use syn::{Attribute, Meta, Token};
 
@@ -43,8 +43,10 @@ pub(crate) struct Tagged {
     /// The `unsafe` before it, if written.
     pub(crate) unsafe_span: Option<Span>,
     pub(crate) method: Option<syn::Path>,
-    pub(crate) tag: Option<syn::Type>,
-    pub(crate) default: Option<syn::Expr>,
+    /// The tag's type, as written (the derive only names it).
+    pub(crate) tag: Option<proc_macro2::TokenStream>,
+    /// The default tag, as written: any expression, passed through untouched.
+    pub(crate) default: Option<proc_macro2::TokenStream>,
     /// `sizes(…)`, with the span of the `sizes` key.
     pub(crate) sizes: Option<(Span, Vec<PageSizeName>)>,
 }
@@ -124,6 +126,39 @@ fn entry_separator(input: ParseStream, errors: &mut Errors) {
         skip_entry(input);
         let _ = input.parse::<Token![,]>();
     }
+}
+
+/// The tokens of one entry's value, up to the comma that ends the entry
+/// (commas inside angle brackets do not), without parsing them: any
+/// expression or type passes through, syn's `full` feature is not needed.
+fn tokens_of_value(input: ParseStream, all_angles: bool) -> syn::Result<proc_macro2::TokenStream> {
+    input.step(|cursor| {
+        let mut all = Vec::new();
+        let mut rest = *cursor;
+        while let Some((token, next)) = rest.token_tree() {
+            all.push(token);
+            rest = next;
+        }
+        let end = crate::closure::end_of_argument(&all, 0, all_angles);
+        if end == 0 {
+            return Err(cursor.error("nothing after `=`"));
+        }
+        let mut rest = *cursor;
+        for _ in 0..end {
+            if let Some((_, next)) = rest.token_tree() {
+                rest = next;
+            }
+        }
+        Ok((all[..end].iter().cloned().collect(), rest))
+    })
+}
+
+fn expression_tokens(input: ParseStream) -> syn::Result<proc_macro2::TokenStream> {
+    tokens_of_value(input, false)
+}
+
+fn type_tokens(input: ParseStream) -> syn::Result<proc_macro2::TokenStream> {
+    tokens_of_value(input, true)
 }
 
 /// Parses `= value` after a key, reporting a missing `=` or a bad value.
@@ -262,14 +297,14 @@ fn parse_tagged(
                 }
             }
             Ok(key) if key == TAG => {
-                if let Some(tag) = value(content, &key, "Type", syn::Type::parse, errors)
+                if let Some(tag) = value(content, &key, "Type", type_tokens, errors)
                     && !duplicate(tagged.tag.as_ref(), &key, errors)
                 {
                     tagged.tag = Some(tag);
                 }
             }
             Ok(key) if key == DEFAULT => {
-                if let Some(default) = value(content, &key, "expr", syn::Expr::parse, errors)
+                if let Some(default) = value(content, &key, "expr", expression_tokens, errors)
                     && !duplicate(tagged.default.as_ref(), &key, errors)
                 {
                     tagged.default = Some(default);

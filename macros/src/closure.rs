@@ -136,7 +136,7 @@ fn opens_angle(tokens: &[TokenTree], start: usize, i: usize) -> bool {
 /// `<` opens angle brackets; in expressions, those that [`opens_angle`]
 /// says do (a turbofish, a qualified path), and inside them the tokens are a
 /// type, where again every `<` opens.
-fn end_of_argument(tokens: &[TokenTree], mut i: usize, all_angles: bool) -> usize {
+pub(crate) fn end_of_argument(tokens: &[TokenTree], mut i: usize, all_angles: bool) -> usize {
     let start = i;
     let mut depth = 0usize;
     while let Some(token) = tokens.get(i) {

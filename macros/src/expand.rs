@@ -161,7 +161,7 @@ fn field_check(input: &Input, ty: &syn::Type, p: &TokenStream) -> TokenStream {
         return TokenStream::new();
     }
     let span = ty.span();
-    let ty = elide_lifetimes(ty.to_token_stream());
+    let ty = elide_lifetimes(ty.to_token_stream(), input.generics);
     let probe = local("probe");
     let verdict = local("verdict");
     // The check carries the field type's span, so that its error points at
@@ -213,6 +213,10 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         sizes.clone()
     };
     let tag_local = local("tag");
+    // `self` is resolved like a local: it must keep the hygiene of the
+    // `&mut self` declared by the generated method, even where the call
+    // around it is located at a method name passed through `macro_rules!`.
+    let self_value = syn::Token![self](Span::call_site().located_at(method_span));
     let unsafe_token = syn::Token![unsafe](*unsafe_span);
     let allow = allow_unsafe_code(input);
     let mut out = TokenStream::new();
@@ -220,7 +224,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         let size = size.to_type(p);
         // Spanned at the method name, where a wrong signature is reported.
         let call = quote_spanned! {method_span=>
-            #p::allocate_with::<Self, Self::Tag, #size, _>(#method, self, #tag_local)
+            #p::allocate_with::<Self, Self::Tag, #size, _>(#method, #self_value, #tag_local)
         };
         let body = user_spanned_body(
             quote! {

@@ -93,19 +93,24 @@ pub(crate) fn mentions_parameters(tokens: TokenStream, generics: &Generics) -> b
     })
 }
 
-/// `tokens` with every named lifetime but `'static` replaced by `'_`, so a
-/// type can be written inside a body where the input's lifetimes are unknown.
-pub(crate) fn elide_lifetimes(tokens: TokenStream) -> TokenStream {
+/// `tokens` with every lifetime parameter of `generics` replaced by `'_`, so
+/// a type can be written inside a body where those lifetimes are unknown.
+/// Other lifetimes stay: `'static`, and those bound by `for<'a>`.
+pub(crate) fn elide_lifetimes(tokens: TokenStream, generics: &Generics) -> TokenStream {
     let mut out = Vec::new();
     let mut after_quote = false;
     for token in tokens {
         let token = match token {
-            TokenTree::Ident(ident) if after_quote && ident != "static" => {
+            TokenTree::Ident(ident)
+                if after_quote && generics.lifetimes().any(|param| param.lifetime.ident == ident) =>
+            {
                 TokenTree::Ident(Ident::new("_", ident.span()))
             }
             TokenTree::Group(group) => {
-                let mut new =
-                    proc_macro2::Group::new(group.delimiter(), elide_lifetimes(group.stream()));
+                let mut new = proc_macro2::Group::new(
+                    group.delimiter(),
+                    elide_lifetimes(group.stream(), generics),
+                );
                 new.set_span(group.span());
                 TokenTree::Group(new)
             }

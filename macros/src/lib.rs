@@ -16,6 +16,7 @@ mod expand;
 mod generics;
 mod sizes;
 mod valid;
+mod verbatim;
 
 use proc_macro::TokenStream;
 
@@ -185,8 +186,8 @@ use proc_macro::TokenStream;
 /// [`TaggedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/tagged/trait.TaggedFrameAllocator.html
 #[proc_macro_derive(FrameAllocator, attributes(frame_allocator))]
 pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
-    match syn::parse::<syn::DeriveInput>(input) {
-        Ok(input) => expand::derive(&input).into(),
+    match syn::parse2::<syn::DeriveInput>(verbatim::hide(input.into())) {
+        Ok(input) => verbatim::restore(expand::derive(&input)).into(),
         Err(error) => error.into_compile_error().into(),
     }
 }

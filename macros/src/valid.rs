@@ -1,8 +1,8 @@
 //! Validation: decides what the derive generates, or reports every reason it
 //! cannot.
 
-use proc_macro2::Span;
-use syn::{Expr, Ident, Member, Path, Type};
+use proc_macro2::{Span, TokenStream};
+use syn::{Ident, Member, Path, Type};
 
 use crate::ast::{Field, Input, Shape};
 use crate::ctxt::Errors;
@@ -31,8 +31,8 @@ pub(crate) struct TaggedPlan<'a> {
     /// reports the user's `unsafe`.
     pub(crate) unsafe_span: Span,
     pub(crate) method: &'a Path,
-    pub(crate) tag: &'a Type,
-    pub(crate) default: Option<&'a Expr>,
+    pub(crate) tag: &'a TokenStream,
+    pub(crate) default: Option<&'a TokenStream>,
     pub(crate) sizes: Vec<&'a PageSizeName>,
 }
 
