@@ -242,7 +242,6 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         );
         out.extend(quote! {
             #[automatically_derived]
-            #[allow(clippy::undocumented_unsafe_blocks)]
             #allow
             #unsafe_token impl #impl_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
             #where_clause
@@ -260,7 +259,6 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
             );
             out.extend(quote! {
                 #[automatically_derived]
-                #[allow(clippy::undocumented_unsafe_blocks)]
                 #allow
                 #unsafe_token impl #impl_generics #p::FrameAllocator<#size> for #ident #ty_generics
                 #where_clause
@@ -301,20 +299,22 @@ fn allow_unsafe_code(input: &Input) -> TokenStream {
     TokenStream::new()
 }
 
-/// `{ items }` whose braces carry `span`, the span of the user's `unsafe`.
+/// `{ items }` whose braces carry `span`, the span of the user's `tagged`.
 ///
 /// rustc reports `unsafe_code` at the span of the whole `unsafe impl` item,
 /// from its `unsafe` to its closing brace, and drops the lint when that span
 /// comes from a macro. A span that joins a user token to a macro token is
-/// treated as the macro's, so both ends must be the user's `unsafe`: then a
-/// crate under `#![forbid(unsafe_code)]` or `#![deny(unsafe_code)]` is told
-/// about the promise it makes with `unsafe tagged(…)`.
+/// treated as the macro's, so both ends must be the user's: then a crate
+/// under `#![forbid(unsafe_code)]` or `#![deny(unsafe_code)]` is told about
+/// the promise it makes with `unsafe tagged(…)`.
 ///
-/// Such an item is no longer macro output to clippy either, whose
-/// `undocumented_unsafe_blocks` then looks for a `// SAFETY:` comment between
-/// the previous item and the `unsafe`: there is no such place inside the
-/// type's attributes, so the impls allow that lint; the `unsafe` written in
-/// the attribute is the acknowledgement.
+/// The span is that of `tagged`, not of the `unsafe` before it: clippy's
+/// `undocumented_unsafe_blocks` takes an `unsafe impl` whose source text does
+/// not start with `unsafe` for macro output and leaves it alone, where it
+/// would otherwise ask for a `// SAFETY:` comment it can never find (the
+/// comment would have to sit between the type and its own attribute). So
+/// the impls need no `#[allow]` of that lint, which a crate that forbids it
+/// would reject (E0453).
 fn user_spanned_body(items: TokenStream, span: Span) -> proc_macro2::Group {
     let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, items);
     body.set_span(span);

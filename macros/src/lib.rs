@@ -163,8 +163,8 @@ use proc_macro::TokenStream;
 ///
 /// `FrameAllocator` is an unsafe trait, so the derived impls are
 /// `unsafe impl`s, but only `unsafe tagged(…)` makes a promise of the user's
-/// own. Its impls carry the span of the `unsafe` written in the attribute,
-/// so rustc's `unsafe_code` lint reports them there: a crate under
+/// own. Its impls carry the span of the `tagged` written after that
+/// `unsafe`, so rustc's `unsafe_code` lint reports them there: a crate under
 /// `#![forbid(unsafe_code)]` cannot use `unsafe tagged(…)`, and under
 /// `#![deny(unsafe_code)]` it takes `#[allow(unsafe_code)]` on the type
 /// (the derive copies that allowance onto its impls). Field forwarding and

@@ -26,9 +26,10 @@ pub(crate) struct Target<'a> {
 
 /// A checked `unsafe tagged(…)`.
 pub(crate) struct TaggedPlan<'a> {
-    /// Where the user wrote `unsafe`: the generated `unsafe impl`s (their
-    /// `unsafe` and their braces) carry this span, so the `unsafe_code` lint
-    /// reports the user's `unsafe`.
+    /// Where the user wrote `tagged` after `unsafe`: the generated `unsafe
+    /// impl`s (their `unsafe` and their braces) carry this span, so the
+    /// `unsafe_code` lint reports the user's promise (see
+    /// `expand::user_spanned_body` for why not the `unsafe` itself).
     pub(crate) unsafe_span: Span,
     pub(crate) method: &'a Path,
     pub(crate) tag: &'a TokenStream,
@@ -172,7 +173,7 @@ fn check_tagged<'a>(
         None => Vec::new(),
     };
     Some(TaggedPlan {
-        unsafe_span: tagged.unsafe_span?,
+        unsafe_span: tagged.unsafe_span.map(|_| tagged.span)?,
         method: tagged.method.as_ref()?,
         tag: tagged.tag.as_ref()?,
         default: tagged.default.as_ref(),

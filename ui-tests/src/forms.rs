@@ -81,6 +81,7 @@ pub enum Purpose {
 
 /// A bootloader-style allocator, with the seed's method.
 #[derive(FrameAllocator)]
+// SAFETY: `allocate_frame` only moves `next` upwards: each frame once.
 #[frame_allocator(unsafe tagged(method = allocate_frame, tag = Purpose, default = Purpose::PageTable))]
 pub struct Boot {
     next: u64,
@@ -104,6 +105,7 @@ impl Boot {
 
 /// A tagged allocator for two sizes, with lifetimes and a generic method.
 #[derive(FrameAllocator)]
+// SAFETY: `take` moves each zone's base upwards: each frame once.
 #[frame_allocator(unsafe tagged(method = take, tag = usize, sizes(Size4KiB, framealloc::Size2MiB)))]
 pub struct Zones<'a> {
     bases: &'a mut [u64],

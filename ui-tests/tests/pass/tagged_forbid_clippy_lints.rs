@@ -1,7 +1,7 @@
 // A crate that forbids clippy's `undocumented_unsafe_blocks` can still derive
 // the tagged form: the derive generates no `#[allow]` that the `forbid`
-// would reject (E0453). The `unsafe` in the attribute is documented by the
-// `// SAFETY:` comment on the line above it, where clippy looks for it.
+// would reject (E0453). (The `ui-tests` library checks the same under
+// clippy itself: it forbids the lint and derives the tagged forms.)
 #![forbid(clippy::undocumented_unsafe_blocks, clippy::pedantic)]
 
 use framealloc::x86_64::PhysAddr;
