@@ -34,6 +34,9 @@ pub(crate) struct Container {
     pub(crate) krate: Option<syn::Path>,
     /// `unsafe tagged(…)`.
     pub(crate) tagged: Option<Tagged>,
+    /// An entry meant `tagged` but could not be read (already reported): the
+    /// fields are then not checked as a forwarding target.
+    pub(crate) tagged_attempted: bool,
 }
 
 /// The contents of `tagged(…)`.
@@ -49,6 +52,9 @@ pub(crate) struct Tagged {
     pub(crate) default: Option<proc_macro2::TokenStream>,
     /// `sizes(…)`, with the span of the `sizes` key.
     pub(crate) sizes: Option<(Span, Vec<PageSizeName>)>,
+    /// `tagged` without a readable `(…)`: already reported, so what is
+    /// missing from it is not reported again.
+    pub(crate) malformed: bool,
 }
 
 fn is_ours(attr: &Attribute) -> bool {
@@ -225,7 +231,17 @@ fn parse_container_keys(input: ParseStream, container: &mut Container, errors: &
             } else {
                 container.tagged = Some(tagged);
             }
+        } else if let Some(token) = &unsafe_token
+            && input.peek(syn::token::Paren)
+        {
+            errors.at(
+                token.span,
+                "`unsafe` is not a function: write `unsafe tagged(method = …, tag = …)`",
+            );
+            container.tagged_attempted = true;
+            skip_entry(input);
         } else if let Some(token) = unsafe_token {
+            container.tagged_attempted = true;
             errors.at(
                 token.span,
                 "`unsafe` acknowledges a tagged allocation method: \
@@ -263,25 +279,39 @@ fn parse_tagged(
         tag: None,
         default: None,
         sizes: None,
+        malformed: false,
     };
     let parens = (|| -> syn::Result<_> {
         let content;
         syn::parenthesized!(content in input);
         Ok(content)
     })();
-    let content = match parens {
-        Ok(content) if input.is_empty() || input.peek(Token![,]) => content,
-        _ => {
-            errors.spanned(
-                key,
-                "expected `tagged(method = name, tag = Type)`, \
-                 optionally with `default = expr` and `sizes(…)`",
-            );
-            skip_entry(input);
-            return tagged;
-        }
+    let Ok(content) = parens else {
+        errors.spanned(
+            key,
+            "expected `tagged(method = name, tag = Type)`, \
+             optionally with `default = expr` and `sizes(…)`",
+        );
+        skip_entry(input);
+        tagged.malformed = true;
+        return tagged;
     };
-    let content = &content;
+    parse_tagged_entries(&content, &mut tagged, errors);
+    if !input.is_empty() && !input.peek(Token![,]) {
+        if input.peek(Token![unsafe]) && tagged.unsafe_span.is_none() {
+            let span = input.span();
+            errors.at(span, "`unsafe` goes before `tagged`: write `unsafe tagged(…)`");
+            // Counted as written, so its absence is not reported as well.
+            tagged.unsafe_span = Some(span);
+        } else {
+            errors.push(input.error("expected `,` after `tagged(…)`"));
+        }
+        skip_entry(input);
+    }
+    tagged
+}
+
+fn parse_tagged_entries(content: ParseStream, tagged: &mut Tagged, errors: &mut Errors) {
     while !content.is_empty() {
         match content.parse::<syn::Ident>() {
             Ok(key) if key == METHOD => {
@@ -289,7 +319,7 @@ fn parse_tagged(
                     content,
                     &key,
                     "method_name",
-                    syn::Path::parse_mod_style,
+                    <syn::Path as syn::parse::Parse>::parse,
                     errors,
                 ) && !duplicate(tagged.method.as_ref(), &key, errors)
                 {
@@ -336,7 +366,18 @@ fn parse_tagged(
         }
         entry_separator(content, errors);
     }
-    tagged
+}
+
+/// Consumes whatever is left of `input`, so that syn does not report it
+/// again as an unexpected token once the error about it is recorded.
+fn drain(input: ParseStream) {
+    let _ = input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((_, next)) = rest.token_tree() {
+            rest = next;
+        }
+        Ok(((), rest))
+    });
 }
 
 fn parse_sizes(input: ParseStream, key: &syn::Ident, errors: &mut Errors) -> Vec<PageSizeName> {
@@ -346,13 +387,24 @@ fn parse_sizes(input: ParseStream, key: &syn::Ident, errors: &mut Errors) -> Vec
         let paths = syn::punctuated::Punctuated::<syn::Path, Token![,]>::parse_terminated_with(
             &content,
             syn::Path::parse_mod_style,
-        )?;
+        );
+        drain(&content);
         Ok(paths)
     })();
-    let Ok(paths) = list else {
-        errors.spanned(key, "expected `sizes(Size4KiB, Size2MiB, …)`");
-        skip_entry(input);
-        return Vec::new();
+    let paths = match list {
+        Ok(Ok(paths)) => paths,
+        Ok(Err(error)) => {
+            errors.at(
+                error.span(),
+                "expected `sizes(Size4KiB, Size2MiB, …)`, the sizes separated by commas",
+            );
+            return Vec::new();
+        }
+        Err(_) => {
+            errors.spanned(key, "expected `sizes(Size4KiB, Size2MiB, …)`");
+            skip_entry(input);
+            return Vec::new();
+        }
     };
     let mut sizes: Vec<PageSizeName> = Vec::new();
     for path in &paths {

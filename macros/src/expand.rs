@@ -198,10 +198,12 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         sizes,
     } = plan;
     let method_span = method.span();
-    let method = if let Some(name) = method.get_ident() {
-        quote_spanned!(method_span=> Self::#name)
-    } else {
-        method.to_token_stream()
+    // A bare name (`allocate`, `take::<Size2MiB>`) is a method of the type.
+    let method = match method.segments.first() {
+        Some(name) if method.leading_colon.is_none() && method.segments.len() == 1 => {
+            quote_spanned!(method_span=> Self::#name)
+        }
+        _ => method.to_token_stream(),
     };
     let default_size = PageSizeName {
         name: valid::DEFAULT_SIZE,
@@ -321,20 +323,68 @@ fn user_spanned_body(items: TokenStream, span: Span) -> proc_macro2::Group {
     body
 }
 
-/// After an error: `FrameAllocator<S>` for every `S`, never run (the crate
-/// does not compile), so that uses of the type add no errors of their own.
+/// After an error: stand-in impls, never run (the crate does not compile),
+/// so that uses of the type add no errors of their own: `FrameAllocator<S>`
+/// and `FrameDeallocator<S>` for every `S`, and, if the type meant to be
+/// tagged, `TaggedFrameAllocator` for its sizes with its tag type (or `()`
+/// where that could not be read).
 fn fallback(input: &Input, p: &TokenStream) -> TokenStream {
     let ident = input.ident;
     let s = fresh_page_size_param(input.source);
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let impl_generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
+    let plain_generics = impl_params(input.generics, None);
     let where_clause = where_clause(input.generics, None);
-    quote! {
+    let frame = local("frame");
+    let tag_local = local("tag");
+    let mut out = quote! {
         #[automatically_derived]
         unsafe impl #impl_generics #p::FrameAllocator<#s> for #ident #ty_generics #where_clause {
             fn allocate_frame(&mut self) -> #p::core::option::Option<#p::PhysFrame<#s>> {
                 #p::core::unreachable!()
             }
         }
+
+        #[automatically_derived]
+        impl #impl_generics #p::FrameDeallocator<#s> for #ident #ty_generics #where_clause {
+            unsafe fn deallocate_frame(&mut self, #frame: #p::PhysFrame<#s>) {
+                let _ = #frame;
+                #p::core::unreachable!()
+            }
+        }
+    };
+    let tagged = input.attrs.tagged.as_ref();
+    if tagged.is_some() || input.attrs.tagged_attempted {
+        let tag = tagged
+            .and_then(|tagged| tagged.tag.clone())
+            .unwrap_or_else(|| quote!(()));
+        let default_size = PageSizeName {
+            name: valid::DEFAULT_SIZE,
+            span: Span::call_site(),
+        };
+        let sizes: Vec<&PageSizeName> = match tagged.and_then(|tagged| tagged.sizes.as_ref()) {
+            Some((_, sizes)) if !sizes.is_empty() => sizes.iter().collect(),
+            _ => vec![&default_size],
+        };
+        for size in sizes {
+            let size = size.to_type(p);
+            out.extend(quote! {
+                #[automatically_derived]
+                unsafe impl #plain_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
+                #where_clause
+                {
+                    type Tag = #tag;
+
+                    fn allocate_tagged(
+                        &mut self,
+                        #tag_local: Self::Tag,
+                    ) -> #p::core::option::Option<#p::PhysFrame<#size>> {
+                        let _ = #tag_local;
+                        #p::core::unreachable!()
+                    }
+                }
+            });
+        }
     }
+    out
 }

@@ -65,6 +65,9 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
             }
             check_tagged(tagged, errors).map(Plan::Tagged)
         }
+        // A malformed `tagged` entry, already reported: the fields were not
+        // meant as a forwarding target, so they are not checked as one.
+        (_, None) if input.attrs.tagged_attempted => None,
         (Shape::Struct(fields), None) => {
             let what = format!("`{}`", input.ident);
             target(&what, input.ident.span(), fields, errors).map(Plan::Struct)
@@ -145,6 +148,9 @@ fn check_tagged<'a>(
             format!("`{}`", segments.join("::"))
         },
     );
+    if tagged.malformed {
+        return None;
+    }
     if tagged.unsafe_span.is_none() {
         errors.at(
             tagged.span,
