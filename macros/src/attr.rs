@@ -86,21 +86,90 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
     container
 }
 
-/// Whether a field carries `#[frame_allocator]`, and where.
-pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<Span> {
-    let mut marker = None;
+/// `#[frame_allocator(lock = …)]` on a field: how to lock it.
+pub(crate) const LOCK: &str = "lock";
+
+/// `#[frame_allocator]` on a field.
+pub(crate) struct FieldMarker {
+    /// Where it is written.
+    pub(crate) span: Span,
+    /// `lock = method` or `lock = path::to::function`.
+    pub(crate) lock: Option<syn::Path>,
+}
+
+/// Whether a field carries `#[frame_allocator]` (and with what), and where.
+pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<FieldMarker> {
+    let mut marker: Option<FieldMarker> = None;
     for attr in attrs.iter().filter(|attr| is_ours(attr)) {
-        if !matches!(attr.meta, Meta::Path(_)) {
-            errors.spanned(
-                &attr.meta,
-                "`#[frame_allocator]` on a field takes no arguments: write `#[frame_allocator]`",
-            );
-        } else if marker.is_some() {
+        if marker.is_some() {
             errors.spanned(attr, "duplicate `#[frame_allocator]` on this field");
+            continue;
         }
-        marker.get_or_insert(attr.path().span());
+        let lock = match &attr.meta {
+            Meta::Path(_) => None,
+            Meta::List(_) => {
+                let mut lock = None;
+                let parser = |input: ParseStream| {
+                    parse_field_keys(input, &mut lock, errors);
+                    Ok(())
+                };
+                if let Err(error) = attr.parse_args_with(parser) {
+                    errors.push(error);
+                }
+                lock
+            }
+            Meta::NameValue(_) => {
+                errors.spanned(
+                    &attr.meta,
+                    "expected `#[frame_allocator]`, or `#[frame_allocator(lock = method)]` \
+                     for an allocator behind a lock",
+                );
+                None
+            }
+        };
+        marker = Some(FieldMarker {
+            span: attr.path().span(),
+            lock,
+        });
     }
     marker
+}
+
+fn parse_field_keys(input: ParseStream, lock: &mut Option<syn::Path>, errors: &mut Errors) {
+    while !input.is_empty() {
+        match input.parse::<syn::Ident>() {
+            Ok(key) if key == LOCK => {
+                if let Some(path) = value(
+                    input,
+                    &key,
+                    "method",
+                    syn::Path::parse_mod_style,
+                    errors,
+                ) && !duplicate(lock.as_ref(), &key, errors)
+                {
+                    *lock = Some(path);
+                }
+            }
+            Ok(key) => {
+                errors.spanned(
+                    &key,
+                    format_args!(
+                        "unknown `frame_allocator` field argument `{key}`; expected \
+                         `lock = method` (or write `#[frame_allocator]` alone)"
+                    ),
+                );
+                skip_entry(input);
+            }
+            Err(error) => {
+                errors.push(syn::Error::new(
+                    error.span(),
+                    "expected `lock = method` (or write `#[frame_allocator]` alone)",
+                ));
+                skip_entry(input);
+            }
+        }
+        entry_separator(input, errors);
+    }
 }
 
 /// `#[frame_allocator]` is meaningless on an enum variant: report it.

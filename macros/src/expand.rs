@@ -53,15 +53,23 @@ fn local(name: &str) -> Ident {
 }
 
 fn forward_struct(input: &Input, target: &Target, p: &TokenStream) -> TokenStream {
-    let Target { member, ty } = target;
+    let Target { member, ty, reach } = target;
     let s = fresh_page_size_param(input.source);
-    let allocate = quote!(<#ty as #p::FrameAllocator<#s>>::allocate_frame(&mut self.#member));
+    let allocator = &reach.allocator;
+    let guard = local("guard");
+    let place = quote!(self.#member);
+    let (lock, access) = reach.access(&place, &place, &guard);
+    let allocate = quote! {
+        #lock
+        <#allocator as #p::FrameAllocator<#s>>::allocate_frame(#access)
+    };
     let frame = local("frame");
-    let deallocate = quote!(unsafe {
-        <#ty as #p::FrameDeallocator<#s>>::deallocate_frame(&mut self.#member, #frame)
-    });
-    let mut out = forwarding_impls(input, p, &s, &[ty], &allocate, &deallocate);
-    out.extend(field_check(input, ty, p));
+    let deallocate = quote! {
+        #lock
+        unsafe { <#allocator as #p::FrameDeallocator<#s>>::deallocate_frame(#access, #frame) }
+    };
+    let mut out = forwarding_impls(input, p, &s, &[allocator], &allocate, &deallocate);
+    out.extend(field_check(input, ty, allocator, p));
     out
 }
 
@@ -69,28 +77,42 @@ fn forward_enum(input: &Input, targets: &[(&Ident, Target)], p: &TokenStream) ->
     let s = fresh_page_size_param(input.source);
     let allocator = local("allocator");
     let frame = local("frame");
-    let types: Vec<&syn::Type> = targets.iter().map(|(_, target)| target.ty).collect();
+    let guard = local("guard");
+    let types: Vec<&TokenStream> = targets.iter().map(|(_, target)| &target.reach.allocator).collect();
     let (allocate, deallocate) = if targets.is_empty() {
         (quote!(match *self {}), quote!(match *self {}))
     } else {
-        let patterns: Vec<TokenStream> = targets
-            .iter()
-            .map(|(variant, Target { member, .. })| quote!(Self::#variant { #member: #allocator, .. }))
-            .collect();
+        let mut allocate_arms = Vec::new();
+        let mut deallocate_arms = Vec::new();
+        for (variant, Target { member, reach, .. }) in targets {
+            let pattern = quote!(Self::#variant { #member: #allocator, .. });
+            let ty = &reach.allocator;
+            let (lock, access) = if reach.derefs == 0 && reach.lock.is_none() {
+                (TokenStream::new(), allocator.to_token_stream())
+            } else {
+                reach.access(&quote!(*#allocator), &allocator.to_token_stream(), &guard)
+            };
+            allocate_arms.push(quote! {
+                #pattern => {
+                    #lock
+                    <#ty as #p::FrameAllocator<#s>>::allocate_frame(#access)
+                }
+            });
+            deallocate_arms.push(quote! {
+                #pattern => {
+                    #lock
+                    unsafe { <#ty as #p::FrameDeallocator<#s>>::deallocate_frame(#access, #frame) }
+                }
+            });
+        }
         (
-            quote!(match self {
-                #(#patterns => <#types as #p::FrameAllocator<#s>>::allocate_frame(#allocator),)*
-            }),
-            quote!(match self {
-                #(#patterns => unsafe {
-                    <#types as #p::FrameDeallocator<#s>>::deallocate_frame(#allocator, #frame)
-                },)*
-            }),
+            quote!(match self { #(#allocate_arms)* }),
+            quote!(match self { #(#deallocate_arms)* }),
         )
     };
     let mut out = forwarding_impls(input, p, &s, &types, &allocate, &deallocate);
-    for ty in types {
-        out.extend(field_check(input, ty, p));
+    for (_, target) in targets {
+        out.extend(field_check(input, target.ty, &target.reach.allocator, p));
     }
     out
 }
@@ -105,7 +127,7 @@ fn forwarding_impls(
     input: &Input,
     p: &TokenStream,
     s: &Ident,
-    fields: &[&syn::Type],
+    fields: &[&TokenStream],
     allocate: &TokenStream,
     deallocate: &TokenStream,
 ) -> TokenStream {
@@ -115,7 +137,7 @@ fn forwarding_impls(
     let mut unique: Vec<String> = Vec::new();
     let mut distinct = Vec::new();
     for ty in fields {
-        let key = ty.to_token_stream().to_string();
+        let key = ty.to_string();
         if !unique.contains(&key) {
             unique.push(key);
             distinct.push(*ty);
@@ -156,12 +178,12 @@ fn forwarding_impls(
 /// A compile-time check that a concrete field type is a frame allocator for
 /// some page size, reported at the field's type. Generic field types are
 /// left to the `where` bound of the impl.
-fn field_check(input: &Input, ty: &syn::Type, p: &TokenStream) -> TokenStream {
-    if mentions_parameters(ty.to_token_stream(), input.generics) {
+fn field_check(input: &Input, field: &syn::Type, ty: &TokenStream, p: &TokenStream) -> TokenStream {
+    if mentions_parameters(ty.clone(), input.generics) {
         return TokenStream::new();
     }
-    let span = ty.span();
-    let ty = elide_lifetimes(ty.to_token_stream(), input.generics);
+    let span = field.span();
+    let ty = elide_lifetimes(ty.clone(), input.generics);
     let probe = local("probe");
     let verdict = local("verdict");
     // The check carries the field type's span, so that its error points at

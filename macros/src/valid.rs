@@ -6,6 +6,7 @@ use syn::{Ident, Member, Path, Type};
 
 use crate::ast::{Field, Input, Shape};
 use crate::ctxt::Errors;
+use crate::reach::{self, Reach};
 use crate::sizes::{self, PageSizeName};
 
 /// What to generate.
@@ -22,6 +23,8 @@ pub(crate) enum Plan<'a> {
 pub(crate) struct Target<'a> {
     pub(crate) member: &'a Member,
     pub(crate) ty: &'a Type,
+    /// How to get from the field to the allocator.
+    pub(crate) reach: Reach<'a>,
 }
 
 /// A checked `unsafe tagged(…)`.
@@ -55,9 +58,9 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
                 Shape::Union(_) => Box::new(std::iter::empty()),
             };
             for field in fields {
-                if let Some(marker) = field.marker {
+                if let Some(marker) = &field.marker {
                     errors.at(
-                        marker,
+                        marker.span,
                         "`#[frame_allocator]` on a field has no effect with `tagged(…)`: \
                          frames come from the tagged method; remove the marker",
                     );
@@ -120,7 +123,7 @@ fn target<'a>(
         (_, [first, rest @ ..]) => {
             for extra in rest {
                 errors.at(
-                    extra.marker.unwrap_or(span),
+                    extra.marker.as_ref().map_or(span, |marker| marker.span),
                     format_args!(
                         "{what} can forward to one field only, and `{}` is already marked \
                          `#[frame_allocator]`",
@@ -131,10 +134,18 @@ fn target<'a>(
             return None;
         }
     };
-    Some(Target {
-        member: &chosen.member,
-        ty: chosen.ty,
-    })
+    let lock = chosen.marker.as_ref().and_then(|marker| marker.lock.as_ref());
+    match reach::reach(chosen.ty, lock) {
+        Ok(reach) => Some(Target {
+            member: &chosen.member,
+            ty: chosen.ty,
+            reach,
+        }),
+        Err(message) => {
+            errors.spanned(chosen.ty, message);
+            None
+        }
+    }
 }
 
 fn check_tagged<'a>(
