@@ -139,13 +139,8 @@ fn parse_field_keys(input: ParseStream, lock: &mut Option<syn::Path>, errors: &m
     while !input.is_empty() {
         match input.parse::<syn::Ident>() {
             Ok(key) if key == LOCK => {
-                if let Some(path) = value(
-                    input,
-                    &key,
-                    "method",
-                    syn::Path::parse_mod_style,
-                    errors,
-                ) && !duplicate(lock.as_ref(), &key, errors)
+                if let Some(path) = value(input, &key, "method", syn::Path::parse_mod_style, errors)
+                    && !duplicate(lock.as_ref(), &key, errors)
                 {
                     *lock = Some(path);
                 }
@@ -369,7 +364,10 @@ fn parse_tagged(
     if !input.is_empty() && !input.peek(Token![,]) {
         if input.peek(Token![unsafe]) && tagged.unsafe_span.is_none() {
             let span = input.span();
-            errors.at(span, "`unsafe` goes before `tagged`: write `unsafe tagged(…)`");
+            errors.at(
+                span,
+                "`unsafe` goes before `tagged`: write `unsafe tagged(…)`",
+            );
             // Counted as written, so its absence is not reported as well.
             tagged.unsafe_span = Some(span);
         } else {

@@ -68,15 +68,11 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let size = args.size.map(|size| size.to_type(&private));
     let (function, arguments, inferred) = match (args.allocate, args.deallocate, args.state) {
         (Some(allocate), None, Some(state)) => ("from_state", quote!(#state, #allocate), 2),
-        (Some(allocate), Some(deallocate), Some(state)) => (
-            "from_state_fns",
-            quote!(#state, #allocate, #deallocate),
-            3,
-        ),
-        (Some(allocate), None, None) => ("from_fn", quote!(#allocate), 1),
-        (Some(allocate), Some(deallocate), None) => {
-            ("from_fns", quote!(#allocate, #deallocate), 2)
+        (Some(allocate), Some(deallocate), Some(state)) => {
+            ("from_state_fns", quote!(#state, #allocate, #deallocate), 3)
         }
+        (Some(allocate), None, None) => ("from_fn", quote!(#allocate), 1),
+        (Some(allocate), Some(deallocate), None) => ("from_fns", quote!(#allocate, #deallocate), 2),
         // `parse` reports a missing allocation closure.
         (None, ..) => return TokenStream::new(),
     };

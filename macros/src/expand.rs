@@ -78,7 +78,10 @@ fn forward_enum(input: &Input, targets: &[(&Ident, Target)], p: &TokenStream) ->
     let allocator = local("allocator");
     let frame = local("frame");
     let guard = local("guard");
-    let types: Vec<&TokenStream> = targets.iter().map(|(_, target)| &target.reach.allocator).collect();
+    let types: Vec<&TokenStream> = targets
+        .iter()
+        .map(|(_, target)| &target.reach.allocator)
+        .collect();
     let (allocate, deallocate) = if targets.is_empty() {
         (quote!(match *self {}), quote!(match *self {}))
     } else {

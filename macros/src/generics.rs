@@ -102,7 +102,10 @@ pub(crate) fn elide_lifetimes(tokens: TokenStream, generics: &Generics) -> Token
     for token in tokens {
         let token = match token {
             TokenTree::Ident(ident)
-                if after_quote && generics.lifetimes().any(|param| param.lifetime.ident == ident) =>
+                if after_quote
+                    && generics
+                        .lifetimes()
+                        .any(|param| param.lifetime.ident == ident) =>
             {
                 TokenTree::Ident(Ident::new("_", ident.span()))
             }

@@ -28,7 +28,7 @@ pub(crate) struct Reach<'a> {
 
 /// `Box<T>` (also as `alloc::boxed::Box<T>`, `std::boxed::Box<T>`) and, for
 /// a lock, `Arc<T>`/`Rc<T>`: the `T`.
-fn smart_pointer_target<'t>(ty: &'t Type, shared_too: bool) -> Option<&'t Type> {
+fn smart_pointer_target(ty: &Type, shared_too: bool) -> Option<&Type> {
     let Type::Path(path) = ty else { return None };
     if path.qself.is_some() {
         return None;
@@ -112,15 +112,18 @@ pub(crate) fn reach<'a>(ty: &Type, lock: Option<&'a syn::Path>) -> Result<Reach<
     let (locked, derefs, _) = peel(ty, true);
     let allocator = match locked {
         Type::Path(path) if path.qself.is_none() => {
-            path.path.segments.last().and_then(|last| match &last.arguments {
-                PathArguments::AngleBracketed(arguments) => {
-                    arguments.args.iter().rev().find_map(|arg| match arg {
-                        GenericArgument::Type(ty) => Some(ty.to_token_stream()),
-                        _ => None,
-                    })
-                }
-                _ => None,
-            })
+            path.path
+                .segments
+                .last()
+                .and_then(|last| match &last.arguments {
+                    PathArguments::AngleBracketed(arguments) => {
+                        arguments.args.iter().rev().find_map(|arg| match arg {
+                            GenericArgument::Type(ty) => Some(ty.to_token_stream()),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                })
         }
         _ => None,
     };

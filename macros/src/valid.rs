@@ -134,7 +134,10 @@ fn target<'a>(
             return None;
         }
     };
-    let lock = chosen.marker.as_ref().and_then(|marker| marker.lock.as_ref());
+    let lock = chosen
+        .marker
+        .as_ref()
+        .and_then(|marker| marker.lock.as_ref());
     match reach::reach(chosen.ty, lock) {
         Ok(reach) => Some(Target {
             member: &chosen.member,
