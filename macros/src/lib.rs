@@ -313,15 +313,78 @@ mod tests {
         "|x| y, || , | , -> , size = Size1GiB, size = Size2MiB",
         "frames.pop(), ::x::<A, B>(c), || -> T",
         "state = vec![a, b], |s| s.pop(), |s, f: PhysFrame<Size4KiB>| s.push(f), state = , state",
+        "|| <FramePool<Size4KiB, 8> as FrameAllocator<Size4KiB>>::allocate_frame(&mut pool), |f| a < b",
+        "state = <HashMap<u8, PhysFrame> as Default>::default(), |m| m.remove(&<u8>::from(1)), \
+         |m, f| { m.insert(<u8 as TryFrom<u32>>::try_from(1u32).unwrap(), f); }, size = <X as Y>::Z",
+        "|| if a < b && c as u8 < <T as Q<A, B>>::V { x? < y } else { z::<A, B>() }, || <, >, <<",
     ];
+
+    /// `tokens` wrapped in an invisible group, as `macro_rules!` passes a
+    /// `$x:expr`.
+    fn invisible(tokens: TokenStream) -> TokenTree {
+        TokenTree::Group(proc_macro2::Group::new(
+            proc_macro2::Delimiter::None,
+            tokens,
+        ))
+    }
+
+    /// The arguments of `tokens` (split at every top-level comma), each
+    /// wrapped in an invisible group, commas kept.
+    fn arguments_in_invisible_groups(tokens: &TokenStream) -> TokenStream {
+        let mut out = Vec::new();
+        let mut current = Vec::new();
+        for token in tokens.clone() {
+            if matches!(&token, TokenTree::Punct(p) if p.as_char() == ',') {
+                out.push(invisible(current.drain(..).collect()));
+                out.push(token);
+            } else {
+                current.push(token);
+            }
+        }
+        if !current.is_empty() {
+            out.push(invisible(current.into_iter().collect()));
+        }
+        out.into_iter().collect()
+    }
 
     #[test]
     fn frame_allocator_never_panics() {
         for input in CLOSURE_INPUTS {
             for prefix in prefixes(input) {
-                let _ = crate::closure::expand(prefix);
+                let _ = crate::closure::expand(prefix.clone());
+                // The whole input in an invisible group, and each argument
+                // in one (nested twice, as two `macro_rules!` would).
+                let _ = crate::closure::expand(invisible(prefix.clone()).into());
+                let once = arguments_in_invisible_groups(&prefix);
+                let _ = crate::closure::expand(once.clone());
+                let _ = crate::closure::expand(arguments_in_invisible_groups(&once));
             }
         }
+    }
+
+    #[test]
+    fn frame_allocator_reads_closures_in_invisible_groups_and_qualified_paths() {
+        let qualified = crate::closure::expand(CLOSURE_INPUTS[7].parse().unwrap()).to_string();
+        assert!(
+            qualified.contains("from_fns") && !has_error(&qualified.parse().unwrap()),
+            "{qualified}"
+        );
+        let stateful = crate::closure::expand(
+            CLOSURE_INPUTS[8]
+                .replace(", size = <X as Y>::Z", "")
+                .parse()
+                .unwrap(),
+        );
+        assert!(
+            stateful.to_string().contains("from_state_fns"),
+            "{stateful}"
+        );
+        let grouped = arguments_in_invisible_groups(&"|| a.pop(), |f| b.push(f)".parse().unwrap());
+        let twice = crate::closure::expand(arguments_in_invisible_groups(&grouped)).to_string();
+        assert!(
+            twice.contains("from_fns") && !twice.contains("compile_error"),
+            "{twice}"
+        );
     }
 
     #[test]
@@ -361,6 +424,8 @@ mod tests {
         "#[frame_allocator(crate = ::fa, unsafe tagged(method = m, tag = T, default = T::A, sizes(Size4KiB, Size2MiB)))] struct B<'a, T: Clone, const N: usize> where T: Copy { x: &'a T }",
         "#[frame_allocator(unsafe tagged(method = , tag = , default = , sizes()), unsafe, tagged, crate)] enum C { A(X), B { #[frame_allocator(x)] y: Y, z: Z }, #[frame_allocator] D }",
         "#[frame_allocator] union U { a: A, b: B }",
+        "struct V<const N: usize = { if A { 1 } else { 2 } }> { p: Pool<{ if B { 1 } else { 2 } }>, q: [u8; if C { 1 } else { 2 }], r: <T as Q<A, B>>::Out }",
+        "enum W { A(&'a mut dyn FrameAllocator<Size4KiB>), B(Box<dyn X + 'b>), C { #[frame_allocator(lock = lock)] l: &'a Mutex<A>, d: [u8; { 1 }] }, D(#[frame_allocator(lock = a::b, lock = c)] Arc<R, (), A>) }",
     ];
 
     #[test]
@@ -368,8 +433,8 @@ mod tests {
         for input in DERIVE_INPUTS {
             for prefix in prefixes(input) {
                 // Only complete items reach a derive; the rest must fail to parse.
-                if let Ok(parsed) = syn::parse2::<syn::DeriveInput>(prefix) {
-                    let _ = crate::expand::derive(&parsed);
+                if let Ok(parsed) = syn::parse2::<syn::DeriveInput>(crate::verbatim::hide(prefix)) {
+                    let _ = crate::verbatim::restore(crate::expand::derive(&parsed));
                 }
             }
         }
