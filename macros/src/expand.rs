@@ -185,26 +185,33 @@ fn field_check(input: &Input, field: &syn::Type, ty: &TokenStream, p: &TokenStre
     if mentions_parameters(ty.clone(), input.generics) {
         return TokenStream::new();
     }
-    let span = field.span();
+    let mut field_tokens = field.to_token_stream().into_iter();
+    let first = field_tokens.next().map_or_else(Span::call_site, |t| t.span());
+    let last = field_tokens.last().map_or(first, |t| t.span());
     let ty = elide_lifetimes(ty.clone(), input.generics);
     let probe = local("probe");
-    let verdict = local("verdict");
-    // The check carries the field type's span, so that its error points at
-    // the field. The probe traits are glob-imported in an inner block that
-    // holds none of the user's tokens, so they shadow none of the user's
-    // names in the field type.
-    let check = quote_spanned! {span=>
-        #p::require_allocator::<#ty, _>(#verdict)
-    };
+    // The probe's method call is the argument an unmet bound is reported
+    // at: its receiver's parentheses carry the span of the field type's
+    // first token and its argument list that of the last, so the error
+    // underlines the whole field type. The probe traits are glob-imported in
+    // an inner block that holds none of the user's tokens, so they shadow
+    // none of the user's names in the field type.
+    let mut receiver = proc_macro2::Group::new(
+        proc_macro2::Delimiter::Parenthesis,
+        quote!(&&&#probe),
+    );
+    receiver.set_span(first);
+    let mut no_arguments =
+        proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, TokenStream::new());
+    no_arguments.set_span(last);
     quote! {
         const _: () = {
             let _ = || {
                 let #probe = #p::FieldProbe::<#ty>::NEW;
-                let #verdict = {
+                {
                     use #p::probe::*;
-                    (&&&#probe).probe()
-                };
-                #check;
+                    #p::require_allocator(&#probe, #receiver.probe #no_arguments);
+                }
             };
         };
     }

@@ -16,6 +16,8 @@ use syn::{GenericArgument, PathArguments, Type, TypeParamBound};
 
 /// The path from a field to its allocator.
 pub(crate) struct Reach<'a> {
+    /// The allocator's type as parsed, when it is a part of the field's type.
+    pub(crate) allocator_type: Option<&'a Type>,
     /// The allocator's type: the field's type with references and boxes
     /// taken off, or the locked type's last type argument.
     pub(crate) allocator: TokenStream,
@@ -100,10 +102,14 @@ fn peel(ty: &Type, shared_too: bool) -> (&Type, usize, Option<&syn::Lifetime>) {
 
 /// How to reach the allocator from a field of type `ty`, locked with `lock`
 /// if given. An error message if the lock's allocator type cannot be found.
-pub(crate) fn reach<'a>(ty: &Type, lock: Option<&'a syn::Path>) -> Result<Reach<'a>, String> {
+pub(crate) fn reach<'a>(
+    ty: &'a Type,
+    lock: Option<&'a syn::Path>,
+) -> Result<Reach<'a>, String> {
     let Some(lock) = lock else {
         let (allocator, derefs, lifetime) = peel(ty, false);
         return Ok(Reach {
+            allocator_type: Some(allocator),
             allocator: with_object_lifetime(allocator, lifetime),
             derefs,
             lock: None,
@@ -135,6 +141,7 @@ pub(crate) fn reach<'a>(ty: &Type, lock: Option<&'a syn::Path>) -> Result<Reach<
         ));
     };
     Ok(Reach {
+        allocator_type: None,
         allocator,
         derefs,
         lock: Some(lock),
@@ -167,5 +174,37 @@ impl Reach<'_> {
                 (take, quote!(&mut *#guard))
             }
         }
+    }
+}
+
+/// The names of the primitive types.
+const PRIMITIVES: [&str; 17] = [
+    "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+    "i128", "isize", "f32", "f64",
+];
+
+/// Whether `ty` is a type that no crate but `x86_64` may implement
+/// `FrameAllocator` for (the orphan rule): a primitive, a tuple, an array, a
+/// slice, a pointer, a function pointer, `!`. Such a field is reported by
+/// the derive itself, which then emits its stand-in impls, so that code
+/// using the type reports nothing further.
+pub(crate) fn surely_not_an_allocator(ty: &Type) -> bool {
+    match ty {
+        Type::Paren(inner) => surely_not_an_allocator(&inner.elem),
+        Type::Group(inner) => surely_not_an_allocator(&inner.elem),
+        Type::Path(path) => {
+            path.qself.is_none()
+                && path.path.leading_colon.is_none()
+                && path.path.segments.len() == 1
+                && path.path.segments[0].arguments.is_empty()
+                && PRIMITIVES.iter().any(|name| path.path.segments[0].ident == name)
+        }
+        Type::Tuple(_)
+        | Type::Array(_)
+        | Type::Slice(_)
+        | Type::Ptr(_)
+        | Type::FnPtr(_)
+        | Type::Never(_) => true,
+        _ => false,
     }
 }

@@ -139,6 +139,19 @@ fn target<'a>(
         .as_ref()
         .and_then(|marker| marker.lock.as_ref());
     match reach::reach(chosen.ty, lock) {
+        Ok(reach) if reach.allocator_type.is_some_and(reach::surely_not_an_allocator) => {
+            errors.spanned(
+                chosen.ty,
+                format_args!(
+                    "`{}` is not a frame allocator: {what} forwards to its field `{}`, which \
+                     must implement `FrameAllocator<S>` for some page size `S`; mark the \
+                     allocator field with `#[frame_allocator]`",
+                    pretty(&reach.allocator.to_string()),
+                    chosen.name(),
+                ),
+            );
+            None
+        }
         Ok(reach) => Some(Target {
             member: &chosen.member,
             ty: chosen.ty,
@@ -203,3 +216,27 @@ fn check_tagged<'a>(
 
 /// The page sizes a tagged plan implements when `sizes(…)` is not given.
 pub(crate) const DEFAULT_SIZE: &str = sizes::NAMES[0];
+
+/// A type's tokens as a person writes them: `(u8, [u64; 2])`, not
+/// `(u8 , [u64 ; 2])`.
+fn pretty(tokens: &str) -> String {
+    let mut out = tokens.to_owned();
+    for (from, to) in [
+        (" ,", ","),
+        (" ;", ";"),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" < ", "<"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" :: ", "::"),
+        ("& ", "&"),
+        ("* ", "*"),
+    ] {
+        out = out.replace(from, to);
+    }
+    out
+}
