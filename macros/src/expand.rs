@@ -362,61 +362,68 @@ fn user_spanned_body(items: TokenStream, span: Span) -> proc_macro2::Group {
 /// where that could not be read).
 fn fallback(input: &Input, p: &TokenStream) -> TokenStream {
     let ident = input.ident;
-    let s = fresh_page_size_param(input.source);
     let (_, ty_generics, _) = input.generics.split_for_impl();
-    let impl_generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
     let plain_generics = impl_params(input.generics, None);
     let where_clause = where_clause(input.generics, None);
     let frame = local("frame");
     let tag_local = local("tag");
-    let mut out = quote! {
-        #[automatically_derived]
-        unsafe impl #impl_generics #p::FrameAllocator<#s> for #ident #ty_generics #where_clause {
-            fn allocate_frame(&mut self) -> #p::core::option::Option<#p::PhysFrame<#s>> {
-                #p::core::unreachable!()
+    let tagged = input.attrs.tagged.as_ref();
+    let plain = |size: &TokenStream, generics: &TokenStream| {
+        quote! {
+            #[automatically_derived]
+            unsafe impl #generics #p::FrameAllocator<#size> for #ident #ty_generics #where_clause {
+                fn allocate_frame(&mut self) -> #p::core::option::Option<#p::PhysFrame<#size>> {
+                    #p::core::unreachable!()
+                }
             }
-        }
 
-        #[automatically_derived]
-        impl #impl_generics #p::FrameDeallocator<#s> for #ident #ty_generics #where_clause {
-            unsafe fn deallocate_frame(&mut self, #frame: #p::PhysFrame<#s>) {
-                let _ = #frame;
-                #p::core::unreachable!()
+            #[automatically_derived]
+            impl #generics #p::FrameDeallocator<#size> for #ident #ty_generics #where_clause {
+                unsafe fn deallocate_frame(&mut self, #frame: #p::PhysFrame<#size>) {
+                    let _ = #frame;
+                    #p::core::unreachable!()
+                }
             }
         }
     };
-    let tagged = input.attrs.tagged.as_ref();
-    if tagged.is_some() || input.attrs.tagged_attempted {
-        let tag = tagged
-            .and_then(|tagged| tagged.tag.clone())
-            .unwrap_or_else(|| quote!(()));
-        let default_size = PageSizeName {
-            name: valid::DEFAULT_SIZE,
-            span: Span::call_site(),
-        };
-        let sizes: Vec<&PageSizeName> = match tagged.and_then(|tagged| tagged.sizes.as_ref()) {
-            Some((_, sizes)) if !sizes.is_empty() => sizes.iter().collect(),
-            _ => vec![&default_size],
-        };
-        for size in sizes {
-            let size = size.to_type(p);
-            out.extend(quote! {
-                #[automatically_derived]
-                unsafe impl #plain_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
-                #where_clause
-                {
-                    type Tag = #tag;
+    if tagged.is_none() && !input.attrs.tagged_attempted {
+        let s = fresh_page_size_param(input.source);
+        let generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
+        return plain(&s.to_token_stream(), &generics);
+    }
+    // A tagged type: its own sizes only, so that a use without a size
+    // annotation infers the one size it would have had.
+    let tag = tagged
+        .and_then(|tagged| tagged.tag.clone())
+        .unwrap_or_else(|| quote!(()));
+    let default_size = PageSizeName {
+        name: valid::DEFAULT_SIZE,
+        span: Span::call_site(),
+    };
+    let sizes: Vec<&PageSizeName> = match tagged.and_then(|tagged| tagged.sizes.as_ref()) {
+        Some((_, sizes)) if !sizes.is_empty() => sizes.iter().collect(),
+        _ => vec![&default_size],
+    };
+    let mut out = TokenStream::new();
+    for size in sizes {
+        let size = size.to_type(p);
+        out.extend(plain(&size, &plain_generics));
+        out.extend(quote! {
+            #[automatically_derived]
+            unsafe impl #plain_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
+            #where_clause
+            {
+                type Tag = #tag;
 
-                    fn allocate_tagged(
-                        &mut self,
-                        #tag_local: Self::Tag,
-                    ) -> #p::core::option::Option<#p::PhysFrame<#size>> {
-                        let _ = #tag_local;
-                        #p::core::unreachable!()
-                    }
+                fn allocate_tagged(
+                    &mut self,
+                    #tag_local: Self::Tag,
+                ) -> #p::core::option::Option<#p::PhysFrame<#size>> {
+                    let _ = #tag_local;
+                    #p::core::unreachable!()
                 }
-            });
-        }
+            }
+        });
     }
     out
 }

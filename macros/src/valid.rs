@@ -66,6 +66,7 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
                     );
                 }
             }
+            reject_expect_unsafe_code(input, errors);
             check_tagged(tagged, errors).map(Plan::Tagged)
         }
         // A malformed `tagged` entry, already reported: the fields were not
@@ -160,6 +161,31 @@ fn target<'a>(
         Err(message) => {
             errors.spanned(chosen.ty, message);
             None
+        }
+    }
+}
+
+/// `#[expect(unsafe_code)]` on a tagged type: reported, since nothing the
+/// derive emits can fulfil it (its impls are items of their own, whose lint
+/// levels come from the module, not from the type's attributes).
+fn reject_expect_unsafe_code(input: &Input, errors: &mut Errors) {
+    for attr in &input.source.attrs {
+        let syn::Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        if !list.path.is_ident("expect") {
+            continue;
+        }
+        let lint = list.tokens.clone().into_iter().find(|token| {
+            matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "unsafe_code")
+        });
+        if let Some(lint) = lint {
+            errors.spanned(
+                lint,
+                "`#[expect(unsafe_code)]` on the type cannot be fulfilled: the impls of \
+                 `unsafe tagged(…)` are items beside the type, outside its lint attributes; \
+                 write `#[allow(unsafe_code)]`, which the derive carries to its impls",
+            );
         }
     }
 }
