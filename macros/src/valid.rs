@@ -73,6 +73,7 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
         // meant as a forwarding target, so they are not checked as one.
         (_, None) if input.attrs.tagged_attempted => None,
         (Shape::Struct(fields), None) => {
+            reject_packed(input, errors);
             let what = format!("`{}`", input.ident);
             target(&what, input.ident.span(), fields, errors).map(Plan::Struct)
         }
@@ -161,6 +162,31 @@ fn target<'a>(
         Err(message) => {
             errors.spanned(chosen.ty, message);
             None
+        }
+    }
+}
+
+/// `#[repr(packed)]` on a forwarding struct: reported at `packed`, since the
+/// forwarding impls take `&mut` to the field, which may be unaligned (rustc
+/// would report E0793 at the derive, without saying what to do).
+fn reject_packed(input: &Input, errors: &mut Errors) {
+    for attr in &input.source.attrs {
+        let syn::Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        if !list.path.is_ident("repr") {
+            continue;
+        }
+        let packed = list.tokens.clone().into_iter().find(|token| {
+            matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "packed")
+        });
+        if let Some(packed) = packed {
+            errors.spanned(
+                packed,
+                "`#[derive(FrameAllocator)]` cannot forward to a field of a `#[repr(packed)]` \
+                 struct: allocating takes `&mut` to the field, which may be unaligned; \
+                 remove `packed`, or implement `FrameAllocator` by hand on a copy of the field",
+            );
         }
     }
 }
