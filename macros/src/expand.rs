@@ -186,7 +186,9 @@ fn field_check(input: &Input, field: &syn::Type, ty: &TokenStream, p: &TokenStre
         return TokenStream::new();
     }
     let mut field_tokens = field.to_token_stream().into_iter();
-    let first = field_tokens.next().map_or_else(Span::call_site, |t| t.span());
+    let first = field_tokens
+        .next()
+        .map_or_else(Span::call_site, |t| t.span());
     let last = field_tokens.last().map_or(first, |t| t.span());
     let ty = elide_lifetimes(ty.clone(), input.generics);
     let probe = local("probe");
@@ -196,10 +198,8 @@ fn field_check(input: &Input, field: &syn::Type, ty: &TokenStream, p: &TokenStre
     // underlines the whole field type. The probe traits are glob-imported in
     // an inner block that holds none of the user's tokens, so they shadow
     // none of the user's names in the field type.
-    let mut receiver = proc_macro2::Group::new(
-        proc_macro2::Delimiter::Parenthesis,
-        quote!(&&&#probe),
-    );
+    let mut receiver =
+        proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, quote!(&&&#probe));
     receiver.set_span(first);
     let mut no_arguments =
         proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, TokenStream::new());

@@ -8,21 +8,26 @@ use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::{DeriveInput, GenericParam, Generics};
 
+/// The page-size parameter's name, unless the input uses it. Long and
+/// specific: a type macro in a field type may expand to names the derive
+/// cannot see, and a short name such as `__S` is one a user might have.
+const PAGE_SIZE_PARAM: &str = "__FrameallocPageSize";
+
 /// A name for the page-size parameter that no identifier of the input uses.
 ///
 /// Hygiene cannot keep a generic parameter apart from the user's names (a
 /// mixed-site span only separates local variables and labels), so a user
-/// type named `__S` in a field type would resolve to the parameter. The name
+/// type named like it in a field type would resolve to the parameter. The name
 /// is therefore chosen among those the input does not mention anywhere:
 /// parameters, field types, `where` clauses, attributes.
 pub(crate) fn fresh_page_size_param(input: &DeriveInput) -> Ident {
     let mut used = Vec::new();
     collect_idents(input.to_token_stream(), &mut used);
-    let mut name = String::from("__S");
+    let mut name = String::from(PAGE_SIZE_PARAM);
     let mut counter = 0u32;
     while used.contains(&name) {
         counter += 1;
-        name = format!("__S{counter}");
+        name = format!("{PAGE_SIZE_PARAM}{counter}");
     }
     Ident::new(&name, Span::mixed_site())
 }

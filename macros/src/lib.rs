@@ -480,34 +480,37 @@ mod tests {
 
     #[test]
     fn page_size_parameter_avoids_every_name_of_the_input() {
-        // `__S` and `__S1` appear only inside field types, not as parameters.
-        let out = derive("struct P { inner: Wrap<(__S, __S1)> }");
+        // The name and its first renaming appear only inside field types.
+        let out = derive("struct P { inner: Wrap<(__FrameallocPageSize, __FrameallocPageSize1)> }");
         assert!(
-            out.contains("__S2 : :: framealloc :: __private :: PageSize"),
+            out.contains("__FrameallocPageSize2 : :: framealloc :: __private :: PageSize"),
             "{out}"
         );
-        assert!(!out.contains("< __S >"), "{out}");
+        assert!(!out.contains("< __FrameallocPageSize >"), "{out}");
     }
 
     #[test]
     fn forwarding_carries_generics_and_bounds() {
         let out = derive(
-            "struct P<'a, __S: Copy, const N: usize, B = X> where B: Clone \
-             { #[frame_allocator] pool: Pool<N>, extra: &'a (__S, B) }",
+            "struct P<'a, __FrameallocPageSize: Copy, const N: usize, B = X> where B: Clone \
+             { #[frame_allocator] pool: Pool<N>, extra: &'a (__FrameallocPageSize, B) }",
         );
         assert_eq!(out.matches("automatically_derived").count(), 2, "{out}");
-        // The page-size parameter is renamed away from the user's `__S`.
+        // The page-size parameter is renamed away from the user's parameter.
         assert!(
-            out.contains("__S1 : :: framealloc :: __private :: PageSize"),
+            out.contains("__FrameallocPageSize1 : :: framealloc :: __private :: PageSize"),
             "{out}"
         );
         assert!(
             out.contains(
-                "B : Clone , Pool < N > : :: framealloc :: __private :: FrameAllocator < __S1 >"
+                "B : Clone , Pool < N > : :: framealloc :: __private :: FrameAllocator < __FrameallocPageSize1 >"
             ),
             "{out}"
         );
-        assert!(out.contains("FrameDeallocator < __S1 >"), "{out}");
+        assert!(
+            out.contains("FrameDeallocator < __FrameallocPageSize1 >"),
+            "{out}"
+        );
         // Defaults are dropped from the impl's parameters.
         assert!(!out.contains("= X"), "{out}");
         // `Pool<N>` mentions a parameter: no compile-time field probe.

@@ -102,10 +102,7 @@ fn peel(ty: &Type, shared_too: bool) -> (&Type, usize, Option<&syn::Lifetime>) {
 
 /// How to reach the allocator from a field of type `ty`, locked with `lock`
 /// if given. An error message if the lock's allocator type cannot be found.
-pub(crate) fn reach<'a>(
-    ty: &'a Type,
-    lock: Option<&'a syn::Path>,
-) -> Result<Reach<'a>, String> {
+pub(crate) fn reach<'a>(ty: &'a Type, lock: Option<&'a syn::Path>) -> Result<Reach<'a>, String> {
     let Some(lock) = lock else {
         let (allocator, derefs, lifetime) = peel(ty, false);
         return Ok(Reach {
@@ -197,7 +194,9 @@ pub(crate) fn surely_not_an_allocator(ty: &Type) -> bool {
                 && path.path.leading_colon.is_none()
                 && path.path.segments.len() == 1
                 && path.path.segments[0].arguments.is_empty()
-                && PRIMITIVES.iter().any(|name| path.path.segments[0].ident == name)
+                && PRIMITIVES
+                    .iter()
+                    .any(|name| path.path.segments[0].ident == name)
         }
         Type::Tuple(_)
         | Type::Array(_)

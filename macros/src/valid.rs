@@ -141,7 +141,11 @@ fn target<'a>(
         .as_ref()
         .and_then(|marker| marker.lock.as_ref());
     match reach::reach(chosen.ty, lock) {
-        Ok(reach) if reach.allocator_type.is_some_and(reach::surely_not_an_allocator) => {
+        Ok(reach)
+            if reach
+                .allocator_type
+                .is_some_and(reach::surely_not_an_allocator) =>
+        {
             errors.spanned(
                 chosen.ty,
                 format_args!(
@@ -177,9 +181,9 @@ fn reject_packed(input: &Input, errors: &mut Errors) {
         if !list.path.is_ident("repr") {
             continue;
         }
-        let packed = list.tokens.clone().into_iter().find(|token| {
-            matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "packed")
-        });
+        let packed = list.tokens.clone().into_iter().find(
+            |token| matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "packed"),
+        );
         if let Some(packed) = packed {
             errors.spanned(
                 packed,
@@ -202,9 +206,9 @@ fn reject_expect_unsafe_code(input: &Input, errors: &mut Errors) {
         if !list.path.is_ident("expect") {
             continue;
         }
-        let lint = list.tokens.clone().into_iter().find(|token| {
-            matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "unsafe_code")
-        });
+        let lint = list.tokens.clone().into_iter().find(
+            |token| matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "unsafe_code"),
+        );
         if let Some(lint) = lint {
             errors.spanned(
                 lint,
