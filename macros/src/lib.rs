@@ -54,6 +54,56 @@ use proc_macro::TokenStream;
 /// # let _ = frames.refills;
 /// ```
 ///
+/// # References, boxes and locks
+///
+/// Kernels hold allocators behind references, in boxes and behind locks,
+/// and `x86_64` implements `FrameAllocator` for none of these (nor may any
+/// other crate: the orphan rule). The derive reaches through them:
+///
+/// - a field of type `&'a mut A` (also `&'a mut dyn FrameAllocator<Size4KiB>`)
+///   or `Box<A>` (also `Box<dyn …>`), nested or not, forwards to `A` with
+///   plain dereferences: the same code as a hand-written impl;
+/// - a field marked `#[frame_allocator(lock = lock)]` is locked once per call
+///   (`self.field.lock()`, through references, boxes and `Arc`), and the
+///   allocator inside the guard is used; the guard is dropped before the call
+///   returns. `lock = borrow_mut` fits a `RefCell`, and a path with `::`
+///   names a function instead of a method: `lock = RefCell::borrow_mut`,
+///   `lock = crate::frames::lock` (it is given `&field`). The allocator's type
+///   is the last type argument of the locked type, as in `Mutex<A>`,
+///   `RefCell<A>` or `lock_api::Mutex<R, A>`.
+///
+/// ```
+/// use core::cell::RefCell;
+/// use framealloc::{FrameAllocator, FramePool, NoAllocator, Size4KiB};
+///
+/// #[derive(FrameAllocator)]
+/// struct Borrowed<'a> {
+///     inner: &'a mut dyn FrameAllocator<Size4KiB>,
+/// }
+///
+/// #[derive(FrameAllocator)]
+/// struct Boxed(Box<FramePool<Size4KiB, 4>>);
+///
+/// /// A handle to an allocator shared behind a lock.
+/// #[derive(FrameAllocator)]
+/// struct Shared<'a> {
+///     #[frame_allocator(lock = borrow_mut)]
+///     frames: &'a RefCell<FramePool<Size4KiB, 4>>,
+/// }
+///
+/// let mut never = NoAllocator;
+/// assert_eq!(Borrowed { inner: &mut never }.allocate_frame(), None);
+/// assert_eq!(Boxed(Box::new(FramePool::new())).allocate_frame(), None);
+/// let pool = RefCell::new(FramePool::new());
+/// assert_eq!(Shared { frames: &pool }.allocate_frame(), None);
+/// ```
+///
+/// A `Box` needs the `alloc` crate in your crate (which has it if it names
+/// `Box`); `framealloc` itself stays `no_std` without `alloc`: the generated
+/// code dereferences the box where it is written. A field type spelled
+/// `&'a mut T` or `Box<T>` always forwards to `T`, even if you implemented
+/// `FrameAllocator` for `&mut T` yourself.
+///
 /// # Dispatching over an enum
 ///
 /// On an enum, every variant forwards to its field (the only one, or the
@@ -114,6 +164,28 @@ use proc_macro::TokenStream;
 /// assert_eq!(boot.map, [(0x1000, MemoryRegionType::PageTable), (0x2000, MemoryRegionType::Kernel)]);
 /// ```
 ///
+/// Without `default = …`, the type is a `TaggedFrameAllocator` only, not a
+/// `FrameAllocator`: `map_to(page, frame, flags, &mut boot)` then fails with
+///
+/// ```text
+/// error[E0277]: the trait bound `BootFrameAllocator: FrameAllocator<Size4KiB>` is not satisfied
+///    |     let _ = map_to(&mut boot);
+///    |                    ^^^^^^^^^ unsatisfied trait bound
+/// help: the trait `FrameAllocator<Size4KiB>` is not implemented for `BootFrameAllocator`
+///    = help: the following other types implement trait `FrameAllocator<S>`: …
+/// ```
+///
+/// Two fixes: add `default = Tag::Value` to `tagged(…)`, or pass a view with
+/// the tag fixed, `&mut boot.tagged(MemoryRegionType::PageTable)`. (The derive
+/// cannot add the hint to this error: the message belongs to `x86_64`'s trait.)
+///
+/// When the tagged method is an inherent method named `allocate_frame`, as in
+/// the bootloader above, it hides the trait's method of the same name:
+/// `boot.allocate_frame()` is error E0061 ("this method takes 1 argument but
+/// 0 arguments were supplied"). Call the trait's method as
+/// `FrameAllocator::allocate_frame(&mut boot)`; `map_to` and other generic
+/// code are not affected.
+///
 /// Writing `tagged(…)` without `unsafe` is an error that says why it is needed:
 ///
 /// ```compile_fail
@@ -129,9 +201,10 @@ use proc_macro::TokenStream;
 /// | where | attribute | meaning |
 /// |---|---|---|
 /// | field | `#[frame_allocator]` | the field to forward to (needed when there are several) |
+/// | field | `#[frame_allocator(lock = method)]` | the field is a lock: lock it with `field.method()` (or `path(&field)` for `lock = a::path`) on each call |
 /// | type | `#[frame_allocator(crate = path)]` | `framealloc` is at `path` (for crates that re-export it) |
 /// | type | `#[frame_allocator(unsafe tagged(…))]` | implement from a tagged method (fields are then not used) |
-/// | in `tagged` | `method = name` (required) | `Self::name`, or a path to any function of that shape |
+/// | in `tagged` | `method = name` (required) | `Self::name` (also `name::<Args>`), or a path to any function of that shape |
 /// | in `tagged` | `tag = Type` (required) | the tag's type, `TaggedFrameAllocator::Tag` |
 /// | in `tagged` | `default = expr` | also implement `FrameAllocator<S>`, allocating with `expr` |
 /// | in `tagged` | `sizes(Size4KiB, Size2MiB, …)` | page sizes to implement (default `Size4KiB`); the method must return each, e.g. by being generic |
@@ -156,9 +229,17 @@ use proc_macro::TokenStream;
 /// The code compiles warning-free under `#![deny(warnings)]`,
 /// `#![deny(missing_docs)]`, clippy's pedantic and nursery groups, in
 /// `#![no_std]` crates, on editions 2021 and 2024. Generated parameters and
-/// locals cannot capture the user's names: the page-size parameter is named
-/// so that it occurs nowhere in the input, and locals are mixed-site
-/// `__framealloc_…` names.
+/// locals cannot capture the user's names: the page-size parameter,
+/// `__FrameallocPageSize`, is renamed if it occurs anywhere in the input (a
+/// type macro in a field type could still produce it unseen: do not name a
+/// type so), and locals are mixed-site `__framealloc_…` names. No `#[allow]`
+/// is generated except the user's own `#[allow(unsafe_code)]`, so a crate may
+/// `forbid` any lint.
+///
+/// Expressions the derive does not need to understand pass through as
+/// tokens: a block as a const generic argument (`Pool<{ if A { 8 } else { 4 } }>`),
+/// any array length, any `default = …` expression. syn's `full` feature stays
+/// off; the macro crate builds faster for it.
 ///
 /// # `unsafe_code`
 ///
@@ -168,7 +249,11 @@ use proc_macro::TokenStream;
 /// `unsafe`, so rustc's `unsafe_code` lint reports them there: a crate under
 /// `#![forbid(unsafe_code)]` cannot use `unsafe tagged(…)`, and under
 /// `#![deny(unsafe_code)]` it takes `#[allow(unsafe_code)]` on the type
-/// (the derive copies that allowance onto its impls). Field forwarding and
+/// (the derive copies that allowance onto its impls). `#[expect(unsafe_code)]`
+/// on the type is an error with that advice: the impls are items beside the
+/// type, so no expectation on the type can be fulfilled by them. Clippy's
+/// `undocumented_unsafe_blocks` does not ask for a `// SAFETY:` comment on
+/// the impls, which it takes for macro output. Field forwarding and
 /// enum dispatch promise nothing the field's own impl does not; their impls
 /// are macro-generated from end to end, which rustc does not lint, so
 /// crates that forbid unsafe code can derive them.
@@ -176,13 +261,30 @@ use proc_macro::TokenStream;
 /// # Errors
 ///
 /// Misuse is reported with spanned, specific messages, all errors of one
-/// input at once: unions, a multi-field struct or variant with no marked
-/// field, two marked fields, fieldless structs or variants, a marker on a
-/// variant or with arguments, unknown or duplicate keys, `tagged` without
-/// `unsafe` or without `method`/`tag`, unknown page sizes. A method with the
-/// wrong signature is reported at `method = …` with the expected signature.
-/// After an error the derive still emits a stand-in `FrameAllocator` impl, so
-/// code using the type reports nothing further.
+/// input at once and one error per mistake: unions, a multi-field struct or
+/// variant with no marked field, two marked fields, fieldless structs or
+/// variants, a marker on a variant or with unknown arguments, unknown or
+/// duplicate keys, `tagged` without `unsafe` (or with `unsafe` after it)
+/// or without `method`/`tag`, unknown page sizes, `#[repr(packed)]` on a
+/// forwarding struct. A method with the wrong signature is reported at
+/// `method = …` with the expected signature. A forwarded field that is not
+/// an allocator is reported at its type, whole.
+///
+/// After an error the derive still emits stand-in impls (`FrameAllocator`,
+/// `FrameDeallocator`, and `TaggedFrameAllocator` with the written tag type
+/// for a tagged type), so code using the type reports nothing further. Two
+/// limits: a field of a type that exists but is not an allocator (say a
+/// `Vec<u64>`) is reported at the field by a compile-time check, and uses of
+/// the type then report it too; fields that no crate could make an allocator
+/// (a primitive, a tuple, an array, a pointer) are caught by the derive
+/// itself and report nothing further. And the stand-in of a forwarding type
+/// covers every page size, so a use that leaves the size to inference (rare:
+/// `map_to` fixes it) asks for a type annotation.
+///
+/// If you depend on `framealloc` under another name
+/// (`fa = { package = "framealloc", … }`), the generated paths do not
+/// resolve (E0433, "cannot find `framealloc` in the crate root"): write
+/// `#[frame_allocator(crate = fa)]`.
 ///
 /// [`TaggedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/tagged/trait.TaggedFrameAllocator.html
 #[proc_macro_derive(FrameAllocator, attributes(frame_allocator))]
@@ -209,7 +311,10 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 ///   by `&mut` cannot borrow-check; with `state` they share it;
 /// - `size = Size4KiB | Size2MiB | Size1GiB` fixes the page size where the
 ///   closure does not (it needs no import); otherwise it is inferred;
-/// - `crate = path` names `framealloc` for crates that re-export it.
+/// - `crate = path` names `framealloc` for crates that re-export it, or that
+///   depend on it under another name (`fa = { package = "framealloc" }`:
+///   without `crate = fa`, the call fails with E0433, "cannot find
+///   `framealloc` in the crate root").
 ///
 /// The named entries may come in any position. The macro expands to a call
 /// of the `unsafe fn`s `framealloc::from_fn` / `from_fns` (`from_state` /
@@ -271,11 +376,22 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 /// let alloc = framealloc::frame_allocator!(|| frames.pop());
 /// ```
 ///
+/// The same holds inside an `unsafe fn`: the call carries the spans of your
+/// arguments, so `unsafe_op_in_unsafe_fn` (denied by default from edition
+/// 2024, and by this workspace) asks for the `unsafe { … }` block there too,
+/// underlining the arguments.
+///
+/// Any Rust expression may appear in the closures and in `state = …`:
+/// qualified paths and generic arguments with commas inside them
+/// (`<FramePool<Size4KiB, 8> as FrameAllocator<Size4KiB>>::allocate_frame(&mut pool)`),
+/// comparisons, casts. A closure passed through `macro_rules!` as `$c:expr`
+/// is read inside the invisible group that carries it.
+///
 /// A closure that is not a literal (a variable holding one) is rejected with
 /// a pointer to `framealloc::from_fn(f)`, as are closures with arguments for
-/// allocation, `async` closures, a third closure and unknown entries. A
-/// closure returning anything but `Option<PhysFrame<S>>` is reported at its
-/// body.
+/// allocation, `async` closures, a third closure, a doubled comma and unknown
+/// entries. A closure returning anything but `Option<PhysFrame<S>>` is
+/// reported at its body.
 #[proc_macro]
 pub fn frame_allocator(input: TokenStream) -> TokenStream {
     closure::expand(input.into()).into()
