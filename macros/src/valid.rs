@@ -206,12 +206,12 @@ fn reject_expect_unsafe_code(input: &Input, errors: &mut Errors) {
         if !list.path.is_ident("expect") {
             continue;
         }
-        let lint = list.tokens.clone().into_iter().find(
+        let expected = list.tokens.clone().into_iter().find(
             |token| matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "unsafe_code"),
         );
-        if let Some(lint) = lint {
+        if let Some(unsafe_code) = expected {
             errors.spanned(
-                lint,
+                unsafe_code,
                 "`#[expect(unsafe_code)]` on the type cannot be fulfilled: the impls of \
                  `unsafe tagged(…)` are items beside the type, outside its lint attributes; \
                  write `#[allow(unsafe_code)]`, which the derive carries to its impls",

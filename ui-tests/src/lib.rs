@@ -11,4 +11,7 @@
 // Forbidden, not warned: the derives must not need an `#[allow]` of it.
 #![forbid(clippy::undocumented_unsafe_blocks)]
 
+// The holder forms box allocators.
+extern crate alloc;
+
 pub mod forms;

@@ -8,5 +8,8 @@
 // Forbidden, not warned: the derives must not need an `#[allow]` of it.
 #![forbid(clippy::undocumented_unsafe_blocks)]
 
+// The holder forms box allocators.
+extern crate alloc;
+
 #[path = "../../src/forms.rs"]
 pub mod forms;
