@@ -218,6 +218,9 @@ pub mod passed_through {
     const BIG: bool = false;
 
     /// A block as a const generic argument, an `if` as an array length.
+    // Skipped: rustfmt's 2021 and 2024 styles (this file is compiled by both
+    // packages) disagree on how to lay out the block argument.
+    #[rustfmt::skip]
     #[derive(FrameAllocator)]
     pub struct Sized {
         /// The allocator.
