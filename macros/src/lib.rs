@@ -68,8 +68,10 @@ use proc_macro::TokenStream;
 ///   allocator inside the guard is used; the guard is dropped before the call
 ///   returns. `lock = borrow_mut` fits a `RefCell`, and a path with `::`
 ///   names a function instead of a method: `lock = RefCell::borrow_mut`,
-///   `lock = crate::frames::lock` (it is given `&field`). The allocator's type
-///   is the last type argument of the locked type, as in `Mutex<A>`,
+///   `lock = crate::frames::lock` (it is given `&field`). The guard must
+///   dereference to the allocator: `std::sync::Mutex::lock` returns a
+///   `Result`, so name a function that unwraps it. The allocator's type is
+///   the last type argument of the locked type, as in `spin::Mutex<A>`,
 ///   `RefCell<A>` or `lock_api::Mutex<R, A>`.
 ///
 /// ```

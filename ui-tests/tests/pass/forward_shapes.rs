@@ -111,6 +111,24 @@ enum Any<'a> {
     },
 }
 
+/// Shared ownership: `Arc<lock>`, locked through the `Arc`.
+#[derive(FrameAllocator)]
+struct ArcShared {
+    #[frame_allocator(lock = lock)]
+    frames: std::sync::Arc<SpinLock<FramePool<Size4KiB, 4>>>,
+}
+
+/// `std::sync::Mutex::lock` returns a `Result`: a function unwraps it.
+#[derive(FrameAllocator)]
+struct StdMutex {
+    #[frame_allocator(lock = self::lock_std)]
+    frames: std::sync::Mutex<FramePool<Size4KiB, 4>>,
+}
+
+fn lock_std<A>(mutex: &std::sync::Mutex<A>) -> std::sync::MutexGuard<'_, A> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn lock_cell<A>(cell: &RefCell<A>) -> RefMut<'_, A> {
     cell.borrow_mut()
 }
@@ -180,6 +198,16 @@ fn main() {
     // `Any` is no `FrameDeallocator`: `dyn FrameAllocator` does not free.
     drop(any);
     assert!(shared.borrow().is_empty());
+
+    let shared = std::sync::Arc::new(SpinLock::new(pool_with(&[0x2_0000])));
+    let mut arc = ArcShared { frames: shared.clone() };
+    assert_eq!(arc.allocate_frame(), Some(frame(0x2_0000)));
+    assert!(!shared.locked.load(Ordering::Relaxed));
+
+    let mut std_mutex = StdMutex { frames: std::sync::Mutex::new(pool_with(&[0x3_0000])) };
+    assert_eq!(std_mutex.allocate_frame(), Some(frame(0x3_0000)));
+    unsafe { std_mutex.deallocate_frame(frame(0x4_0000)) };
+    assert_eq!(std_mutex.frames.lock().unwrap().frames(), [frame(0x4_0000)]);
 
     let by_function_cell = RefCell::new(pool_with(&[0x1_0000]));
     let mut by_function = ByFunction { inner: &by_function_cell };
