@@ -19,10 +19,28 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let parsed = Input::from_syn(input, &mut errors);
     let private = private_path(&parsed);
-    let Some(plan) = valid::check(&parsed, &mut errors) else {
+    let plan = valid::check(&parsed, &mut errors);
+    if !errors.is_empty() {
         let mut out = errors.into_compile_errors();
-        out.extend(fallback(&parsed, &private));
+        match &plan {
+            // The allocator field is known: stand-ins with the real bounds,
+            // so a use infers its page size as it would have.
+            Some(Plan::Struct(target)) => out.extend(stand_in_forwarding(
+                &parsed,
+                &[&target.reach.allocator],
+                &private,
+            )),
+            Some(Plan::Enum(targets)) => {
+                let types: Vec<&TokenStream> =
+                    targets.iter().map(|(_, target)| &target.reach.allocator).collect();
+                out.extend(stand_in_forwarding(&parsed, &types, &private));
+            }
+            Some(Plan::Tagged(_)) | None => out.extend(fallback(&parsed, &private)),
+        }
         return out;
+    }
+    let Some(plan) = plan else {
+        return fallback(&parsed, &private);
     };
     match plan {
         Plan::Struct(target) => forward_struct(&parsed, &target, &private),
@@ -353,6 +371,20 @@ fn user_spanned_body(items: TokenStream, span: Span) -> proc_macro2::Group {
     let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, items);
     body.set_span(span);
     body
+}
+
+/// After an error, for a type whose allocator fields are known: the
+/// forwarding impls with their real bounds, and bodies that never run (the
+/// crate does not compile).
+fn stand_in_forwarding(input: &Input, types: &[&TokenStream], p: &TokenStream) -> TokenStream {
+    let s = fresh_page_size_param(input.source);
+    let frame = local("frame");
+    let never = quote!(#p::core::unreachable!());
+    let deallocate = quote! {
+        let _ = #frame;
+        #never
+    };
+    forwarding_impls(input, p, &s, types, &never, &deallocate)
 }
 
 /// After an error: stand-in impls, never run (the crate does not compile),

@@ -279,9 +279,11 @@ use proc_macro::TokenStream;
 /// `Vec<u64>`) is reported at the field by a compile-time check, and uses of
 /// the type then report it too; fields that no crate could make an allocator
 /// (a primitive, a tuple, an array, a pointer) are caught by the derive
-/// itself and report nothing further. And the stand-in of a forwarding type
-/// covers every page size, so a use that leaves the size to inference (rare:
-/// `map_to` fixes it) asks for a type annotation.
+/// itself and report nothing further. And where the error leaves the
+/// allocator field unknown (two unmarked fields, say), the stand-in covers
+/// every page size, so a use that leaves the size to inference (rare:
+/// `map_to` fixes it) asks for a type annotation; where the field is known,
+/// the stand-in keeps the real bounds.
 ///
 /// If you depend on `framealloc` under another name
 /// (`fa = { package = "framealloc", … }`), the generated paths do not

@@ -40,7 +40,8 @@ pub(crate) struct TaggedPlan<'a> {
     pub(crate) sizes: Vec<&'a PageSizeName>,
 }
 
-/// Checks `input`; returns the plan if nothing was reported.
+/// Checks `input`; returns the plan if one could be made, which may be so
+/// even though an error was reported (the caller checks `errors`).
 pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Plan<'a>> {
     let plan = match (&input.shape, &input.attrs.tagged) {
         (Shape::Union(span), _) => {
@@ -88,7 +89,7 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
             (targets.len() == variants.len()).then_some(Plan::Enum(targets))
         }
     };
-    plan.filter(|_| errors.is_empty())
+    plan
 }
 
 /// Picks the allocator field of a struct or variant.

@@ -16,5 +16,5 @@ struct PackedTwo(FramePool<Size4KiB, 2>);
 
 fn main() {
     let mut packed = Packed { tag: 0, pool: FramePool::new() };
-    let _ = (packed.tag, FrameAllocator::<Size4KiB>::allocate_frame(&mut packed));
+    let _ = (packed.tag, FrameAllocator::allocate_frame(&mut packed));
 }
