@@ -43,7 +43,7 @@ pub(crate) struct TaggedPlan<'a> {
 /// Checks `input`; returns the plan if one could be made, which may be so
 /// even though an error was reported (the caller checks `errors`).
 pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Plan<'a>> {
-    let plan = match (&input.shape, &input.attrs.tagged) {
+    match (&input.shape, &input.attrs.tagged) {
         (Shape::Union(span), _) => {
             errors.at(
                 *span,
@@ -88,8 +88,7 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
             }
             (targets.len() == variants.len()).then_some(Plan::Enum(targets))
         }
-    };
-    plan
+    }
 }
 
 /// Picks the allocator field of a struct or variant.
