@@ -31,8 +31,10 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
                 &private,
             )),
             Some(Plan::Enum(targets)) => {
-                let types: Vec<&TokenStream> =
-                    targets.iter().map(|(_, target)| &target.reach.allocator).collect();
+                let types: Vec<&TokenStream> = targets
+                    .iter()
+                    .map(|(_, target)| &target.reach.allocator)
+                    .collect();
                 out.extend(stand_in_forwarding(&parsed, &types, &private));
             }
             Some(Plan::Tagged(_)) | None => out.extend(fallback(&parsed, &private)),
