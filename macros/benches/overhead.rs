@@ -20,8 +20,18 @@
 //!
 //! Run directly, it prints each allocator's checksum (which must agree
 //! within a pair, or the comparison is void).
+//!
+//! The pairs cover forwarding to a field, enum dispatch, a tagged method, a
+//! closure, and the holders kernels use: `&mut A`, `&mut dyn
+//! FrameAllocator`, `Box<A>`, `Box<dyn …>` (each derived form must equal its
+//! hand-written twin: +0 instructions) and a spin lock
+//! (`#[frame_allocator(lock = lock)]`: one lock and one unlock per call,
+//! like the hand-written impl, so again the same count as its twin).
 
+use std::cell::UnsafeCell;
 use std::hint::black_box;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use framealloc::x86_64::PhysAddr;
 use framealloc::{FrameAllocator, NoAllocator, PhysFrame, Size4KiB, frame_allocator};
@@ -70,6 +80,153 @@ struct ForwardDerived {
     #[frame_allocator]
     inner: Bump,
     _stats: u64,
+}
+
+/// Through `&mut A`, by hand.
+struct RefByHand<'a> {
+    inner: &'a mut Bump,
+}
+
+// SAFETY: forwards to `Bump`.
+unsafe impl FrameAllocator<Size4KiB> for RefByHand<'_> {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        self.inner.allocate_frame()
+    }
+}
+
+/// Through `&mut A`, derived.
+#[derive(FrameAllocator)]
+struct RefDerived<'a> {
+    inner: &'a mut Bump,
+}
+
+/// Through `&mut dyn FrameAllocator`, by hand.
+struct DynByHand<'a> {
+    inner: &'a mut dyn FrameAllocator<Size4KiB>,
+}
+
+// SAFETY: forwards to the allocator behind the reference.
+unsafe impl FrameAllocator<Size4KiB> for DynByHand<'_> {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        self.inner.allocate_frame()
+    }
+}
+
+/// Through `&mut dyn FrameAllocator`, derived.
+#[derive(FrameAllocator)]
+struct DynDerived<'a> {
+    inner: &'a mut dyn FrameAllocator<Size4KiB>,
+}
+
+/// Through `Box<A>`, by hand.
+struct BoxByHand {
+    inner: Box<Bump>,
+}
+
+// SAFETY: forwards to `Bump`.
+unsafe impl FrameAllocator<Size4KiB> for BoxByHand {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        self.inner.allocate_frame()
+    }
+}
+
+/// Through `Box<A>`, derived.
+#[derive(FrameAllocator)]
+struct BoxDerived {
+    inner: Box<Bump>,
+}
+
+/// Through `Box<dyn FrameAllocator>`, by hand.
+struct BoxDynByHand {
+    inner: Box<dyn FrameAllocator<Size4KiB>>,
+}
+
+// SAFETY: forwards to the boxed allocator.
+unsafe impl FrameAllocator<Size4KiB> for BoxDynByHand {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        self.inner.allocate_frame()
+    }
+}
+
+/// Through `Box<dyn FrameAllocator>`, derived.
+#[derive(FrameAllocator)]
+struct BoxDynDerived {
+    inner: Box<dyn FrameAllocator<Size4KiB>>,
+}
+
+/// A minimal spin lock (the shape of `spin::Mutex`): one atomic swap to
+/// lock, one atomic store to unlock. Atomics keep the compiler from merging
+/// the lock of one call with the next, as it does with a `RefCell`'s flag.
+struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+struct SpinGuard<'a, T>(&'a SpinLock<T>);
+
+impl<T> SpinLock<T> {
+    const fn new(value: T) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    #[inline]
+    fn lock(&self) -> SpinGuard<'_, T> {
+        while self.locked.swap(true, Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        SpinGuard(self)
+    }
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.0.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock, so this is the only reference.
+        unsafe { &mut *self.0.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Behind a lock (one lock and unlock per call), by hand.
+struct LockByHand<'a> {
+    inner: &'a SpinLock<Bump>,
+}
+
+// SAFETY: forwards to `Bump`.
+unsafe impl FrameAllocator<Size4KiB> for LockByHand<'_> {
+    #[inline]
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        self.inner.lock().allocate_frame()
+    }
+}
+
+/// Behind a lock, derived.
+#[derive(FrameAllocator)]
+struct LockDerived<'a> {
+    #[frame_allocator(lock = lock)]
+    inner: &'a SpinLock<Bump>,
 }
 
 /// Enum dispatch, by hand.
@@ -178,6 +335,16 @@ out_of_line! {
     drain_enum_derived: DispatchDerived;
     drain_tagged_by_hand: TaggedByHand;
     drain_tagged_derived: TaggedDerived;
+    drain_ref_by_hand: RefByHand<'_>;
+    drain_ref_derived: RefDerived<'_>;
+    drain_dyn_by_hand: DynByHand<'_>;
+    drain_dyn_derived: DynDerived<'_>;
+    drain_box_by_hand: BoxByHand;
+    drain_box_derived: BoxDerived;
+    drain_box_dyn_by_hand: BoxDynByHand;
+    drain_box_dyn_derived: BoxDynDerived;
+    drain_lock_by_hand: LockByHand<'_>;
+    drain_lock_derived: LockDerived<'_>;
 }
 
 /// The closure's type cannot be named, so this one is generic; it is the
@@ -194,7 +361,7 @@ fn main() {
         next: start,
         kernel_frames: 0,
     };
-    let results = [
+    let mut results = vec![
         (
             "bump (hand-written impl)",
             drain_bump(&mut Bump { next: start }, n),
@@ -247,6 +414,7 @@ fn main() {
             drain_closure(&mut unsafe { frame_allocator!(|| bump.take()) }, n)
         }),
     ];
+    results.extend(holders(start, n));
     let reference = results[0].1;
     for (name, checksum) in results {
         println!("{name:28} checksum {checksum:#x}");
@@ -257,4 +425,89 @@ fn main() {
         DispatchDerived::Never(NoAllocator),
     );
     let _ = TaggedDerived(boot()).allocate_frame(Region::Kernel);
+}
+
+/// The holder pairs: references, boxes, `dyn`, a lock.
+fn holders(start: u64, n: usize) -> Vec<(&'static str, u64)> {
+    vec![
+        ("&mut A, by hand", {
+            drain_ref_by_hand(
+                &mut RefByHand {
+                    inner: &mut Bump { next: start },
+                },
+                n,
+            )
+        }),
+        ("&mut A, derived", {
+            drain_ref_derived(
+                &mut RefDerived {
+                    inner: &mut Bump { next: start },
+                },
+                n,
+            )
+        }),
+        ("&mut dyn, by hand", {
+            let mut bump = Bump { next: start };
+            // Hidden from the optimiser, so that the call stays dynamic.
+            let inner: &mut dyn FrameAllocator<Size4KiB> = black_box(&mut bump);
+            drain_dyn_by_hand(&mut DynByHand { inner }, n)
+        }),
+        ("&mut dyn, derived", {
+            let mut bump = Bump { next: start };
+            let inner: &mut dyn FrameAllocator<Size4KiB> = black_box(&mut bump);
+            drain_dyn_derived(&mut DynDerived { inner }, n)
+        }),
+        (
+            "Box<A>, by hand",
+            drain_box_by_hand(
+                &mut BoxByHand {
+                    inner: Box::new(Bump { next: start }),
+                },
+                n,
+            ),
+        ),
+        (
+            "Box<A>, derived",
+            drain_box_derived(
+                &mut BoxDerived {
+                    inner: Box::new(Bump { next: start }),
+                },
+                n,
+            ),
+        ),
+        (
+            "Box<dyn>, by hand",
+            drain_box_dyn_by_hand(
+                &mut BoxDynByHand {
+                    inner: black_box(Box::new(Bump { next: start })),
+                },
+                n,
+            ),
+        ),
+        (
+            "Box<dyn>, derived",
+            drain_box_dyn_derived(
+                &mut BoxDynDerived {
+                    inner: black_box(Box::new(Bump { next: start })),
+                },
+                n,
+            ),
+        ),
+        ("lock, by hand", {
+            drain_lock_by_hand(
+                &mut LockByHand {
+                    inner: &SpinLock::new(Bump { next: start }),
+                },
+                n,
+            )
+        }),
+        ("lock, derived", {
+            drain_lock_derived(
+                &mut LockDerived {
+                    inner: &SpinLock::new(Bump { next: start }),
+                },
+                n,
+            )
+        }),
+    ]
 }

@@ -7,7 +7,7 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Generics, Ident, Member, Type};
 
-use crate::attr::{self, Container};
+use crate::attr::{self, Container, FieldMarker};
 use crate::ctxt::Errors;
 
 /// The derive's input.
@@ -38,8 +38,8 @@ pub(crate) struct Variant<'a> {
 pub(crate) struct Field<'a> {
     pub(crate) member: Member,
     pub(crate) ty: &'a Type,
-    /// Where `#[frame_allocator]` is written on it, if it is.
-    pub(crate) marker: Option<Span>,
+    /// `#[frame_allocator]` on it, if written.
+    pub(crate) marker: Option<FieldMarker>,
 }
 
 impl<'a> Input<'a> {

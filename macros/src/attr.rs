@@ -5,7 +5,7 @@
 //! reported and skipped, and parsing resumes at the next comma.
 
 use proc_macro2::Span;
-use syn::parse::{Parse as _, ParseStream};
+use syn::parse::ParseStream;
 use syn::spanned::Spanned;
 use syn::{Attribute, Meta, Token};
 
@@ -34,6 +34,9 @@ pub(crate) struct Container {
     pub(crate) krate: Option<syn::Path>,
     /// `unsafe tagged(…)`.
     pub(crate) tagged: Option<Tagged>,
+    /// An entry meant `tagged` but could not be read (already reported): the
+    /// fields are then not checked as a forwarding target.
+    pub(crate) tagged_attempted: bool,
 }
 
 /// The contents of `tagged(…)`.
@@ -43,10 +46,15 @@ pub(crate) struct Tagged {
     /// The `unsafe` before it, if written.
     pub(crate) unsafe_span: Option<Span>,
     pub(crate) method: Option<syn::Path>,
-    pub(crate) tag: Option<syn::Type>,
-    pub(crate) default: Option<syn::Expr>,
+    /// The tag's type, as written (the derive only names it).
+    pub(crate) tag: Option<proc_macro2::TokenStream>,
+    /// The default tag, as written: any expression, passed through untouched.
+    pub(crate) default: Option<proc_macro2::TokenStream>,
     /// `sizes(…)`, with the span of the `sizes` key.
     pub(crate) sizes: Option<(Span, Vec<PageSizeName>)>,
+    /// `tagged` without a readable `(…)`: already reported, so what is
+    /// missing from it is not reported again.
+    pub(crate) malformed: bool,
 }
 
 fn is_ours(attr: &Attribute) -> bool {
@@ -78,21 +86,85 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
     container
 }
 
-/// Whether a field carries `#[frame_allocator]`, and where.
-pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<Span> {
-    let mut marker = None;
+/// `#[frame_allocator(lock = …)]` on a field: how to lock it.
+pub(crate) const LOCK: &str = "lock";
+
+/// `#[frame_allocator]` on a field.
+pub(crate) struct FieldMarker {
+    /// Where it is written.
+    pub(crate) span: Span,
+    /// `lock = method` or `lock = path::to::function`.
+    pub(crate) lock: Option<syn::Path>,
+}
+
+/// Whether a field carries `#[frame_allocator]` (and with what), and where.
+pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<FieldMarker> {
+    let mut marker: Option<FieldMarker> = None;
     for attr in attrs.iter().filter(|attr| is_ours(attr)) {
-        if !matches!(attr.meta, Meta::Path(_)) {
-            errors.spanned(
-                &attr.meta,
-                "`#[frame_allocator]` on a field takes no arguments: write `#[frame_allocator]`",
-            );
-        } else if marker.is_some() {
+        if marker.is_some() {
             errors.spanned(attr, "duplicate `#[frame_allocator]` on this field");
+            continue;
         }
-        marker.get_or_insert(attr.path().span());
+        let lock = match &attr.meta {
+            Meta::Path(_) => None,
+            Meta::List(_) => {
+                let mut lock = None;
+                let parser = |input: ParseStream| {
+                    parse_field_keys(input, &mut lock, errors);
+                    Ok(())
+                };
+                if let Err(error) = attr.parse_args_with(parser) {
+                    errors.push(error);
+                }
+                lock
+            }
+            Meta::NameValue(_) => {
+                errors.spanned(
+                    &attr.meta,
+                    "expected `#[frame_allocator]`, or `#[frame_allocator(lock = method)]` \
+                     for an allocator behind a lock",
+                );
+                None
+            }
+        };
+        marker = Some(FieldMarker {
+            span: attr.path().span(),
+            lock,
+        });
     }
     marker
+}
+
+fn parse_field_keys(input: ParseStream, lock: &mut Option<syn::Path>, errors: &mut Errors) {
+    while !input.is_empty() {
+        match input.parse::<syn::Ident>() {
+            Ok(key) if key == LOCK => {
+                if let Some(path) = value(input, &key, "method", syn::Path::parse_mod_style, errors)
+                    && !duplicate(lock.as_ref(), &key, errors)
+                {
+                    *lock = Some(path);
+                }
+            }
+            Ok(key) => {
+                errors.spanned(
+                    &key,
+                    format_args!(
+                        "unknown `frame_allocator` field argument `{key}`; expected \
+                         `lock = method` (or write `#[frame_allocator]` alone)"
+                    ),
+                );
+                skip_entry(input);
+            }
+            Err(error) => {
+                errors.push(syn::Error::new(
+                    error.span(),
+                    "expected `lock = method` (or write `#[frame_allocator]` alone)",
+                ));
+                skip_entry(input);
+            }
+        }
+        entry_separator(input, errors);
+    }
 }
 
 /// `#[frame_allocator]` is meaningless on an enum variant: report it.
@@ -124,6 +196,39 @@ fn entry_separator(input: ParseStream, errors: &mut Errors) {
         skip_entry(input);
         let _ = input.parse::<Token![,]>();
     }
+}
+
+/// The tokens of one entry's value, up to the comma that ends the entry
+/// (commas inside angle brackets do not), without parsing them: any
+/// expression or type passes through, syn's `full` feature is not needed.
+fn tokens_of_value(input: ParseStream, all_angles: bool) -> syn::Result<proc_macro2::TokenStream> {
+    input.step(|cursor| {
+        let mut all = Vec::new();
+        let mut rest = *cursor;
+        while let Some((token, next)) = rest.token_tree() {
+            all.push(token);
+            rest = next;
+        }
+        let end = crate::closure::end_of_argument(&all, 0, all_angles);
+        if end == 0 {
+            return Err(cursor.error("nothing after `=`"));
+        }
+        let mut rest = *cursor;
+        for _ in 0..end {
+            if let Some((_, next)) = rest.token_tree() {
+                rest = next;
+            }
+        }
+        Ok((all[..end].iter().cloned().collect(), rest))
+    })
+}
+
+fn expression_tokens(input: ParseStream) -> syn::Result<proc_macro2::TokenStream> {
+    tokens_of_value(input, false)
+}
+
+fn type_tokens(input: ParseStream) -> syn::Result<proc_macro2::TokenStream> {
+    tokens_of_value(input, true)
 }
 
 /// Parses `= value` after a key, reporting a missing `=` or a bad value.
@@ -190,7 +295,17 @@ fn parse_container_keys(input: ParseStream, container: &mut Container, errors: &
             } else {
                 container.tagged = Some(tagged);
             }
+        } else if let Some(token) = &unsafe_token
+            && input.peek(syn::token::Paren)
+        {
+            errors.at(
+                token.span,
+                "`unsafe` is not a function: write `unsafe tagged(method = …, tag = …)`",
+            );
+            container.tagged_attempted = true;
+            skip_entry(input);
         } else if let Some(token) = unsafe_token {
+            container.tagged_attempted = true;
             errors.at(
                 token.span,
                 "`unsafe` acknowledges a tagged allocation method: \
@@ -228,25 +343,42 @@ fn parse_tagged(
         tag: None,
         default: None,
         sizes: None,
+        malformed: false,
     };
     let parens = (|| -> syn::Result<_> {
         let content;
         syn::parenthesized!(content in input);
         Ok(content)
     })();
-    let content = match parens {
-        Ok(content) if input.is_empty() || input.peek(Token![,]) => content,
-        _ => {
-            errors.spanned(
-                key,
-                "expected `tagged(method = name, tag = Type)`, \
-                 optionally with `default = expr` and `sizes(…)`",
-            );
-            skip_entry(input);
-            return tagged;
-        }
+    let Ok(content) = parens else {
+        errors.spanned(
+            key,
+            "expected `tagged(method = name, tag = Type)`, \
+             optionally with `default = expr` and `sizes(…)`",
+        );
+        skip_entry(input);
+        tagged.malformed = true;
+        return tagged;
     };
-    let content = &content;
+    parse_tagged_entries(&content, &mut tagged, errors);
+    if !input.is_empty() && !input.peek(Token![,]) {
+        if input.peek(Token![unsafe]) && tagged.unsafe_span.is_none() {
+            let span = input.span();
+            errors.at(
+                span,
+                "`unsafe` goes before `tagged`: write `unsafe tagged(…)`",
+            );
+            // Counted as written, so its absence is not reported as well.
+            tagged.unsafe_span = Some(span);
+        } else {
+            errors.push(input.error("expected `,` after `tagged(…)`"));
+        }
+        skip_entry(input);
+    }
+    tagged
+}
+
+fn parse_tagged_entries(content: ParseStream, tagged: &mut Tagged, errors: &mut Errors) {
     while !content.is_empty() {
         match content.parse::<syn::Ident>() {
             Ok(key) if key == METHOD => {
@@ -254,7 +386,7 @@ fn parse_tagged(
                     content,
                     &key,
                     "method_name",
-                    syn::Path::parse_mod_style,
+                    <syn::Path as syn::parse::Parse>::parse,
                     errors,
                 ) && !duplicate(tagged.method.as_ref(), &key, errors)
                 {
@@ -262,14 +394,14 @@ fn parse_tagged(
                 }
             }
             Ok(key) if key == TAG => {
-                if let Some(tag) = value(content, &key, "Type", syn::Type::parse, errors)
+                if let Some(tag) = value(content, &key, "Type", type_tokens, errors)
                     && !duplicate(tagged.tag.as_ref(), &key, errors)
                 {
                     tagged.tag = Some(tag);
                 }
             }
             Ok(key) if key == DEFAULT => {
-                if let Some(default) = value(content, &key, "expr", syn::Expr::parse, errors)
+                if let Some(default) = value(content, &key, "expr", expression_tokens, errors)
                     && !duplicate(tagged.default.as_ref(), &key, errors)
                 {
                     tagged.default = Some(default);
@@ -301,7 +433,18 @@ fn parse_tagged(
         }
         entry_separator(content, errors);
     }
-    tagged
+}
+
+/// Consumes whatever is left of `input`, so that syn does not report it
+/// again as an unexpected token once the error about it is recorded.
+fn drain(input: ParseStream) {
+    let _ = input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((_, next)) = rest.token_tree() {
+            rest = next;
+        }
+        Ok(((), rest))
+    });
 }
 
 fn parse_sizes(input: ParseStream, key: &syn::Ident, errors: &mut Errors) -> Vec<PageSizeName> {
@@ -311,13 +454,24 @@ fn parse_sizes(input: ParseStream, key: &syn::Ident, errors: &mut Errors) -> Vec
         let paths = syn::punctuated::Punctuated::<syn::Path, Token![,]>::parse_terminated_with(
             &content,
             syn::Path::parse_mod_style,
-        )?;
+        );
+        drain(&content);
         Ok(paths)
     })();
-    let Ok(paths) = list else {
-        errors.spanned(key, "expected `sizes(Size4KiB, Size2MiB, …)`");
-        skip_entry(input);
-        return Vec::new();
+    let paths = match list {
+        Ok(Ok(paths)) => paths,
+        Ok(Err(error)) => {
+            errors.at(
+                error.span(),
+                "expected `sizes(Size4KiB, Size2MiB, …)`, the sizes separated by commas",
+            );
+            return Vec::new();
+        }
+        Err(_) => {
+            errors.spanned(key, "expected `sizes(Size4KiB, Size2MiB, …)`");
+            skip_entry(input);
+            return Vec::new();
+        }
     };
     let mut sizes: Vec<PageSizeName> = Vec::new();
     for path in &paths {

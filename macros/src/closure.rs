@@ -44,34 +44,46 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         let errors = errors.into_compile_errors();
         return quote!({ #errors });
     }
-    let call_site = Span::call_site();
+    let (Some(first), Some(last)) = (tokens.first(), tokens.last()) else {
+        // `parse` reports an empty input.
+        return TokenStream::new();
+    };
+    // The call expression is built to span the user's tokens: it starts with
+    // a token carrying the span of the first argument token, and its
+    // parentheses carry the span of the last. To rustc's lints it is then the
+    // user's code, and `unsafe_op_in_unsafe_fn` reports the call inside an
+    // `unsafe fn` (it ignores calls made by external macros). The path's
+    // inner segments keep the macro's hygiene, so `unused_qualifications`
+    // does not suggest shortening a path the user never wrote.
+    let (start, end) = (first.span(), last.span());
+    let hidden = Span::call_site().located_at(start);
     let root = args.krate.map_or_else(
-        || quote_spanned!(call_site=> ::framealloc),
+        || {
+            let framealloc = proc_macro2::Ident::new("framealloc", hidden);
+            quote_spanned!(start=> :: #framealloc)
+        },
         |path| quote!(#path),
     );
-    let private = quote_spanned!(call_site=> #root::__private);
+    let private = quote_spanned!(hidden=> #root::__private);
     let size = args.size.map(|size| size.to_type(&private));
-    match (args.allocate, args.deallocate, args.state) {
-        (Some(allocate), None, Some(state)) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _>));
-            quote_spanned!(call_site=> #private::from_state #generics (#state, #allocate))
-        }
+    let (function, arguments, inferred) = match (args.allocate, args.deallocate, args.state) {
+        (Some(allocate), None, Some(state)) => ("from_state", quote!(#state, #allocate), 2),
         (Some(allocate), Some(deallocate), Some(state)) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _, _>));
-            quote_spanned!(call_site=>
-                #private::from_state_fns #generics (#state, #allocate, #deallocate))
+            ("from_state_fns", quote!(#state, #allocate, #deallocate), 3)
         }
-        (Some(allocate), None, None) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _>));
-            quote_spanned!(call_site=> #private::from_fn #generics (#allocate))
-        }
-        (Some(allocate), Some(deallocate), None) => {
-            let generics = size.map(|size| quote_spanned!(call_site=> ::<#size, _, _>));
-            quote_spanned!(call_site=> #private::from_fns #generics (#allocate, #deallocate))
-        }
+        (Some(allocate), None, None) => ("from_fn", quote!(#allocate), 1),
+        (Some(allocate), Some(deallocate), None) => ("from_fns", quote!(#allocate, #deallocate), 2),
         // `parse` reports a missing allocation closure.
-        (None, ..) => TokenStream::new(),
-    }
+        (None, ..) => return TokenStream::new(),
+    };
+    let function = proc_macro2::Ident::new(function, start);
+    let generics = size.map(|size| {
+        let holes = (0..inferred).map(|_| quote_spanned!(start=> , _));
+        quote_spanned!(start=> ::<#size #(#holes)*>)
+    });
+    let mut arguments = proc_macro2::Group::new(Delimiter::Parenthesis, arguments);
+    arguments.set_span(end);
+    quote_spanned!(hidden=> #private::#function #generics #arguments)
 }
 
 fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
@@ -87,26 +99,51 @@ fn is_ident(token: Option<&TokenTree>, name: &str) -> bool {
     matches!(token, Some(TokenTree::Ident(ident)) if ident == name)
 }
 
+/// Keywords after which an expression (an operand) begins, so that a `<`
+/// there opens a qualified path (`as <T as Trait>::X`, `return <T>::new()`).
+const OPERAND_KEYWORDS: [&str; 11] = [
+    "as", "if", "match", "return", "in", "while", "break", "yield", "mut", "else", "move",
+];
+
+/// Whether a `<` at `i` opens angle brackets rather than comparing, in an
+/// expression that starts at `start`.
+///
+/// It opens a generic argument list after `::` (a turbofish), and a
+/// qualified path where an operand begins: at the start, after an operator
+/// or an opening keyword. After an operand (a name, a literal, a group, `?`)
+/// it is the less-than operator.
+fn opens_angle(tokens: &[TokenTree], start: usize, i: usize) -> bool {
+    if i == start {
+        return true;
+    }
+    match &tokens[i - 1] {
+        TokenTree::Punct(p) if p.as_char() == ':' => {
+            i >= start + 2 && is_joint_punct(tokens.get(i - 2), ':')
+        }
+        TokenTree::Punct(p) => p.as_char() != '?',
+        TokenTree::Ident(ident) => OPERAND_KEYWORDS.iter().any(|k| ident == k),
+        TokenTree::Group(_) | TokenTree::Literal(_) => false,
+    }
+}
+
 /// The index of the next comma that ends an argument, starting at `i`.
 ///
-/// Commas inside generic arguments do not end it: in expressions those only
-/// occur after `::<` (a turbofish); in types (`all_angles`) after any `<`.
-fn end_of_argument(tokens: &[TokenTree], mut i: usize, all_angles: bool) -> usize {
+/// Commas inside angle brackets do not end it. In types (`all_angles`) every
+/// `<` opens angle brackets; in expressions, those that [`opens_angle`]
+/// says do (a turbofish, a qualified path), and inside them the tokens are a
+/// type, where again every `<` opens.
+pub(crate) fn end_of_argument(tokens: &[TokenTree], mut i: usize, all_angles: bool) -> usize {
+    let start = i;
     let mut depth = 0usize;
     while let Some(token) = tokens.get(i) {
         if let TokenTree::Punct(p) = token {
             match p.as_char() {
                 ',' if depth == 0 => break,
-                '<' if depth > 0
-                    || all_angles
-                    || (i >= 2
-                        && is_punct(tokens.get(i - 1), ':')
-                        && is_joint_punct(tokens.get(i - 2), ':')) =>
-                {
+                '<' if depth > 0 || all_angles || opens_angle(tokens, start, i) => {
                     depth += 1;
                 }
                 '>' if depth > 0
-                    && !(i >= 1
+                    && !(i > start
                         && (is_joint_punct(tokens.get(i - 1), '-')
                             || is_joint_punct(tokens.get(i - 1), '='))) =>
                 {
@@ -150,18 +187,22 @@ fn parse(tokens: &[TokenTree], errors: &mut Errors) -> Args {
         if let Some(name) = named {
             i = end_of_argument(tokens, i + 2, name != STATE);
             named_argument(&name, &tokens[start + 2..i], &mut args, errors);
-        } else if let Some(closure) = Closure::parse(tokens, i, errors) {
-            i = closure.end;
+        } else if is_punct(tokens.get(i), ',') {
+            errors.spanned(
+                &tokens[i],
+                "unexpected `,`: arguments are separated by a single comma",
+            );
+        } else if let Some((closure, end)) = closure_argument(tokens, i, errors) {
+            i = end;
             closures += 1;
             let whole: TokenStream = tokens[start..i].iter().cloned().collect();
-            let header = &tokens[start..closure.body_start];
             match closures {
                 1 => {
-                    allocate_params = closure.params.map(|params| (params, header));
+                    allocate_params = closure;
                     args.allocate = Some(whole);
                 }
                 2 => {
-                    deallocate_params = closure.params.map(|params| (params, header));
+                    deallocate_params = closure;
                     args.deallocate = Some(whole);
                 }
                 _ => spanned_error(
@@ -201,7 +242,34 @@ fn parse(tokens: &[TokenTree], errors: &mut Errors) -> Args {
     args
 }
 
-type Parameters<'a> = Option<(&'a [TokenTree], &'a [TokenTree])>;
+/// A closure's parameter count, and the tokens an error about it covers
+/// (its parameters, or its header if it has none); `None` if unknown.
+type Parameters = Option<(usize, Vec<TokenTree>)>;
+
+/// Reads the closure argument at `i`: a closure literal, or one inside
+/// invisible groups (a `$c:expr` of `macro_rules!` arrives in one) that make
+/// up the whole argument. Returns its parameters and the index just past it.
+fn closure_argument(
+    tokens: &[TokenTree],
+    i: usize,
+    errors: &mut Errors,
+) -> Option<(Parameters, usize)> {
+    if let Some(TokenTree::Group(group)) = tokens.get(i)
+        && group.delimiter() == Delimiter::None
+        && (i + 1 == tokens.len() || is_punct(tokens.get(i + 1), ','))
+    {
+        let inner: Vec<TokenTree> = group.stream().into_iter().collect();
+        let (params, end) = closure_argument(&inner, 0, errors)?;
+        return (end == inner.len()).then_some((params, i + 1));
+    }
+    let closure = Closure::parse(tokens, i, errors)?;
+    let header = &tokens[i..closure.body_start];
+    let params = closure.params.map(|params| {
+        let shown = if params.is_empty() { header } else { params };
+        (count_parameters(params), shown.to_vec())
+    });
+    Some((params, closure.end))
+}
 
 /// How many parameters a closure's parameter list declares.
 fn count_parameters(params: &[TokenTree]) -> usize {
@@ -242,14 +310,10 @@ fn check_parameters(
         (allocate, expected, allocate_message),
         (deallocate, expected + 1, deallocate_message),
     ] {
-        if let Some((params, header)) = closure
-            && count_parameters(params) != expected
+        if let Some((count, shown)) = &closure
+            && *count != expected
         {
-            spanned_error(
-                errors,
-                if params.is_empty() { header } else { params },
-                message,
-            );
+            spanned_error(errors, shown, message);
         }
     }
 }

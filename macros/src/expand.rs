@@ -19,10 +19,30 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let parsed = Input::from_syn(input, &mut errors);
     let private = private_path(&parsed);
-    let Some(plan) = valid::check(&parsed, &mut errors) else {
+    let plan = valid::check(&parsed, &mut errors);
+    if !errors.is_empty() {
         let mut out = errors.into_compile_errors();
-        out.extend(fallback(&parsed, &private));
+        match &plan {
+            // The allocator field is known: stand-ins with the real bounds,
+            // so a use infers its page size as it would have.
+            Some(Plan::Struct(target)) => out.extend(stand_in_forwarding(
+                &parsed,
+                &[&target.reach.allocator],
+                &private,
+            )),
+            Some(Plan::Enum(targets)) => {
+                let types: Vec<&TokenStream> = targets
+                    .iter()
+                    .map(|(_, target)| &target.reach.allocator)
+                    .collect();
+                out.extend(stand_in_forwarding(&parsed, &types, &private));
+            }
+            Some(Plan::Tagged(_)) | None => out.extend(fallback(&parsed, &private)),
+        }
         return out;
+    }
+    let Some(plan) = plan else {
+        return fallback(&parsed, &private);
     };
     match plan {
         Plan::Struct(target) => forward_struct(&parsed, &target, &private),
@@ -53,15 +73,23 @@ fn local(name: &str) -> Ident {
 }
 
 fn forward_struct(input: &Input, target: &Target, p: &TokenStream) -> TokenStream {
-    let Target { member, ty } = target;
+    let Target { member, ty, reach } = target;
     let s = fresh_page_size_param(input.source);
-    let allocate = quote!(<#ty as #p::FrameAllocator<#s>>::allocate_frame(&mut self.#member));
+    let allocator = &reach.allocator;
+    let guard = local("guard");
+    let place = quote!(self.#member);
+    let (lock, access) = reach.access(&place, &place, &guard);
+    let allocate = quote! {
+        #lock
+        <#allocator as #p::FrameAllocator<#s>>::allocate_frame(#access)
+    };
     let frame = local("frame");
-    let deallocate = quote!(unsafe {
-        <#ty as #p::FrameDeallocator<#s>>::deallocate_frame(&mut self.#member, #frame)
-    });
-    let mut out = forwarding_impls(input, p, &s, &[ty], &allocate, &deallocate);
-    out.extend(field_check(input, ty, p));
+    let deallocate = quote! {
+        #lock
+        unsafe { <#allocator as #p::FrameDeallocator<#s>>::deallocate_frame(#access, #frame) }
+    };
+    let mut out = forwarding_impls(input, p, &s, &[allocator], &allocate, &deallocate);
+    out.extend(field_check(input, ty, allocator, p));
     out
 }
 
@@ -69,28 +97,45 @@ fn forward_enum(input: &Input, targets: &[(&Ident, Target)], p: &TokenStream) ->
     let s = fresh_page_size_param(input.source);
     let allocator = local("allocator");
     let frame = local("frame");
-    let types: Vec<&syn::Type> = targets.iter().map(|(_, target)| target.ty).collect();
+    let guard = local("guard");
+    let types: Vec<&TokenStream> = targets
+        .iter()
+        .map(|(_, target)| &target.reach.allocator)
+        .collect();
     let (allocate, deallocate) = if targets.is_empty() {
         (quote!(match *self {}), quote!(match *self {}))
     } else {
-        let patterns: Vec<TokenStream> = targets
-            .iter()
-            .map(|(variant, Target { member, .. })| quote!(Self::#variant { #member: #allocator, .. }))
-            .collect();
+        let mut allocate_arms = Vec::new();
+        let mut deallocate_arms = Vec::new();
+        for (variant, Target { member, reach, .. }) in targets {
+            let pattern = quote!(Self::#variant { #member: #allocator, .. });
+            let ty = &reach.allocator;
+            let (lock, access) = if reach.derefs == 0 && reach.lock.is_none() {
+                (TokenStream::new(), allocator.to_token_stream())
+            } else {
+                reach.access(&quote!(*#allocator), &allocator.to_token_stream(), &guard)
+            };
+            allocate_arms.push(quote! {
+                #pattern => {
+                    #lock
+                    <#ty as #p::FrameAllocator<#s>>::allocate_frame(#access)
+                }
+            });
+            deallocate_arms.push(quote! {
+                #pattern => {
+                    #lock
+                    unsafe { <#ty as #p::FrameDeallocator<#s>>::deallocate_frame(#access, #frame) }
+                }
+            });
+        }
         (
-            quote!(match self {
-                #(#patterns => <#types as #p::FrameAllocator<#s>>::allocate_frame(#allocator),)*
-            }),
-            quote!(match self {
-                #(#patterns => unsafe {
-                    <#types as #p::FrameDeallocator<#s>>::deallocate_frame(#allocator, #frame)
-                },)*
-            }),
+            quote!(match self { #(#allocate_arms)* }),
+            quote!(match self { #(#deallocate_arms)* }),
         )
     };
     let mut out = forwarding_impls(input, p, &s, &types, &allocate, &deallocate);
-    for ty in types {
-        out.extend(field_check(input, ty, p));
+    for (_, target) in targets {
+        out.extend(field_check(input, target.ty, &target.reach.allocator, p));
     }
     out
 }
@@ -105,7 +150,7 @@ fn forwarding_impls(
     input: &Input,
     p: &TokenStream,
     s: &Ident,
-    fields: &[&syn::Type],
+    fields: &[&TokenStream],
     allocate: &TokenStream,
     deallocate: &TokenStream,
 ) -> TokenStream {
@@ -115,7 +160,7 @@ fn forwarding_impls(
     let mut unique: Vec<String> = Vec::new();
     let mut distinct = Vec::new();
     for ty in fields {
-        let key = ty.to_token_stream().to_string();
+        let key = ty.to_string();
         if !unique.contains(&key) {
             unique.push(key);
             distinct.push(*ty);
@@ -156,30 +201,37 @@ fn forwarding_impls(
 /// A compile-time check that a concrete field type is a frame allocator for
 /// some page size, reported at the field's type. Generic field types are
 /// left to the `where` bound of the impl.
-fn field_check(input: &Input, ty: &syn::Type, p: &TokenStream) -> TokenStream {
-    if mentions_parameters(ty.to_token_stream(), input.generics) {
+fn field_check(input: &Input, field: &syn::Type, ty: &TokenStream, p: &TokenStream) -> TokenStream {
+    if mentions_parameters(ty.clone(), input.generics) {
         return TokenStream::new();
     }
-    let span = ty.span();
-    let ty = elide_lifetimes(ty.to_token_stream());
+    let mut field_tokens = field.to_token_stream().into_iter();
+    let first = field_tokens
+        .next()
+        .map_or_else(Span::call_site, |t| t.span());
+    let last = field_tokens.last().map_or(first, |t| t.span());
+    let ty = elide_lifetimes(ty.clone(), input.generics);
     let probe = local("probe");
-    let verdict = local("verdict");
-    // The check carries the field type's span, so that its error points at
-    // the field. The probe traits are glob-imported in an inner block that
-    // holds none of the user's tokens, so they shadow none of the user's
-    // names in the field type.
-    let check = quote_spanned! {span=>
-        #p::require_allocator::<#ty, _>(#verdict)
-    };
+    // The probe's method call is the argument an unmet bound is reported
+    // at: its receiver's parentheses carry the span of the field type's
+    // first token and its argument list that of the last, so the error
+    // underlines the whole field type. The probe traits are glob-imported in
+    // an inner block that holds none of the user's tokens, so they shadow
+    // none of the user's names in the field type.
+    let mut receiver =
+        proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, quote!(&&&#probe));
+    receiver.set_span(first);
+    let mut no_arguments =
+        proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, TokenStream::new());
+    no_arguments.set_span(last);
     quote! {
         const _: () = {
             let _ = || {
                 let #probe = #p::FieldProbe::<#ty>::NEW;
-                let #verdict = {
+                {
                     use #p::probe::*;
-                    (&&&#probe).probe()
-                };
-                #check;
+                    #p::require_allocator(&#probe, #receiver.probe #no_arguments);
+                }
             };
         };
     }
@@ -198,10 +250,12 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         sizes,
     } = plan;
     let method_span = method.span();
-    let method = if let Some(name) = method.get_ident() {
-        quote_spanned!(method_span=> Self::#name)
-    } else {
-        method.to_token_stream()
+    // A bare name (`allocate`, `take::<Size2MiB>`) is a method of the type.
+    let method = match method.segments.first() {
+        Some(name) if method.leading_colon.is_none() && method.segments.len() == 1 => {
+            quote_spanned!(method_span=> Self::#name)
+        }
+        _ => method.to_token_stream(),
     };
     let default_size = PageSizeName {
         name: valid::DEFAULT_SIZE,
@@ -213,6 +267,10 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         sizes.clone()
     };
     let tag_local = local("tag");
+    // `self` is resolved like a local: it must keep the hygiene of the
+    // `&mut self` declared by the generated method, even where the call
+    // around it is located at a method name passed through `macro_rules!`.
+    let self_value = syn::Token![self](Span::call_site().located_at(method_span));
     let unsafe_token = syn::Token![unsafe](*unsafe_span);
     let allow = allow_unsafe_code(input);
     let mut out = TokenStream::new();
@@ -220,7 +278,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         let size = size.to_type(p);
         // Spanned at the method name, where a wrong signature is reported.
         let call = quote_spanned! {method_span=>
-            #p::allocate_with::<Self, Self::Tag, #size, _>(#method, self, #tag_local)
+            #p::allocate_with::<Self, Self::Tag, #size, _>(#method, #self_value, #tag_local)
         };
         let body = user_spanned_body(
             quote! {
@@ -238,7 +296,6 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
         );
         out.extend(quote! {
             #[automatically_derived]
-            #[allow(clippy::undocumented_unsafe_blocks)]
             #allow
             #unsafe_token impl #impl_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
             #where_clause
@@ -256,7 +313,6 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
             );
             out.extend(quote! {
                 #[automatically_derived]
-                #[allow(clippy::undocumented_unsafe_blocks)]
                 #allow
                 #unsafe_token impl #impl_generics #p::FrameAllocator<#size> for #ident #ty_generics
                 #where_clause
@@ -297,40 +353,111 @@ fn allow_unsafe_code(input: &Input) -> TokenStream {
     TokenStream::new()
 }
 
-/// `{ items }` whose braces carry `span`, the span of the user's `unsafe`.
+/// `{ items }` whose braces carry `span`, the span of the user's `tagged`.
 ///
 /// rustc reports `unsafe_code` at the span of the whole `unsafe impl` item,
 /// from its `unsafe` to its closing brace, and drops the lint when that span
 /// comes from a macro. A span that joins a user token to a macro token is
-/// treated as the macro's, so both ends must be the user's `unsafe`: then a
-/// crate under `#![forbid(unsafe_code)]` or `#![deny(unsafe_code)]` is told
-/// about the promise it makes with `unsafe tagged(…)`.
+/// treated as the macro's, so both ends must be the user's: then a crate
+/// under `#![forbid(unsafe_code)]` or `#![deny(unsafe_code)]` is told about
+/// the promise it makes with `unsafe tagged(…)`.
 ///
-/// Such an item is no longer macro output to clippy either, whose
-/// `undocumented_unsafe_blocks` then looks for a `// SAFETY:` comment between
-/// the previous item and the `unsafe`: there is no such place inside the
-/// type's attributes, so the impls allow that lint; the `unsafe` written in
-/// the attribute is the acknowledgement.
+/// The span is that of `tagged`, not of the `unsafe` before it: clippy's
+/// `undocumented_unsafe_blocks` takes an `unsafe impl` whose source text does
+/// not start with `unsafe` for macro output and leaves it alone, where it
+/// would otherwise ask for a `// SAFETY:` comment it can never find (the
+/// comment would have to sit between the type and its own attribute). So
+/// the impls need no `#[allow]` of that lint, which a crate that forbids it
+/// would reject (E0453).
 fn user_spanned_body(items: TokenStream, span: Span) -> proc_macro2::Group {
     let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, items);
     body.set_span(span);
     body
 }
 
-/// After an error: `FrameAllocator<S>` for every `S`, never run (the crate
-/// does not compile), so that uses of the type add no errors of their own.
+/// After an error, for a type whose allocator fields are known: the
+/// forwarding impls with their real bounds, and bodies that never run (the
+/// crate does not compile).
+fn stand_in_forwarding(input: &Input, types: &[&TokenStream], p: &TokenStream) -> TokenStream {
+    let s = fresh_page_size_param(input.source);
+    let frame = local("frame");
+    let never = quote!(#p::core::unreachable!());
+    let deallocate = quote! {
+        let _ = #frame;
+        #never
+    };
+    forwarding_impls(input, p, &s, types, &never, &deallocate)
+}
+
+/// After an error: stand-in impls, never run (the crate does not compile),
+/// so that uses of the type add no errors of their own: `FrameAllocator<S>`
+/// and `FrameDeallocator<S>` for every `S`, and, if the type meant to be
+/// tagged, `TaggedFrameAllocator` for its sizes with its tag type (or `()`
+/// where that could not be read).
 fn fallback(input: &Input, p: &TokenStream) -> TokenStream {
     let ident = input.ident;
-    let s = fresh_page_size_param(input.source);
     let (_, ty_generics, _) = input.generics.split_for_impl();
-    let impl_generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
+    let plain_generics = impl_params(input.generics, None);
     let where_clause = where_clause(input.generics, None);
-    quote! {
-        #[automatically_derived]
-        unsafe impl #impl_generics #p::FrameAllocator<#s> for #ident #ty_generics #where_clause {
-            fn allocate_frame(&mut self) -> #p::core::option::Option<#p::PhysFrame<#s>> {
-                #p::core::unreachable!()
+    let frame = local("frame");
+    let tag_local = local("tag");
+    let tagged = input.attrs.tagged.as_ref();
+    let plain = |size: &TokenStream, generics: &TokenStream| {
+        quote! {
+            #[automatically_derived]
+            unsafe impl #generics #p::FrameAllocator<#size> for #ident #ty_generics #where_clause {
+                fn allocate_frame(&mut self) -> #p::core::option::Option<#p::PhysFrame<#size>> {
+                    #p::core::unreachable!()
+                }
+            }
+
+            #[automatically_derived]
+            impl #generics #p::FrameDeallocator<#size> for #ident #ty_generics #where_clause {
+                unsafe fn deallocate_frame(&mut self, #frame: #p::PhysFrame<#size>) {
+                    let _ = #frame;
+                    #p::core::unreachable!()
+                }
             }
         }
+    };
+    if tagged.is_none() && !input.attrs.tagged_attempted {
+        let s = fresh_page_size_param(input.source);
+        let generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
+        return plain(&s.to_token_stream(), &generics);
     }
+    // A tagged type: its own sizes only, so that a use without a size
+    // annotation infers the one size it would have had.
+    let tag = tagged
+        .and_then(|tagged| tagged.tag.clone())
+        .unwrap_or_else(|| quote!(()));
+    let default_size = PageSizeName {
+        name: valid::DEFAULT_SIZE,
+        span: Span::call_site(),
+    };
+    let sizes: Vec<&PageSizeName> = match tagged.and_then(|tagged| tagged.sizes.as_ref()) {
+        Some((_, sizes)) if !sizes.is_empty() => sizes.iter().collect(),
+        _ => vec![&default_size],
+    };
+    let mut out = TokenStream::new();
+    for size in sizes {
+        let size = size.to_type(p);
+        out.extend(plain(&size, &plain_generics));
+        out.extend(quote! {
+            #[automatically_derived]
+            unsafe impl #plain_generics #p::TaggedFrameAllocator<#size> for #ident #ty_generics
+            #where_clause
+            {
+                type Tag = #tag;
+
+                fn allocate_tagged(
+                    &mut self,
+                    #tag_local: Self::Tag,
+                ) -> #p::core::option::Option<#p::PhysFrame<#size>> {
+                    let _ = #tag_local;
+                    #p::core::unreachable!()
+                }
+            }
+        });
+    }
+    out
 }

@@ -8,21 +8,26 @@ use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::{DeriveInput, GenericParam, Generics};
 
+/// The page-size parameter's name, unless the input uses it. Long and
+/// specific: a type macro in a field type may expand to names the derive
+/// cannot see, and a short name such as `__S` is one a user might have.
+const PAGE_SIZE_PARAM: &str = "__FrameallocPageSize";
+
 /// A name for the page-size parameter that no identifier of the input uses.
 ///
 /// Hygiene cannot keep a generic parameter apart from the user's names (a
 /// mixed-site span only separates local variables and labels), so a user
-/// type named `__S` in a field type would resolve to the parameter. The name
+/// type named like it in a field type would resolve to the parameter. The name
 /// is therefore chosen among those the input does not mention anywhere:
 /// parameters, field types, `where` clauses, attributes.
 pub(crate) fn fresh_page_size_param(input: &DeriveInput) -> Ident {
     let mut used = Vec::new();
     collect_idents(input.to_token_stream(), &mut used);
-    let mut name = String::from("__S");
+    let mut name = String::from(PAGE_SIZE_PARAM);
     let mut counter = 0u32;
     while used.contains(&name) {
         counter += 1;
-        name = format!("__S{counter}");
+        name = format!("{PAGE_SIZE_PARAM}{counter}");
     }
     Ident::new(&name, Span::mixed_site())
 }
@@ -93,19 +98,27 @@ pub(crate) fn mentions_parameters(tokens: TokenStream, generics: &Generics) -> b
     })
 }
 
-/// `tokens` with every named lifetime but `'static` replaced by `'_`, so a
-/// type can be written inside a body where the input's lifetimes are unknown.
-pub(crate) fn elide_lifetimes(tokens: TokenStream) -> TokenStream {
+/// `tokens` with every lifetime parameter of `generics` replaced by `'_`, so
+/// a type can be written inside a body where those lifetimes are unknown.
+/// Other lifetimes stay: `'static`, and those bound by `for<'a>`.
+pub(crate) fn elide_lifetimes(tokens: TokenStream, generics: &Generics) -> TokenStream {
     let mut out = Vec::new();
     let mut after_quote = false;
     for token in tokens {
         let token = match token {
-            TokenTree::Ident(ident) if after_quote && ident != "static" => {
+            TokenTree::Ident(ident)
+                if after_quote
+                    && generics
+                        .lifetimes()
+                        .any(|param| param.lifetime.ident == ident) =>
+            {
                 TokenTree::Ident(Ident::new("_", ident.span()))
             }
             TokenTree::Group(group) => {
-                let mut new =
-                    proc_macro2::Group::new(group.delimiter(), elide_lifetimes(group.stream()));
+                let mut new = proc_macro2::Group::new(
+                    group.delimiter(),
+                    elide_lifetimes(group.stream(), generics),
+                );
                 new.set_span(group.span());
                 TokenTree::Group(new)
             }

@@ -14,8 +14,10 @@ mod closure;
 mod ctxt;
 mod expand;
 mod generics;
+mod reach;
 mod sizes;
 mod valid;
+mod verbatim;
 
 use proc_macro::TokenStream;
 
@@ -51,6 +53,58 @@ use proc_macro::TokenStream;
 /// assert_eq!(frames.allocate_frame(), None);
 /// # let _ = frames.refills;
 /// ```
+///
+/// # References, boxes and locks
+///
+/// Kernels hold allocators behind references, in boxes and behind locks,
+/// and `x86_64` implements `FrameAllocator` for none of these (nor may any
+/// other crate: the orphan rule). The derive reaches through them:
+///
+/// - a field of type `&'a mut A` (also `&'a mut dyn FrameAllocator<Size4KiB>`)
+///   or `Box<A>` (also `Box<dyn …>`), nested or not, forwards to `A` with
+///   plain dereferences: the same code as a hand-written impl;
+/// - a field marked `#[frame_allocator(lock = lock)]` is locked once per call
+///   (`self.field.lock()`, through references, boxes and `Arc`), and the
+///   allocator inside the guard is used; the guard is dropped before the call
+///   returns. `lock = borrow_mut` fits a `RefCell`, and a path with `::`
+///   names a function instead of a method: `lock = RefCell::borrow_mut`,
+///   `lock = crate::frames::lock` (it is given `&field`). The guard must
+///   dereference to the allocator: `std::sync::Mutex::lock` returns a
+///   `Result`, so name a function that unwraps it. The allocator's type is
+///   the last type argument of the locked type, as in `spin::Mutex<A>`,
+///   `RefCell<A>` or `lock_api::Mutex<R, A>`.
+///
+/// ```
+/// use core::cell::RefCell;
+/// use framealloc::{FrameAllocator, FramePool, NoAllocator, Size4KiB};
+///
+/// #[derive(FrameAllocator)]
+/// struct Borrowed<'a> {
+///     inner: &'a mut dyn FrameAllocator<Size4KiB>,
+/// }
+///
+/// #[derive(FrameAllocator)]
+/// struct Boxed(Box<FramePool<Size4KiB, 4>>);
+///
+/// /// A handle to an allocator shared behind a lock.
+/// #[derive(FrameAllocator)]
+/// struct Shared<'a> {
+///     #[frame_allocator(lock = borrow_mut)]
+///     frames: &'a RefCell<FramePool<Size4KiB, 4>>,
+/// }
+///
+/// let mut never = NoAllocator;
+/// assert_eq!(Borrowed { inner: &mut never }.allocate_frame(), None);
+/// assert_eq!(Boxed(Box::new(FramePool::new())).allocate_frame(), None);
+/// let pool = RefCell::new(FramePool::new());
+/// assert_eq!(Shared { frames: &pool }.allocate_frame(), None);
+/// ```
+///
+/// A `Box` needs the `alloc` crate in your crate (which has it if it names
+/// `Box`); `framealloc` itself stays `no_std` without `alloc`: the generated
+/// code dereferences the box where it is written. A field type spelled
+/// `&'a mut T` or `Box<T>` always forwards to `T`, even if you implemented
+/// `FrameAllocator` for `&mut T` yourself.
 ///
 /// # Dispatching over an enum
 ///
@@ -112,6 +166,28 @@ use proc_macro::TokenStream;
 /// assert_eq!(boot.map, [(0x1000, MemoryRegionType::PageTable), (0x2000, MemoryRegionType::Kernel)]);
 /// ```
 ///
+/// Without `default = …`, the type is a `TaggedFrameAllocator` only, not a
+/// `FrameAllocator`: `map_to(page, frame, flags, &mut boot)` then fails with
+///
+/// ```text
+/// error[E0277]: the trait bound `BootFrameAllocator: FrameAllocator<Size4KiB>` is not satisfied
+///    |     let _ = map_to(&mut boot);
+///    |                    ^^^^^^^^^ unsatisfied trait bound
+/// help: the trait `FrameAllocator<Size4KiB>` is not implemented for `BootFrameAllocator`
+///    = help: the following other types implement trait `FrameAllocator<S>`: …
+/// ```
+///
+/// Two fixes: add `default = Tag::Value` to `tagged(…)`, or pass a view with
+/// the tag fixed, `&mut boot.tagged(MemoryRegionType::PageTable)`. (The derive
+/// cannot add the hint to this error: the message belongs to `x86_64`'s trait.)
+///
+/// When the tagged method is an inherent method named `allocate_frame`, as in
+/// the bootloader above, it hides the trait's method of the same name:
+/// `boot.allocate_frame()` is error E0061 ("this method takes 1 argument but
+/// 0 arguments were supplied"). Call the trait's method as
+/// `FrameAllocator::allocate_frame(&mut boot)`; `map_to` and other generic
+/// code are not affected.
+///
 /// Writing `tagged(…)` without `unsafe` is an error that says why it is needed:
 ///
 /// ```compile_fail
@@ -127,9 +203,10 @@ use proc_macro::TokenStream;
 /// | where | attribute | meaning |
 /// |---|---|---|
 /// | field | `#[frame_allocator]` | the field to forward to (needed when there are several) |
+/// | field | `#[frame_allocator(lock = method)]` | the field is a lock: lock it with `field.method()` (or `path(&field)` for `lock = a::path`) on each call |
 /// | type | `#[frame_allocator(crate = path)]` | `framealloc` is at `path` (for crates that re-export it) |
 /// | type | `#[frame_allocator(unsafe tagged(…))]` | implement from a tagged method (fields are then not used) |
-/// | in `tagged` | `method = name` (required) | `Self::name`, or a path to any function of that shape |
+/// | in `tagged` | `method = name` (required) | `Self::name` (also `name::<Args>`), or a path to any function of that shape |
 /// | in `tagged` | `tag = Type` (required) | the tag's type, `TaggedFrameAllocator::Tag` |
 /// | in `tagged` | `default = expr` | also implement `FrameAllocator<S>`, allocating with `expr` |
 /// | in `tagged` | `sizes(Size4KiB, Size2MiB, …)` | page sizes to implement (default `Size4KiB`); the method must return each, e.g. by being generic |
@@ -154,19 +231,31 @@ use proc_macro::TokenStream;
 /// The code compiles warning-free under `#![deny(warnings)]`,
 /// `#![deny(missing_docs)]`, clippy's pedantic and nursery groups, in
 /// `#![no_std]` crates, on editions 2021 and 2024. Generated parameters and
-/// locals cannot capture the user's names: the page-size parameter is named
-/// so that it occurs nowhere in the input, and locals are mixed-site
-/// `__framealloc_…` names.
+/// locals cannot capture the user's names: the page-size parameter,
+/// `__FrameallocPageSize`, is renamed if it occurs anywhere in the input (a
+/// type macro in a field type could still produce it unseen: do not name a
+/// type so), and locals are mixed-site `__framealloc_…` names. No `#[allow]`
+/// is generated except the user's own `#[allow(unsafe_code)]`, so a crate may
+/// `forbid` any lint.
+///
+/// Expressions the derive does not need to understand pass through as
+/// tokens: a block as a const generic argument (`Pool<{ if A { 8 } else { 4 } }>`),
+/// any array length, any `default = …` expression. syn's `full` feature stays
+/// off; the macro crate builds faster for it.
 ///
 /// # `unsafe_code`
 ///
 /// `FrameAllocator` is an unsafe trait, so the derived impls are
 /// `unsafe impl`s, but only `unsafe tagged(…)` makes a promise of the user's
-/// own. Its impls carry the span of the `unsafe` written in the attribute,
-/// so rustc's `unsafe_code` lint reports them there: a crate under
+/// own. Its impls carry the span of the `tagged` written after that
+/// `unsafe`, so rustc's `unsafe_code` lint reports them there: a crate under
 /// `#![forbid(unsafe_code)]` cannot use `unsafe tagged(…)`, and under
 /// `#![deny(unsafe_code)]` it takes `#[allow(unsafe_code)]` on the type
-/// (the derive copies that allowance onto its impls). Field forwarding and
+/// (the derive copies that allowance onto its impls). `#[expect(unsafe_code)]`
+/// on the type is an error with that advice: the impls are items beside the
+/// type, so no expectation on the type can be fulfilled by them. Clippy's
+/// `undocumented_unsafe_blocks` does not ask for a `// SAFETY:` comment on
+/// the impls, which it takes for macro output. Field forwarding and
 /// enum dispatch promise nothing the field's own impl does not; their impls
 /// are macro-generated from end to end, which rustc does not lint, so
 /// crates that forbid unsafe code can derive them.
@@ -174,19 +263,38 @@ use proc_macro::TokenStream;
 /// # Errors
 ///
 /// Misuse is reported with spanned, specific messages, all errors of one
-/// input at once: unions, a multi-field struct or variant with no marked
-/// field, two marked fields, fieldless structs or variants, a marker on a
-/// variant or with arguments, unknown or duplicate keys, `tagged` without
-/// `unsafe` or without `method`/`tag`, unknown page sizes. A method with the
-/// wrong signature is reported at `method = …` with the expected signature.
-/// After an error the derive still emits a stand-in `FrameAllocator` impl, so
-/// code using the type reports nothing further.
+/// input at once and one error per mistake: unions, a multi-field struct or
+/// variant with no marked field, two marked fields, fieldless structs or
+/// variants, a marker on a variant or with unknown arguments, unknown or
+/// duplicate keys, `tagged` without `unsafe` (or with `unsafe` after it)
+/// or without `method`/`tag`, unknown page sizes, `#[repr(packed)]` on a
+/// forwarding struct. A method with the wrong signature is reported at
+/// `method = …` with the expected signature. A forwarded field that is not
+/// an allocator is reported at its type, whole.
+///
+/// After an error the derive still emits stand-in impls (`FrameAllocator`,
+/// `FrameDeallocator`, and `TaggedFrameAllocator` with the written tag type
+/// for a tagged type), so code using the type reports nothing further. Two
+/// limits: a field of a type that exists but is not an allocator (say a
+/// `Vec<u64>`) is reported at the field by a compile-time check, and uses of
+/// the type then report it too; fields that no crate could make an allocator
+/// (a primitive, a tuple, an array, a pointer) are caught by the derive
+/// itself and report nothing further. And where the error leaves the
+/// allocator field unknown (two unmarked fields, say), the stand-in covers
+/// every page size, so a use that leaves the size to inference (rare:
+/// `map_to` fixes it) asks for a type annotation; where the field is known,
+/// the stand-in keeps the real bounds.
+///
+/// If you depend on `framealloc` under another name
+/// (`fa = { package = "framealloc", … }`), the generated paths do not
+/// resolve (E0433, "cannot find `framealloc` in the crate root"): write
+/// `#[frame_allocator(crate = fa)]`.
 ///
 /// [`TaggedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/tagged/trait.TaggedFrameAllocator.html
 #[proc_macro_derive(FrameAllocator, attributes(frame_allocator))]
 pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
-    match syn::parse::<syn::DeriveInput>(input) {
-        Ok(input) => expand::derive(&input).into(),
+    match syn::parse2::<syn::DeriveInput>(verbatim::hide(input.into())) {
+        Ok(input) => verbatim::restore(expand::derive(&input)).into(),
         Err(error) => error.into_compile_error().into(),
     }
 }
@@ -207,7 +315,10 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 ///   by `&mut` cannot borrow-check; with `state` they share it;
 /// - `size = Size4KiB | Size2MiB | Size1GiB` fixes the page size where the
 ///   closure does not (it needs no import); otherwise it is inferred;
-/// - `crate = path` names `framealloc` for crates that re-export it.
+/// - `crate = path` names `framealloc` for crates that re-export it, or that
+///   depend on it under another name (`fa = { package = "framealloc" }`:
+///   without `crate = fa`, the call fails with E0433, "cannot find
+///   `framealloc` in the crate root").
 ///
 /// The named entries may come in any position. The macro expands to a call
 /// of the `unsafe fn`s `framealloc::from_fn` / `from_fns` (`from_state` /
@@ -269,11 +380,22 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 /// let alloc = framealloc::frame_allocator!(|| frames.pop());
 /// ```
 ///
+/// The same holds inside an `unsafe fn`: the call carries the spans of your
+/// arguments, so `unsafe_op_in_unsafe_fn` (denied by default from edition
+/// 2024, and by this workspace) asks for the `unsafe { … }` block there too,
+/// underlining the arguments.
+///
+/// Any Rust expression may appear in the closures and in `state = …`:
+/// qualified paths and generic arguments with commas inside them
+/// (`<FramePool<Size4KiB, 8> as FrameAllocator<Size4KiB>>::allocate_frame(&mut pool)`),
+/// comparisons, casts. A closure passed through `macro_rules!` as `$c:expr`
+/// is read inside the invisible group that carries it.
+///
 /// A closure that is not a literal (a variable holding one) is rejected with
 /// a pointer to `framealloc::from_fn(f)`, as are closures with arguments for
-/// allocation, `async` closures, a third closure and unknown entries. A
-/// closure returning anything but `Option<PhysFrame<S>>` is reported at its
-/// body.
+/// allocation, `async` closures, a third closure, a doubled comma and unknown
+/// entries. A closure returning anything but `Option<PhysFrame<S>>` is
+/// reported at its body.
 #[proc_macro]
 pub fn frame_allocator(input: TokenStream) -> TokenStream {
     closure::expand(input.into()).into()
@@ -311,15 +433,78 @@ mod tests {
         "|x| y, || , | , -> , size = Size1GiB, size = Size2MiB",
         "frames.pop(), ::x::<A, B>(c), || -> T",
         "state = vec![a, b], |s| s.pop(), |s, f: PhysFrame<Size4KiB>| s.push(f), state = , state",
+        "|| <FramePool<Size4KiB, 8> as FrameAllocator<Size4KiB>>::allocate_frame(&mut pool), |f| a < b",
+        "state = <HashMap<u8, PhysFrame> as Default>::default(), |m| m.remove(&<u8>::from(1)), \
+         |m, f| { m.insert(<u8 as TryFrom<u32>>::try_from(1u32).unwrap(), f); }, size = <X as Y>::Z",
+        "|| if a < b && c as u8 < <T as Q<A, B>>::V { x? < y } else { z::<A, B>() }, || <, >, <<",
     ];
+
+    /// `tokens` wrapped in an invisible group, as `macro_rules!` passes a
+    /// `$x:expr`.
+    fn invisible(tokens: TokenStream) -> TokenTree {
+        TokenTree::Group(proc_macro2::Group::new(
+            proc_macro2::Delimiter::None,
+            tokens,
+        ))
+    }
+
+    /// The arguments of `tokens` (split at every top-level comma), each
+    /// wrapped in an invisible group, commas kept.
+    fn arguments_in_invisible_groups(tokens: &TokenStream) -> TokenStream {
+        let mut out = Vec::new();
+        let mut current = Vec::new();
+        for token in tokens.clone() {
+            if matches!(&token, TokenTree::Punct(p) if p.as_char() == ',') {
+                out.push(invisible(current.drain(..).collect()));
+                out.push(token);
+            } else {
+                current.push(token);
+            }
+        }
+        if !current.is_empty() {
+            out.push(invisible(current.into_iter().collect()));
+        }
+        out.into_iter().collect()
+    }
 
     #[test]
     fn frame_allocator_never_panics() {
         for input in CLOSURE_INPUTS {
             for prefix in prefixes(input) {
-                let _ = crate::closure::expand(prefix);
+                let _ = crate::closure::expand(prefix.clone());
+                // The whole input in an invisible group, and each argument
+                // in one (nested twice, as two `macro_rules!` would).
+                let _ = crate::closure::expand(invisible(prefix.clone()).into());
+                let once = arguments_in_invisible_groups(&prefix);
+                let _ = crate::closure::expand(once.clone());
+                let _ = crate::closure::expand(arguments_in_invisible_groups(&once));
             }
         }
+    }
+
+    #[test]
+    fn frame_allocator_reads_closures_in_invisible_groups_and_qualified_paths() {
+        let qualified = crate::closure::expand(CLOSURE_INPUTS[7].parse().unwrap()).to_string();
+        assert!(
+            qualified.contains("from_fns") && !has_error(&qualified.parse().unwrap()),
+            "{qualified}"
+        );
+        let stateful = crate::closure::expand(
+            CLOSURE_INPUTS[8]
+                .replace(", size = <X as Y>::Z", "")
+                .parse()
+                .unwrap(),
+        );
+        assert!(
+            stateful.to_string().contains("from_state_fns"),
+            "{stateful}"
+        );
+        let grouped = arguments_in_invisible_groups(&"|| a.pop(), |f| b.push(f)".parse().unwrap());
+        let twice = crate::closure::expand(arguments_in_invisible_groups(&grouped)).to_string();
+        assert!(
+            twice.contains("from_fns") && !twice.contains("compile_error"),
+            "{twice}"
+        );
     }
 
     #[test]
@@ -359,6 +544,8 @@ mod tests {
         "#[frame_allocator(crate = ::fa, unsafe tagged(method = m, tag = T, default = T::A, sizes(Size4KiB, Size2MiB)))] struct B<'a, T: Clone, const N: usize> where T: Copy { x: &'a T }",
         "#[frame_allocator(unsafe tagged(method = , tag = , default = , sizes()), unsafe, tagged, crate)] enum C { A(X), B { #[frame_allocator(x)] y: Y, z: Z }, #[frame_allocator] D }",
         "#[frame_allocator] union U { a: A, b: B }",
+        "struct V<const N: usize = { if A { 1 } else { 2 } }> { p: Pool<{ if B { 1 } else { 2 } }>, q: [u8; if C { 1 } else { 2 }], r: <T as Q<A, B>>::Out }",
+        "enum W { A(&'a mut dyn FrameAllocator<Size4KiB>), B(Box<dyn X + 'b>), C { #[frame_allocator(lock = lock)] l: &'a Mutex<A>, d: [u8; { 1 }] }, D(#[frame_allocator(lock = a::b, lock = c)] Arc<R, (), A>) }",
     ];
 
     #[test]
@@ -366,8 +553,8 @@ mod tests {
         for input in DERIVE_INPUTS {
             for prefix in prefixes(input) {
                 // Only complete items reach a derive; the rest must fail to parse.
-                if let Ok(parsed) = syn::parse2::<syn::DeriveInput>(prefix) {
-                    let _ = crate::expand::derive(&parsed);
+                if let Ok(parsed) = syn::parse2::<syn::DeriveInput>(crate::verbatim::hide(prefix)) {
+                    let _ = crate::verbatim::restore(crate::expand::derive(&parsed));
                 }
             }
         }
@@ -413,34 +600,37 @@ mod tests {
 
     #[test]
     fn page_size_parameter_avoids_every_name_of_the_input() {
-        // `__S` and `__S1` appear only inside field types, not as parameters.
-        let out = derive("struct P { inner: Wrap<(__S, __S1)> }");
+        // The name and its first renaming appear only inside field types.
+        let out = derive("struct P { inner: Wrap<(__FrameallocPageSize, __FrameallocPageSize1)> }");
         assert!(
-            out.contains("__S2 : :: framealloc :: __private :: PageSize"),
+            out.contains("__FrameallocPageSize2 : :: framealloc :: __private :: PageSize"),
             "{out}"
         );
-        assert!(!out.contains("< __S >"), "{out}");
+        assert!(!out.contains("< __FrameallocPageSize >"), "{out}");
     }
 
     #[test]
     fn forwarding_carries_generics_and_bounds() {
         let out = derive(
-            "struct P<'a, __S: Copy, const N: usize, B = X> where B: Clone \
-             { #[frame_allocator] pool: Pool<N>, extra: &'a (__S, B) }",
+            "struct P<'a, __FrameallocPageSize: Copy, const N: usize, B = X> where B: Clone \
+             { #[frame_allocator] pool: Pool<N>, extra: &'a (__FrameallocPageSize, B) }",
         );
         assert_eq!(out.matches("automatically_derived").count(), 2, "{out}");
-        // The page-size parameter is renamed away from the user's `__S`.
+        // The page-size parameter is renamed away from the user's parameter.
         assert!(
-            out.contains("__S1 : :: framealloc :: __private :: PageSize"),
+            out.contains("__FrameallocPageSize1 : :: framealloc :: __private :: PageSize"),
             "{out}"
         );
         assert!(
             out.contains(
-                "B : Clone , Pool < N > : :: framealloc :: __private :: FrameAllocator < __S1 >"
+                "B : Clone , Pool < N > : :: framealloc :: __private :: FrameAllocator < __FrameallocPageSize1 >"
             ),
             "{out}"
         );
-        assert!(out.contains("FrameDeallocator < __S1 >"), "{out}");
+        assert!(
+            out.contains("FrameDeallocator < __FrameallocPageSize1 >"),
+            "{out}"
+        );
         // Defaults are dropped from the impl's parameters.
         assert!(!out.contains("= X"), "{out}");
         // `Pool<N>` mentions a parameter: no compile-time field probe.

@@ -123,7 +123,13 @@ pub trait FieldIsAnAllocator<T: ?Sized> {}
 
 impl<T: ?Sized> FieldIsAnAllocator<T> for IsAnAllocator {}
 
-/// Type-checks the probe's verdict for field type `T`. Never called at run time.
-pub const fn require_allocator<T: ?Sized, V: FieldIsAnAllocator<T>>(verdict: V) {
+/// Type-checks the probe's verdict for field type `T`. Never called at run
+/// time. The verdict is the second argument, so that the error about it
+/// points at that argument, which the derive spans over the field's type.
+pub const fn require_allocator<T: ?Sized, V: FieldIsAnAllocator<T>>(
+    probe: &FieldProbe<T>,
+    verdict: V,
+) {
+    let _ = probe;
     core::mem::forget(verdict);
 }

@@ -81,6 +81,7 @@ pub enum Purpose {
 
 /// A bootloader-style allocator, with the seed's method.
 #[derive(FrameAllocator)]
+// SAFETY: `allocate_frame` only moves `next` upwards: each frame once.
 #[frame_allocator(unsafe tagged(method = allocate_frame, tag = Purpose, default = Purpose::PageTable))]
 pub struct Boot {
     next: u64,
@@ -104,6 +105,7 @@ impl Boot {
 
 /// A tagged allocator for two sizes, with lifetimes and a generic method.
 #[derive(FrameAllocator)]
+// SAFETY: `take` moves each zone's base upwards: each frame once.
 #[frame_allocator(unsafe tagged(method = take, tag = usize, sizes(Size4KiB, framealloc::Size2MiB)))]
 pub struct Zones<'a> {
     bases: &'a mut [u64],
@@ -155,5 +157,110 @@ pub fn with_deallocation(
             },
             size = Size2MiB,
         )
+    }
+}
+
+/// The holders kernels use: a `dyn` reference, a generic reference, boxes.
+pub mod holders {
+    use alloc::boxed::Box;
+    use core::cell::RefCell;
+
+    use framealloc::{FrameAllocator, FramePool, Size4KiB};
+
+    /// Forwards through `&mut dyn FrameAllocator`.
+    #[derive(FrameAllocator)]
+    pub struct ByDyn<'a> {
+        /// The allocator.
+        pub inner: &'a mut dyn FrameAllocator<Size4KiB>,
+    }
+
+    /// Forwards through `&mut A`.
+    #[derive(FrameAllocator)]
+    pub struct ByRef<'a, A> {
+        /// The allocator.
+        pub inner: &'a mut A,
+    }
+
+    /// Forwards through `Box<dyn …>` and `Box<A>`, in an enum.
+    #[derive(FrameAllocator)]
+    pub enum Boxed {
+        /// Any allocator.
+        Dyn(Box<dyn FrameAllocator<Size4KiB> + Send>),
+        /// A pool.
+        Pool(Box<FramePool<Size4KiB, 4>>),
+    }
+
+    /// Locks a `RefCell` per call (the method form).
+    #[derive(FrameAllocator)]
+    pub struct Locked<'a> {
+        /// The allocator, shared.
+        #[frame_allocator(lock = borrow_mut)]
+        pub inner: &'a RefCell<FramePool<Size4KiB, 4>>,
+    }
+
+    /// Locks an owned `RefCell` per call (the function form).
+    #[derive(FrameAllocator)]
+    pub struct LockedOwned<A> {
+        /// The allocator.
+        #[frame_allocator(lock = RefCell::borrow_mut)]
+        pub inner: RefCell<A>,
+        /// Not an allocator.
+        pub label: &'static str,
+    }
+}
+
+/// Forms with expressions the derive passes through untouched, and with
+/// arguments from `macro_rules!`.
+pub mod passed_through {
+    use framealloc::x86_64::PhysAddr;
+    use framealloc::{FrameAllocator, FramePool, PhysFrame, Size4KiB};
+
+    const BIG: bool = false;
+
+    /// A block as a const generic argument, an `if` as an array length.
+    // Skipped: rustfmt's 2021 and 2024 styles (this file is compiled by both
+    // packages) disagree on how to lay out the block argument.
+    #[rustfmt::skip]
+    #[derive(FrameAllocator)]
+    pub struct Sized {
+        /// The allocator.
+        #[frame_allocator]
+        pub pool: FramePool<Size4KiB, { if BIG { 64 } else { 8 } }>,
+        /// Not an allocator.
+        pub pad: [u8; if BIG { 64 } else { 8 }],
+    }
+
+    macro_rules! tagged_allocator {
+        ($name:ident, $method:ident) => {
+            /// Tagged, with the method named through `macro_rules!` and an
+            /// `if` as the default tag.
+            #[derive(FrameAllocator)]
+            // SAFETY: the method moves `next` upwards: each frame once.
+            #[frame_allocator(unsafe tagged(method = $method, tag = u8, default = if BIG { 1 } else { 0 }))]
+            pub struct $name {
+                next: u64,
+            }
+
+            impl $name {
+                fn $method(&mut self, tag: u8) -> Option<PhysFrame> {
+                    self.next += 4096 * (u64::from(tag) + 1);
+                    PhysFrame::from_start_address(PhysAddr::new(self.next)).ok()
+                }
+            }
+        };
+    }
+
+    tagged_allocator!(ByMacro, allocate);
+
+    macro_rules! alloc_from {
+        ($c:expr) => {
+            // SAFETY: the caller's closure hands out each frame once.
+            unsafe { framealloc::frame_allocator!($c) }
+        };
+    }
+
+    /// A closure through `macro_rules!`, with a qualified path in it.
+    pub fn qualified(pool: &mut FramePool<Size4KiB, 8>) -> impl FrameAllocator<Size4KiB> + '_ {
+        alloc_from!(|| <FramePool<Size4KiB, 8> as FrameAllocator<Size4KiB>>::allocate_frame(pool))
     }
 }

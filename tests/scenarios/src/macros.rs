@@ -1,9 +1,11 @@
 //! Scenarios whose allocators are built with framealloc's macros, compiled
 //! into the `no_std` kernel and the emulator tests alike.
 
+use core::cell::RefCell;
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, Page, PageTableFlags as Flags, PhysFrame, Size4KiB,
 };
+
 use framealloc::{FramePool, TaggedFrameAllocator, frame_allocator};
 
 use crate::list::{RW, ensure, expect, frame, page, paging, write};
@@ -51,10 +53,24 @@ struct Labelled<A> {
     label: u32,
 }
 
+/// Forwarding through `&mut dyn FrameAllocator`, from the derive.
+#[derive(framealloc::FrameAllocator)]
+struct Held<'a> {
+    inner: &'a mut dyn FrameAllocator<Size4KiB>,
+}
+
+/// Forwarding through a lock (a `RefCell`, borrowed per call), from the derive.
+#[derive(framealloc::FrameAllocator)]
+struct Locked<'a> {
+    #[frame_allocator(lock = borrow_mut)]
+    inner: &'a RefCell<FramePool<Size4KiB, 4>>,
+}
+
 /// Page tables from allocators made with `#[derive(FrameAllocator)]`: a
 /// tagged allocator (default tag for tables, explicit tag for data), an enum
-/// dispatching to a pool, and a forwarding struct that takes reclaimed
-/// tables back.
+/// dispatching to a pool, a forwarding struct that takes reclaimed tables
+/// back, a `&mut dyn` holder that maps with them again, and a lock holder
+/// that takes them back once more.
 pub(crate) fn derive_frame_allocator<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
     let (a, b) = (
         page::<Size4KiB>(env, 0x1000),
@@ -136,10 +152,45 @@ pub(crate) fn derive_frame_allocator<P: Platform>(p: &mut P, env: &mut Env<'_>) 
         back.label == 7 && back.inner.len() == 4,
         "the two tables of b came back through the derive",
     )?;
-    back.inner.drain_into(env.frames);
+
+    let mut pool = through_holders(p, back.inner, b, data)?;
+    pool.drain_into(env.frames);
     // SAFETY: `data` is no longer mapped.
     unsafe { framealloc::FrameDeallocator::deallocate_frame(env.frames, data) };
     Ok("")
+}
+
+/// Maps `b` (whose two tables were reclaimed into `pool`) through a derived
+/// `&mut dyn` holder over `pool`, unmaps it, and reclaims the tables into
+/// the pool behind a derived lock holder; returns the pool, full again.
+fn through_holders<P: Platform>(
+    p: &mut P,
+    mut pool: FramePool<Size4KiB, 4>,
+    b: Page<Size4KiB>,
+    data: PhysFrame,
+) -> Result<FramePool<Size4KiB, 4>, Failure> {
+    let mut held = Held { inner: &mut pool };
+    paging(
+        p.map_4k(b, data, RW, &mut held),
+        "map through a derived `&mut dyn` holder",
+    )?;
+    ensure(
+        pool.len() == 2,
+        "the `&mut dyn` holder took b's two tables from the pool",
+    )?;
+    expect(p, b.start_address(), 0xd00d, "b reads the same frame again")?;
+    ensure(p.unmap_4k(b) == Ok(data), "unmap b again")?;
+    let cell = RefCell::new(pool);
+    paging(
+        p.reclaim(Page::range_inclusive(b, b), &mut Locked { inner: &cell }),
+        "reclaim through a derived lock holder",
+    )?;
+    let pool = cell.into_inner();
+    ensure(
+        pool.len() == 4,
+        "the two tables came back into the pool behind the lock",
+    )?;
+    Ok(pool)
 }
 
 /// Page tables from `frame_allocator!` closures: one allocating only, one
