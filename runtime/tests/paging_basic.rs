@@ -67,11 +67,12 @@ fn constructor_checks_index_and_recursive_entry() {
     other
         .memory_mut()
         .write_entry(frame(0x5000), PageTableIndex::new(509), 0x5000 | 3);
-    // Through 509 four times: 0x5000 maps itself, not CR3's frame.
+    // Through 509 four times: 0x5000 maps itself, not CR3's frame. (The
+    // walk of the checking read set the entry's accessed bit, 0x20.)
     let err = RecursivePageTable::new(other, PageTableIndex::new(509)).unwrap_err();
     assert!(matches!(
         err,
-        InvalidRecursiveTable::NotRecursive { entry: 0x5003, .. }
+        InvalidRecursiveTable::NotRecursive { entry: 0x5023, .. }
     ));
     // A read-only recursive entry.
     let mut read_only = machine.clone();

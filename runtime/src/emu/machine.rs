@@ -7,9 +7,11 @@ use std::vec::Vec;
 use x86_64::structures::paging::{PageTableFlags, PageTableIndex, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::config::CpuConfig;
 use super::fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
 use super::memory::PhysMemory;
-use super::mmu::{Translation, walk};
+use super::mmu::{Translation, WalkStart, walk_from};
+use super::psc::PagingStructureCaches;
 use super::tlb::Tlb;
 
 /// TLB and flush events since the counters were last reset.
@@ -17,8 +19,13 @@ use super::tlb::Tlb;
 pub struct Counters {
     /// Translations answered from the TLB.
     pub tlb_hits: u64,
-    /// Translations that needed a page walk (including walks that faulted).
+    /// Translations that needed a page walk (including walks that faulted,
+    /// and writes through a cached translation whose dirty bit was clear,
+    /// which walk again to set it).
     pub tlb_misses: u64,
+    /// Page walks that began below a cached non-leaf entry instead of at
+    /// CR3 (paging-structure-cache hits; at most one per walk).
+    pub psc_hits: u64,
     /// `invlpg` executions.
     pub invlpg: u64,
     /// Whole-TLB flushes: CR3 writes, [`Machine::flush_all`] and
@@ -64,8 +71,16 @@ impl core::error::Error for IndexOutOfRange {}
 pub struct Machine {
     memory: PhysMemory,
     cr3: PhysFrame,
-    tlb: RefCell<Tlb>,
+    config: CpuConfig,
+    caches: RefCell<Caches>,
     counters: Cell<Counters>,
+}
+
+/// Everything the MMU remembers between accesses.
+#[derive(Clone, Debug, Default)]
+struct Caches {
+    tlb: Tlb,
+    psc: PagingStructureCaches,
 }
 
 impl Machine {
@@ -75,9 +90,47 @@ impl Machine {
         Self {
             memory: PhysMemory::new(),
             cr3: level_4,
-            tlb: RefCell::default(),
+            config: CpuConfig::DEFAULT,
+            caches: RefCell::default(),
             counters: Cell::default(),
         }
+    }
+
+    /// The same machine on a CPU described by `config` (see
+    /// [`set_config`](Self::set_config)).
+    #[must_use]
+    pub fn with_config(mut self, config: CpuConfig) -> Self {
+        self.set_config(config);
+        self
+    }
+
+    /// Changes the emulated CPU's features and model switches. Every TLB and
+    /// paging-structure-cache entry is dropped (as at a reset), without
+    /// counting as a flush; memory and counters are kept.
+    pub fn set_config(&mut self, config: CpuConfig) {
+        self.config = config;
+        *self.caches.get_mut() = Caches::default();
+    }
+
+    /// The emulated CPU's features and model switches.
+    pub fn config(&self) -> CpuConfig {
+        self.config
+    }
+
+    /// Turns the paging-structure caches on or off (they are on by
+    /// default); either way every cached translation and table is dropped.
+    ///
+    /// With them off, a change to a non-leaf entry is seen at once by every
+    /// address not in the TLB, which hides missing invalidations that real
+    /// hardware punishes.
+    pub fn set_paging_structure_caches(&mut self, enabled: bool) {
+        self.set_config(self.config.with_paging_structure_caches(enabled));
+    }
+
+    /// Number of entries in the paging-structure caches, per level of the
+    /// cached entry: `[PML4E cache, PDPTE cache, PDE cache]`.
+    pub fn paging_structure_cache_len(&self) -> [usize; 3] {
+        self.caches.borrow().psc.lens()
     }
 
     /// A machine whose level-4 table in `level_4` has entry `index` pointing
@@ -93,9 +146,10 @@ impl Machine {
     ///
     /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
     /// let machine = Machine::with_recursive_table(511, l4)?;
-    /// // Through index 511 four times, the level-4 table sees itself:
+    /// // Through index 511 four times, the level-4 table sees itself (the
+    /// // walk set the entry's accessed bit, 0x20):
     /// let entry_511 = machine.read_u64(VirtAddr::new(0xffff_ffff_ffff_fff8))?;
-    /// assert_eq!(entry_511, 0x1003);
+    /// assert_eq!(entry_511, 0x1023);
     /// assert!(Machine::with_recursive_table(512, l4).is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -128,24 +182,34 @@ impl Machine {
     }
 
     /// Writes CR3: switches to the tables in `level_4` and flushes every
-    /// non-global TLB entry (even if `level_4` is the current table).
+    /// non-global TLB entry and every paging-structure-cache entry (even if
+    /// `level_4` is the current table). Global translations stay cached and
+    /// keep answering for the new address space, as on hardware with
+    /// CR4.PGE (PCIDs are off). The frame is not checked against
+    /// MAXPHYADDR.
     pub fn set_cr3(&mut self, level_4: PhysFrame) {
         self.cr3 = level_4;
         self.flush(true);
     }
 
-    /// `invlpg`: drops any TLB entry, of any page size, covering `addr`.
+    /// `invlpg`: drops any TLB entry, of any page size, covering `addr`,
+    /// and every paging-structure-cache entry whatever its address (as the
+    /// SDM specifies for the current PCID).
     pub fn invlpg(&mut self, addr: VirtAddr) {
-        self.tlb.get_mut().invalidate(addr);
+        let caches = self.caches.get_mut();
+        caches.tlb.invalidate(addr);
+        caches.psc.clear();
         self.count(|c| c.invlpg += 1);
     }
 
-    /// Drops every non-global TLB entry, as a CR3 reload does.
+    /// Drops every non-global TLB entry and every paging-structure-cache
+    /// entry, as a CR3 reload does.
     pub fn flush_all(&mut self) {
         self.flush(true);
     }
 
-    /// Drops every TLB entry, global ones included (toggling CR4.PGE).
+    /// Drops every TLB entry, global ones included, and every
+    /// paging-structure-cache entry (toggling CR4.PGE).
     pub fn flush_global(&mut self) {
         self.flush(false);
     }
@@ -163,27 +227,31 @@ impl Machine {
     /// The cached translation covering `addr`, if any. Does not count as a
     /// TLB access.
     pub fn cached(&self, addr: VirtAddr) -> Option<Translation> {
-        self.tlb.borrow().lookup(addr)
+        self.caches.borrow().tlb.lookup(addr)
     }
 
     /// Every cached translation, ordered by page size and then address.
     pub fn tlb_entries(&self) -> Vec<Translation> {
-        self.tlb.borrow().entries()
+        self.caches.borrow().tlb.entries()
     }
 
     /// Number of cached translations.
     pub fn tlb_len(&self) -> usize {
-        self.tlb.borrow().len()
+        self.caches.borrow().tlb.len()
     }
 
-    /// What a freshly flushed TLB would see: a walk of the current tables,
-    /// without touching the TLB or the counters.
+    /// What a freshly flushed TLB and paging-structure cache would see: a
+    /// walk of the current tables, without touching the caches, the counters
+    /// or memory (the accessed and dirty bits the walk would set show in the
+    /// translation's flags but are not stored).
     ///
     /// # Errors
     ///
     /// The [`PageFault`] the access would raise.
     pub fn walk(&self, addr: VirtAddr, access: Access) -> Result<Translation, PageFault> {
-        walk(&self.memory, self.cr3, addr.as_u64(), access)
+        let start = WalkStart::root(self.cr3.start_address().as_u64());
+        walk_from(&self.memory, start, addr.as_u64(), access, &self.config)
+            .map(|walk| walk.translation)
     }
 
     /// Translates `addr` for `access` through the TLB, as the CPU does for a
@@ -294,26 +362,82 @@ impl Machine {
                 cause: FaultCause::NonCanonical,
             });
         };
-        let cached = self.tlb.borrow().lookup(virt);
-        if let Some(translation) = cached {
-            self.count(|c| c.tlb_hits += 1);
-            return match translation.permits(access) {
-                Ok(()) => Ok(translation),
+        let mut caches = self.caches.borrow_mut();
+        if let Some(translation) = caches.tlb.lookup(virt) {
+            match translation.permits(access) {
+                Ok(()) if self.needs_dirty_bit(&translation, access) => {
+                    // SDM 4.8: the first write through a translation cached
+                    // with a clear dirty bit walks again to set it.
+                    caches.tlb.invalidate(virt);
+                }
+                Ok(()) => {
+                    self.count(|c| c.tlb_hits += 1);
+                    return Ok(translation);
+                }
                 Err(cause) => {
-                    self.tlb.borrow_mut().invalidate(virt);
-                    Err(PageFault {
+                    self.count(|c| c.tlb_hits += 1);
+                    caches.tlb.invalidate(virt);
+                    caches.psc.invalidate(addr);
+                    return Err(PageFault {
                         addr,
                         access,
                         level: translation.size.level(),
                         cause,
-                    })
+                    });
                 }
-            };
+            }
         }
         self.count(|c| c.tlb_misses += 1);
-        let translation = walk(&self.memory, self.cr3, addr, access)?;
-        self.tlb.borrow_mut().insert(translation);
-        Ok(translation)
+        let cached = if self.config.has_paging_structure_caches() {
+            caches.psc.lookup(addr)
+        } else {
+            None
+        };
+        let start = match cached {
+            Some((level, table)) => {
+                self.count(|c| c.psc_hits += 1);
+                WalkStart {
+                    level: level - 1,
+                    table: table.table,
+                    rights: table.rights,
+                }
+            }
+            None => WalkStart::root(self.cr3.start_address().as_u64()),
+        };
+        let walk = match walk_from(&self.memory, start, addr, access, &self.config) {
+            Ok(walk) => walk,
+            Err(fault) => {
+                // A page fault drops whatever the walk would have used.
+                caches.psc.invalidate(addr);
+                return Err(fault);
+            }
+        };
+        if self.config.sets_accessed_dirty() {
+            let accessed = PageTableFlags::ACCESSED.bits();
+            for &entry in walk.entries() {
+                self.memory.set_bits(entry, accessed);
+            }
+            if access.kind == AccessKind::Write
+                && let Some(&leaf) = walk.entries().last()
+            {
+                self.memory.set_bits(leaf, PageTableFlags::DIRTY.bits());
+            }
+        }
+        if self.config.has_paging_structure_caches() {
+            for &(level, table) in walk.tables() {
+                caches.psc.insert(addr, level, table);
+            }
+        }
+        caches.tlb.insert(walk.translation);
+        Ok(walk.translation)
+    }
+
+    /// Whether a write through `cached` must walk again to set the leaf's
+    /// dirty bit.
+    fn needs_dirty_bit(&self, cached: &Translation, access: Access) -> bool {
+        access.kind == AccessKind::Write
+            && self.config.sets_accessed_dirty()
+            && !cached.flags.contains(PageTableFlags::DIRTY)
     }
 
     /// Translates every page of `len` bytes at `addr`: (physical start, range
@@ -340,7 +464,9 @@ impl Machine {
     }
 
     fn flush(&mut self, keep_global: bool) {
-        self.tlb.get_mut().flush(keep_global);
+        let caches = self.caches.get_mut();
+        caches.tlb.flush(keep_global);
+        caches.psc.clear();
         self.count(|c| c.full_flushes += 1);
     }
 
@@ -356,7 +482,9 @@ impl fmt::Debug for Machine {
         f.debug_struct("Machine")
             .field("memory", &self.memory)
             .field("cr3", &self.cr3)
-            .field("tlb_entries", &self.tlb.borrow().len())
+            .field("config", &self.config)
+            .field("tlb_entries", &self.caches.borrow().tlb.len())
+            .field("psc_entries", &self.caches.borrow().psc.lens())
             .field("counters", &self.counters.get())
             .finish()
     }

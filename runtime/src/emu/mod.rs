@@ -81,9 +81,10 @@
 //! assert_eq!(machine.read_u64(page)?, 2222);
 //!
 //! // Page tables are visible at their recursive addresses: the level-1
-//! // table (indices 511, 0, 0, 2) holds the entry just written.
+//! // table (indices 511, 0, 0, 2) holds the entry just written, with the
+//! // accessed bit the last walk set in it.
 //! let level_1 = VirtAddr::new(0xffff_ff80_0000_2000);
-//! assert_eq!(machine.read_u64(level_1)?, 0x20_0000 | table);
+//! assert_eq!(machine.read_u64(level_1)?, 0x20_0000 | table | Flags::ACCESSED.bits());
 //!
 //! let counters = machine.counters();
 //! assert_eq!((counters.tlb_misses, counters.tlb_hits, counters.invlpg), (3, 1, 1));
@@ -91,14 +92,17 @@
 //! ```
 
 mod backend;
+mod config;
 mod fault;
 mod hash;
 mod machine;
 mod memory;
 mod mmu;
+mod psc;
 mod tlb;
 
+pub use config::{CpuConfig, InvalidMaxPhysAddr};
 pub use fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
 pub use machine::{Counters, IndexOutOfRange, Machine};
 pub use memory::{PhysMemory, PhysRangeError};
-pub use mmu::{LeafSize, Translation, walk};
+pub use mmu::{LeafSize, Translation, walk, walk_with_config};
