@@ -107,7 +107,9 @@ fn an_address_above_max_phys_addr_is_reserved_in_table_pointers() {
     )
     .unwrap_err();
     assert_eq!(fault.level, 4);
-    assert!(framealloc::emu::walk(t.machine.memory(), frame(L4), addr, Access::KERNEL_READ).is_ok());
+    assert!(
+        framealloc::emu::walk(t.machine.memory(), frame(L4), addr, Access::KERNEL_READ).is_ok()
+    );
 }
 
 #[test]
@@ -116,9 +118,17 @@ fn without_1gib_pages_the_huge_bit_at_level_3_is_reserved() {
     let gib = 0x0000_0040_0000_0000;
     t.map(gib, 0x4000_0000, LeafSize::Size1GiB, F::WRITABLE);
     t.map(0x20_0000, 0x20_0000, LeafSize::Size2MiB, F::WRITABLE);
-    t.machine.set_config(CpuConfig::DEFAULT.with_1gib_pages(false));
-    assert_eq!(reserved(&t, gib + 0x1234_5678, Access::KERNEL_READ), Some(3));
-    assert_eq!(t.machine.read_u64(virt(0x20_0008)), Ok(0), "2 MiB pages work");
+    t.machine
+        .set_config(CpuConfig::DEFAULT.with_1gib_pages(false));
+    assert_eq!(
+        reserved(&t, gib + 0x1234_5678, Access::KERNEL_READ),
+        Some(3)
+    );
+    assert_eq!(
+        t.machine.read_u64(virt(0x20_0008)),
+        Ok(0),
+        "2 MiB pages work"
+    );
 }
 
 fn table(config: CpuConfig) -> (RecursivePageTable<Machine>, TableBump) {
@@ -144,7 +154,10 @@ fn would_this_work_on_a_cpu_without_1gib_pages() {
         PhysFrame::range(start, start + n)
     };
     let n = 1 << 19; // 2 GiB
-    for (max, works) in [(MaxPageSize::Size1GiB, false), (MaxPageSize::Size2MiB, true)] {
+    for (max, works) in [
+        (MaxPageSize::Size1GiB, false),
+        (MaxPageSize::Size2MiB, true),
+    ] {
         let (mut table, mut tables) = table(CpuConfig::DEFAULT.with_1gib_pages(false));
         let flags = F::PRESENT | F::WRITABLE;
         // SAFETY: emulated memory.
