@@ -103,7 +103,7 @@ fn an_address_above_max_phys_addr_is_reserved_in_table_pointers() {
         frame(L4),
         addr,
         Access::KERNEL_READ,
-        &cpu_39(),
+        cpu_39(),
     )
     .unwrap_err();
     assert_eq!(fault.level, 4);

@@ -87,6 +87,7 @@ impl CpuConfig {
 
     /// With or without 1 GiB pages (CPUID.80000001H:EDX.Page1GB). Without
     /// them, the huge-page bit in a present level-3 entry is reserved.
+    #[must_use]
     pub const fn with_1gib_pages(self, supported: bool) -> Self {
         Self {
             gib_pages: supported,
@@ -98,6 +99,7 @@ impl CpuConfig {
     /// present entry at any level is reserved and no page is no-execute;
     /// when set, an instruction fetch from a page that is no-execute at any
     /// level faults.
+    #[must_use]
     pub const fn with_nxe(self, enabled: bool) -> Self {
         Self {
             nxe: enabled,
@@ -108,6 +110,7 @@ impl CpuConfig {
     /// Whether walks set accessed and dirty bits in memory (on by default,
     /// as on every x86_64 CPU). Turning it off keeps tables byte-for-byte as
     /// software wrote them, which a test comparing memory snapshots may want.
+    #[must_use]
     pub const fn with_accessed_dirty(self, enabled: bool) -> Self {
         Self {
             accessed_dirty: enabled,
@@ -118,6 +121,7 @@ impl CpuConfig {
     /// Whether non-leaf entries are cached in paging-structure caches (on by
     /// default). See [`Machine`](super::Machine) for what they hold and what
     /// invalidates them.
+    #[must_use]
     pub const fn with_paging_structure_caches(self, enabled: bool) -> Self {
         Self {
             paging_structure_caches: enabled,
@@ -126,34 +130,34 @@ impl CpuConfig {
     }
 
     /// The number of physical address bits (MAXPHYADDR).
-    pub const fn max_phys_addr(&self) -> u8 {
+    pub const fn max_phys_addr(self) -> u8 {
         self.max_phys_addr
     }
 
     /// Whether 1 GiB pages are supported.
-    pub const fn supports_1gib_pages(&self) -> bool {
+    pub const fn supports_1gib_pages(self) -> bool {
         self.gib_pages
     }
 
     /// Whether EFER.NXE is set.
-    pub const fn nxe(&self) -> bool {
+    pub const fn nxe(self) -> bool {
         self.nxe
     }
 
     /// Whether walks set accessed and dirty bits.
-    pub const fn sets_accessed_dirty(&self) -> bool {
+    pub const fn sets_accessed_dirty(self) -> bool {
         self.accessed_dirty
     }
 
     /// Whether paging-structure caches are modelled.
-    pub const fn has_paging_structure_caches(&self) -> bool {
+    pub const fn has_paging_structure_caches(self) -> bool {
         self.paging_structure_caches
     }
 
     /// The bits of an entry that must be clear in a present entry at any
     /// level: address bits from MAXPHYADDR up to bit 51, and bit 63 without
     /// EFER.NXE.
-    pub(crate) const fn reserved_mask(&self) -> u64 {
+    pub(crate) const fn reserved_mask(self) -> u64 {
         let address = ((1u64 << 52) - 1) & !((1u64 << self.max_phys_addr) - 1);
         if self.nxe { address } else { address | 1 << 63 }
     }

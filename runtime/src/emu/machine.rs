@@ -49,24 +49,29 @@ impl fmt::Display for IndexOutOfRange {
 
 impl core::error::Error for IndexOutOfRange {}
 
-/// An emulated x86_64 CPU's view of memory: physical memory, CR3, a TLB that
-/// goes stale like hardware, and counters of TLB events.
+/// An emulated x86_64 CPU's view of memory: physical memory, CR3, a TLB and
+/// paging-structure caches that go stale like hardware, and counters of TLB
+/// events. The CPU it models is set by a [`CpuConfig`] (see
+/// [`with_config`](Self::with_config)); the [module docs](super) describe
+/// the model.
 ///
 /// Virtual accesses ([`read_bytes`](Self::read_bytes),
 /// [`write_u64`](Self::write_u64), [`translate`](Self::translate), …) go
 /// through the TLB: a translation is cached on first use and kept, even after
 /// the tables change, until [`invlpg`](Self::invlpg), a flush or a CR3 write
-/// drops it. Faults are not cached; a fault caused by a cached entry drops
-/// that entry, as hardware does. Physical accesses
+/// drops it. Walks set accessed and dirty bits and start below cached
+/// non-leaf entries. Faults are not cached; a fault drops the cached entries
+/// for its address, as hardware does. Physical accesses
 /// ([`memory_mut`](Self::memory_mut)) bypass the TLB and invalidate nothing.
 ///
-/// Accessed and dirty bits are not set: tables change only when written.
 /// `GLOBAL` leaves survive CR3 writes and [`flush_all`](Self::flush_all)
 /// (CR4.PGE is on); [`flush_global`](Self::flush_global) drops them too.
 ///
-/// TLB state lives in cells, so reads take `&self` (as
-/// [`Backend::read_entry`](crate::paging::Backend::read_entry) requires);
-/// a `Machine` is `Send` but not `Sync`.
+/// Reads take `&self` (as
+/// [`Backend::read_entry`](crate::paging::Backend::read_entry) requires),
+/// yet change state as on the CPU: the TLB and caches live in cells, and
+/// the accessed and dirty bits are stored through cells inside
+/// [`PhysMemory`]. A `Machine` is `Send` but not `Sync`.
 #[derive(Clone)]
 pub struct Machine {
     memory: PhysMemory,
@@ -250,7 +255,7 @@ impl Machine {
     /// The [`PageFault`] the access would raise.
     pub fn walk(&self, addr: VirtAddr, access: Access) -> Result<Translation, PageFault> {
         let start = WalkStart::root(self.cr3.start_address().as_u64());
-        walk_from(&self.memory, start, addr.as_u64(), access, &self.config)
+        walk_from(&self.memory, start, addr.as_u64(), access, self.config)
             .map(|walk| walk.translation)
     }
 
@@ -388,12 +393,12 @@ impl Machine {
             }
         }
         self.count(|c| c.tlb_misses += 1);
-        let cached = if self.config.has_paging_structure_caches() {
+        let below = if self.config.has_paging_structure_caches() {
             caches.psc.lookup(addr)
         } else {
             None
         };
-        let start = match cached {
+        let start = match below {
             Some((level, table)) => {
                 self.count(|c| c.psc_hits += 1);
                 WalkStart {
@@ -404,7 +409,7 @@ impl Machine {
             }
             None => WalkStart::root(self.cr3.start_address().as_u64()),
         };
-        let walk = match walk_from(&self.memory, start, addr, access, &self.config) {
+        let walk = match walk_from(&self.memory, start, addr, access, self.config) {
             Ok(walk) => walk,
             Err(fault) => {
                 // A page fault drops whatever the walk would have used.

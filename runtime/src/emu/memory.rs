@@ -239,7 +239,7 @@ impl PhysMemory {
 
     /// The aligned `u64` at `addr` (8-aligned, below the limit).
     pub(crate) fn load(&self, addr: u64) -> u64 {
-        debug_assert!(addr % 8 == 0 && addr < Self::LIMIT);
+        debug_assert!(addr.is_multiple_of(8) && addr < Self::LIMIT);
         self.frames
             .get(&(addr / FRAME))
             .map_or(0, |frame| frame.words()[(addr % FRAME / 8) as usize].get())
@@ -247,7 +247,7 @@ impl PhysMemory {
 
     /// Stores the aligned `u64` at `addr` (8-aligned, below the limit).
     pub(crate) fn store(&mut self, addr: u64, value: u64) {
-        debug_assert!(addr % 8 == 0 && addr < Self::LIMIT);
+        debug_assert!(addr.is_multiple_of(8) && addr < Self::LIMIT);
         self.frames
             .entry(addr / FRAME)
             .or_insert_with(Frame::zeroed)
@@ -260,7 +260,7 @@ impl PhysMemory {
     /// no present entry, so the MMU never calls this for one; should it
     /// happen, nothing is stored (the bits stay clear).
     pub(crate) fn set_bits(&self, addr: u64, bits: u64) {
-        debug_assert!(addr % 8 == 0 && addr < Self::LIMIT);
+        debug_assert!(addr.is_multiple_of(8) && addr < Self::LIMIT);
         if let Some(frame) = self.frames.get(&(addr / FRAME)) {
             let word = &frame.words()[(addr % FRAME / 8) as usize];
             word.set(word.get() | bits);

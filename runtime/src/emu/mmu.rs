@@ -60,7 +60,10 @@ pub struct Translation {
     /// The leaf entry's flags, with `WRITABLE` and `USER_ACCESSIBLE` kept only
     /// if every level sets them and `NO_EXECUTE` set if any level does.
     /// `HUGE_PAGE` is set for 2 MiB and 1 GiB leaves only (in a level-1 entry
-    /// that bit is PAT, and is dropped).
+    /// that bit is PAT, and is dropped). `ACCESSED` and `DIRTY` are the
+    /// leaf's after the walk that made the translation set them (with
+    /// accessed and dirty bits modelled: `ACCESSED` always, `DIRTY` after a
+    /// write or if the leaf was dirty already).
     pub flags: PageTableFlags,
 }
 
@@ -117,7 +120,7 @@ pub fn walk(
     addr: u64,
     access: Access,
 ) -> Result<Translation, PageFault> {
-    walk_with_config(memory, level_4, addr, access, &CpuConfig::DEFAULT)
+    walk_with_config(memory, level_4, addr, access, CpuConfig::DEFAULT)
 }
 
 /// [`walk`] on a CPU described by `config`: its MAXPHYADDR, 1 GiB page
@@ -132,7 +135,7 @@ pub fn walk_with_config(
     level_4: PhysFrame,
     addr: u64,
     access: Access,
-    config: &CpuConfig,
+    config: CpuConfig,
 ) -> Result<Translation, PageFault> {
     let start = WalkStart::root(level_4.start_address().as_u64());
     walk_from(memory, start, addr, access, config).map(|walk| walk.translation)
@@ -192,7 +195,7 @@ pub(crate) fn walk_from(
     start: WalkStart,
     addr: u64,
     access: Access,
-    config: &CpuConfig,
+    config: CpuConfig,
 ) -> Result<Walk, PageFault> {
     let fault = |level, cause| PageFault {
         addr,
