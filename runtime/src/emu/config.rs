@@ -67,7 +67,7 @@ impl CpuConfig {
         paging_structure_caches: true,
     };
 
-    /// With `bits` physical address bits (CPUID.80000008H:EAX[7:0]; typical
+    /// With `bits` physical address bits (bits 7:0 of EAX from CPUID leaf 8000_0008h; typical
     /// values are 36, 39, 46 and 52). A present entry whose address has a bit
     /// at or above `bits` set faults with
     /// [`ReservedBits`](super::FaultCause::ReservedBits) at its level.
