@@ -419,13 +419,12 @@ impl Machine {
         };
         if self.config.sets_accessed_dirty() {
             let accessed = PageTableFlags::ACCESSED.bits();
-            for &entry in walk.entries() {
+            for &entry in walk.unaccessed() {
                 self.memory.set_bits(entry, accessed);
             }
-            if access.kind == AccessKind::Write
-                && let Some(&leaf) = walk.entries().last()
-            {
-                self.memory.set_bits(leaf, PageTableFlags::DIRTY.bits());
+            if access.kind == AccessKind::Write && !walk.leaf_dirty {
+                self.memory
+                    .set_bits(walk.leaf, PageTableFlags::DIRTY.bits());
             }
         }
         if self.config.has_paging_structure_caches() {

@@ -168,9 +168,15 @@ impl WalkStart {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Walk {
     pub(crate) translation: Translation,
-    /// Physical addresses of the entries read from memory, the leaf last.
-    entries: [u64; 4],
-    /// Number of valid `entries`.
+    /// Physical addresses of the entries read whose accessed bit was clear.
+    unaccessed: [u64; 4],
+    /// Number of valid `unaccessed` addresses.
+    unaccessed_len: usize,
+    /// Physical address of the leaf entry.
+    pub(crate) leaf: u64,
+    /// Whether the leaf's dirty bit was set.
+    pub(crate) leaf_dirty: bool,
+    /// Number of entries read.
     read: usize,
     /// The non-leaf entries read, as cacheable: (level, cached), in the
     /// order read.
@@ -178,9 +184,10 @@ pub(crate) struct Walk {
 }
 
 impl Walk {
-    /// Physical addresses of the entries the walk read, the leaf last.
-    pub(crate) fn entries(&self) -> &[u64] {
-        &self.entries[..self.read]
+    /// Physical addresses of the entries the walk read whose accessed bit
+    /// was clear (an entry read at several levels may appear more than once).
+    pub(crate) fn unaccessed(&self) -> &[u64] {
+        &self.unaccessed[..self.unaccessed_len]
     }
 
     /// The non-leaf entries the walk read, with their levels.
@@ -223,7 +230,10 @@ pub(crate) fn walk_from(
             size: LeafSize::Size4KiB,
             flags: PageTableFlags::empty(),
         },
-        entries: [0; 4],
+        unaccessed: [0; 4],
+        unaccessed_len: 0,
+        leaf: 0,
+        leaf_dirty: false,
         read: 0,
         tables: [(0, unused); 3],
     };
@@ -236,9 +246,12 @@ pub(crate) fn walk_from(
         let shift = 12 + 9 * u32::from(level - 1);
         let at = table + ((addr >> shift) & 0x1ff) * 8;
         let entry = memory.load(at);
-        walk.entries[walk.read] = at;
         walk.read += 1;
         let flags = PageTableFlags::from_bits_truncate(entry);
+        if !flags.contains(PageTableFlags::ACCESSED) {
+            walk.unaccessed[walk.unaccessed_len] = at;
+            walk.unaccessed_len += 1;
+        }
         if !flags.contains(PageTableFlags::PRESENT) {
             return Err(fault(level, FaultCause::NotPresent));
         }
@@ -279,6 +292,8 @@ pub(crate) fn walk_from(
         leaf_flags.remove(
             PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE | PageTableFlags::NO_EXECUTE,
         );
+        walk.leaf = at;
+        walk.leaf_dirty = flags.contains(PageTableFlags::DIRTY);
         if config.sets_accessed_dirty() {
             leaf_flags |= PageTableFlags::ACCESSED;
             if access.kind == AccessKind::Write {

@@ -34,9 +34,11 @@ impl PagingStructureCaches {
     /// with its level: the walk continues below it.
     pub(crate) fn lookup(&self, addr: u64) -> Option<(u8, CachedTable)> {
         (2..=4).find_map(|level| {
-            self.by_level[usize::from(4 - level)]
-                .get(&key(addr, level))
-                .map(|&cached| (level, cached))
+            let map = &self.by_level[usize::from(4 - level)];
+            if map.is_empty() {
+                return None; // common after an invlpg: skip hashing
+            }
+            map.get(&key(addr, level)).map(|&cached| (level, cached))
         })
     }
 
@@ -48,7 +50,10 @@ impl PagingStructureCaches {
     /// fault on `addr` does).
     pub(crate) fn invalidate(&mut self, addr: u64) {
         for level in 2..=4 {
-            self.by_level[usize::from(4 - level)].remove(&key(addr, level));
+            let map = &mut self.by_level[usize::from(4 - level)];
+            if !map.is_empty() {
+                map.remove(&key(addr, level));
+            }
         }
     }
 
