@@ -194,7 +194,7 @@ fn writing_a_table_through_the_recursive_mapping_dirties_the_entry_that_maps_it(
 }
 
 fn table() -> (RecursivePageTable<Machine>, emu_support::TableBump) {
-    let machine = Machine::with_recursive_table(RECURSIVE as u16, frame(L4)).unwrap();
+    let machine = Tables::new().machine;
     let table = RecursivePageTable::new(machine, PageTableIndex::new(RECURSIVE as u16)).unwrap();
     (table, emu_support::TableBump::new(0x10_0000))
 }

@@ -132,9 +132,7 @@ fn without_1gib_pages_the_huge_bit_at_level_3_is_reserved() {
 }
 
 fn table(config: CpuConfig) -> (RecursivePageTable<Machine>, TableBump) {
-    let machine = Machine::with_recursive_table(RECURSIVE as u16, frame(L4))
-        .unwrap()
-        .with_config(config);
+    let machine = Tables::new().machine.with_config(config);
     let table = RecursivePageTable::new(machine, PageTableIndex::new(RECURSIVE as u16)).unwrap();
     (table, TableBump::new(0x10_0000))
 }

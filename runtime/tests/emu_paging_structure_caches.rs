@@ -4,8 +4,8 @@
 
 mod emu_support;
 
-use emu_support::{L4, RECURSIVE, TABLE, TableBump, Tables, frame};
-use framealloc::emu::{FaultCause, LeafSize, Machine};
+use emu_support::{RECURSIVE, TABLE, TableBump, Tables, frame};
+use framealloc::emu::{FaultCause, LeafSize};
 use framealloc::paging::RecursivePageTable;
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageTableFlags as F, PageTableIndex, PhysFrame,
@@ -314,7 +314,7 @@ fn recursive_page_table_invalidates_what_the_caches_hold() {
             self.1.push(frame);
         }
     }
-    let machine = Machine::with_recursive_table(RECURSIVE as u16, frame(L4)).unwrap();
+    let machine = Tables::new().machine;
     let mut table =
         RecursivePageTable::new(machine, PageTableIndex::new(RECURSIVE as u16)).unwrap();
     let mut frames = Frames(TableBump::new(0x10_0000), Vec::new());

@@ -15,7 +15,7 @@ use core::fmt;
 ///
 /// let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
 /// let small = CpuConfig::default().with_max_phys_addr(39)?.with_1gib_pages(false);
-/// let mut machine = Machine::with_recursive_table(511, l4)?.with_config(small);
+/// let mut machine = Machine::new(l4).with_config(small);
 /// // A 1 GiB leaf in entry 0 of the level-3 table at 0x2000: reserved here.
 /// let memory = machine.memory_mut();
 /// memory.write_u64(PhysAddr::new(0x1000), 0x2003)?;
@@ -67,7 +67,7 @@ impl CpuConfig {
         paging_structure_caches: true,
     };
 
-    /// With `bits` physical address bits (bits 7:0 of EAX from CPUID leaf 8000_0008h; typical
+    /// With `bits` physical address bits (bits 7:0 of EAX from CPUID leaf `0x8000_0008`; typical
     /// values are 36, 39, 46 and 52). A present entry whose address has a bit
     /// at or above `bits` set faults with
     /// [`ReservedBits`](super::FaultCause::ReservedBits) at its level.

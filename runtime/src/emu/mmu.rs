@@ -196,6 +196,53 @@ impl Walk {
     }
 }
 
+impl Walk {
+    /// Nothing read yet.
+    fn new(virt: VirtAddr) -> Self {
+        let unused = CachedTable {
+            table: 0,
+            rights: PageTableFlags::empty(),
+        };
+        Self {
+            translation: Translation {
+                page: virt,
+                frame: PhysAddr::zero(),
+                size: LeafSize::Size4KiB,
+                flags: PageTableFlags::empty(),
+            },
+            unaccessed: [0; 4],
+            unaccessed_len: 0,
+            leaf: 0,
+            leaf_dirty: false,
+            read: 0,
+            tables: [(0, unused); 3],
+        }
+    }
+}
+
+/// The flags of a translation's leaf before the rights of all levels are
+/// combined in: `HUGE_PAGE` for huge leaves only (bit 7 of a level-1 entry
+/// is PAT), and the accessed and dirty bits the walk sets.
+fn leaf_flags(
+    flags: PageTableFlags,
+    size: LeafSize,
+    access: Access,
+    config: CpuConfig,
+) -> PageTableFlags {
+    let mut leaf = flags;
+    leaf.set(PageTableFlags::HUGE_PAGE, size != LeafSize::Size4KiB);
+    leaf.remove(
+        PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE | PageTableFlags::NO_EXECUTE,
+    );
+    if config.sets_accessed_dirty() {
+        leaf |= PageTableFlags::ACCESSED;
+        if access.kind == AccessKind::Write {
+            leaf |= PageTableFlags::DIRTY;
+        }
+    }
+    leaf
+}
+
 /// The walk itself, from `start`. Reads memory only.
 pub(crate) fn walk_from(
     memory: &PhysMemory,
@@ -219,24 +266,7 @@ pub(crate) fn walk_from(
     } else {
         PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE
     };
-    let unused = CachedTable {
-        table: 0,
-        rights: PageTableFlags::empty(),
-    };
-    let mut walk = Walk {
-        translation: Translation {
-            page: virt,
-            frame: PhysAddr::zero(),
-            size: LeafSize::Size4KiB,
-            flags: PageTableFlags::empty(),
-        },
-        unaccessed: [0; 4],
-        unaccessed_len: 0,
-        leaf: 0,
-        leaf_dirty: false,
-        read: 0,
-        tables: [(0, unused); 3],
-    };
+    let mut walk = Walk::new(virt);
     let WalkStart {
         mut level,
         mut table,
@@ -287,24 +317,13 @@ pub(crate) fn walk_from(
         if entry & ADDRESS_MASK & offset_mask & !HUGE_PAT != 0 {
             return Err(fault(level, FaultCause::ReservedBits));
         }
-        let mut leaf_flags = flags;
-        leaf_flags.set(PageTableFlags::HUGE_PAGE, size != LeafSize::Size4KiB);
-        leaf_flags.remove(
-            PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE | PageTableFlags::NO_EXECUTE,
-        );
         walk.leaf = at;
         walk.leaf_dirty = flags.contains(PageTableFlags::DIRTY);
-        if config.sets_accessed_dirty() {
-            leaf_flags |= PageTableFlags::ACCESSED;
-            if access.kind == AccessKind::Write {
-                leaf_flags |= PageTableFlags::DIRTY;
-            }
-        }
         walk.translation = Translation {
             page: virt.align_down(size.bytes()),
             frame: PhysAddr::new(entry & ADDRESS_MASK & !offset_mask),
             size,
-            flags: leaf_flags | effective,
+            flags: leaf_flags(flags, size, access, config) | effective,
         };
         return match walk.translation.permits(access) {
             Ok(()) => Ok(walk),
