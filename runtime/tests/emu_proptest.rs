@@ -1,9 +1,11 @@
 //! Property: when every change to memory is followed by `invlpg` of every
 //! address in use, translation through the TLB agrees with a fresh walk, for
 //! every kind of access, whatever the tables contain (cycles, huge pages,
-//! reserved bits, aliased tables and the recursive entry included).
+//! reserved bits, aliased tables and the recursive entry included), on every
+//! emulated CPU (narrower MAXPHYADDR, no 1 GiB pages, no EFER.NXE, with and
+//! without paging-structure caches and accessed/dirty bits).
 
-use framealloc::emu::{Access, Machine};
+use framealloc::emu::{Access, CpuConfig, Machine};
 use framealloc::x86_64::structures::paging::{PageTableFlags as F, PageTableIndex, PhysFrame};
 use framealloc::x86_64::{PhysAddr, VirtAddr};
 use proptest::prelude::*;
@@ -70,6 +72,26 @@ fn op() -> impl Strategy<Value = Op> {
 
 const PROBES: usize = 12;
 
+/// An emulated CPU: the default, or one narrowed in one or more ways.
+fn cpu() -> impl Strategy<Value = CpuConfig> {
+    (
+        prop::sample::select(vec![52u8, 46, 39]),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(bits, gib, nxe, caches, accessed_dirty)| {
+            CpuConfig::DEFAULT
+                .with_max_phys_addr(bits)
+                .unwrap()
+                .with_1gib_pages(gib)
+                .with_nxe(nxe)
+                .with_paging_structure_caches(caches)
+                .with_accessed_dirty(accessed_dirty)
+        })
+}
+
 /// A canonical address from four table indices and an 8-aligned offset.
 fn probe() -> impl Strategy<Value = VirtAddr> {
     (prop::array::uniform4(0..INDICES.len()), 0..512u64).prop_map(|(idx, word)| {
@@ -103,9 +125,10 @@ proptest! {
         initial in prop::collection::vec(entry(), TABLES.len() * INDICES.len()),
         probes in prop::collection::vec(probe(), PROBES),
         ops in prop::collection::vec(op(), 1..16),
+        config in cpu(),
     ) {
         let l4 = PhysFrame::containing_address(PhysAddr::new(TABLES[0]));
-        let mut machine = Machine::new(l4);
+        let mut machine = Machine::new(l4).with_config(config);
         for (slot, value) in initial.into_iter().enumerate() {
             set_entry(&mut machine, slot / INDICES.len(), slot % INDICES.len(), value);
         }

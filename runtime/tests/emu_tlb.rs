@@ -30,9 +30,12 @@ fn a_remapped_page_reads_stale_data_until_invlpg() {
     let page = 0x0000_5555_0000_0000;
     t.map(page, 0x1_0000, LeafSize::Size4KiB, F::WRITABLE);
     assert_eq!(t.machine.read_u64(virt(page)), Ok(1));
+    // A write caches the translation with its dirty bit set.
+    t.machine.write_u64(virt(page + 8), 10).unwrap();
     t.map(page, 0x2_0000, LeafSize::Size4KiB, F::WRITABLE);
     assert_eq!(t.machine.read_u64(virt(page)), Ok(1), "stale read");
-    // Writes go to the stale frame too.
+    // Writes go to the stale frame too (the cached translation is dirty, so
+    // nothing walks the tables again).
     t.machine.write_u64(virt(page + 8), 11).unwrap();
     assert_eq!(t.machine.memory().read_u64(PhysAddr::new(0x1_0008)), Ok(11));
     // invlpg of another page changes nothing; of any address in the page, everything.
@@ -99,6 +102,11 @@ fn a_stale_small_entry_survives_replacement_by_a_huge_page() {
         Ok(1),
         "stale 4 KiB entry"
     );
+    // The walk for an uncached address of the same 2 MiB region starts below
+    // the cached level-2 entry, which still points at the old level-1 table:
+    // it faults there, and the fault drops the cached entry.
+    let fault = t.machine.read_u64(virt(page)).unwrap_err();
+    assert_eq!((fault.level, fault.cause), (1, FaultCause::NotPresent));
     assert_eq!(t.machine.read_u64(virt(page)), Ok(0), "fresh 2 MiB walk");
     t.machine.invlpg(virt(page + 0x5000));
     assert_eq!(t.machine.cached(virt(page + 0x5000)), None);
@@ -255,6 +263,10 @@ fn counters_count_hits_misses_and_flushes() {
     let expected = Counters {
         tlb_hits: 2,
         tlb_misses: 4,
+        // The walk for 0x1000 starts below the cached level-3 entry, the one
+        // for 0x2000 below the level-2 entry that walk cached; the fault at
+        // 0x2000 then drops them, so the last walk starts at CR3.
+        psc_hits: 2,
         invlpg: 2,
         full_flushes: 1,
     };
@@ -264,9 +276,16 @@ fn counters_count_hits_misses_and_flushes() {
 }
 
 #[test]
-fn changed_table_entries_reach_uncached_addresses_at_once() {
-    // Paging-structure caches are not modelled: only leaf translations go stale.
+fn changed_table_entries_reach_uncached_addresses_only_without_paging_structure_caches() {
+    for caches in [true, false] {
+        changed_table_entry(caches);
+    }
+}
+
+fn changed_table_entry(paging_structure_caches: bool) {
     let mut t = tagged();
+    t.machine
+        .set_paging_structure_caches(paging_structure_caches);
     t.map(0x1000, 0x1_0000, LeafSize::Size4KiB, F::empty());
     t.map(0x2000, 0x2_0000, LeafSize::Size4KiB, F::empty());
     assert_eq!(t.machine.read_u64(virt(0x1000)), Ok(1));
@@ -287,11 +306,20 @@ fn changed_table_entries_reach_uncached_addresses_at_once() {
         Ok(1),
         "cached leaf is stale"
     );
+    // With the caches, the walk for 0x2000 uses the cached level-2 entry and
+    // reaches the old level-1 table; without them it reads the new entry.
+    let expected = if paging_structure_caches { 2 } else { 4 };
     assert_eq!(
         t.machine.read_u64(virt(0x2000)),
-        Ok(4),
-        "uncached address walks the new table"
+        Ok(expected),
+        "uncached address, paging-structure caches {paging_structure_caches}"
     );
+    // Any invlpg drops every cached table entry.
+    t.machine.invlpg(virt(0x7fff_0000_0000));
+    t.machine.invlpg(virt(0x1000));
+    t.machine.invlpg(virt(0x2000));
+    assert_eq!(t.machine.read_u64(virt(0x1000)), Ok(3));
+    assert_eq!(t.machine.read_u64(virt(0x2000)), Ok(4));
 }
 
 #[test]
@@ -324,6 +352,9 @@ fn translation_reports_the_flags_the_cpu_uses() {
         .machine
         .translation(virt(page), Access::KERNEL_READ)
         .unwrap();
-    assert_eq!(fresh.flags, F::PRESENT | F::HUGE_PAGE | F::NO_EXECUTE);
+    assert_eq!(
+        fresh.flags,
+        F::PRESENT | F::ACCESSED | F::HUGE_PAGE | F::NO_EXECUTE
+    );
     assert_eq!(Ok(fresh), t.machine.walk(virt(page), Access::KERNEL_READ));
 }

@@ -15,7 +15,7 @@
 //! half-built paths behind and we do not (see the `paging_basic` and
 //! `paging_props` tests).
 
-use framealloc::emu::Machine;
+use framealloc::emu::{CpuConfig, Machine};
 use framealloc::paging::{EntrySize, Flush, MaxPageSize, RangeError, RecursivePageTable};
 use framealloc::x86_64::structures::paging::mapper::{
     CleanUp, FlagUpdateError, Mapper, MapperFlush, Translate,
@@ -235,8 +235,12 @@ fn tables(read: &dyn Fn(u64) -> Vec<u64>, skip: Option<usize>) -> Vec<(u64, usiz
 
 impl Pair {
     fn new() -> Self {
-        let machine =
-            Machine::with_recursive_table(PageTableIndex::new(RECURSIVE_INDEX), frame(0)).unwrap();
+        // The tables are compared byte for byte with x86_64's, which live in
+        // host memory where no MMU sets accessed and dirty bits: keep the
+        // emulated CPU from setting them in ours.
+        let machine = Machine::with_recursive_table(PageTableIndex::new(RECURSIVE_INDEX), frame(0))
+            .unwrap()
+            .with_config(CpuConfig::DEFAULT.with_accessed_dirty(false));
         Pair {
             arena: Arena::new(160),
             theirs: SequentialFrames::new(0x1000),

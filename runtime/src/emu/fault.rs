@@ -83,8 +83,11 @@ pub enum FaultCause {
     /// The entry at the fault's level has its present bit clear.
     NotPresent,
     /// The entry at the fault's level is present but sets a reserved bit: the
-    /// huge-page bit in a level-4 entry, or address bits below the page size
-    /// in a 2 MiB or 1 GiB leaf (bits 13..21 or 13..30; bit 12 is PAT).
+    /// huge-page bit in a level-4 entry (or in a level-3 entry on a CPU
+    /// without 1 GiB pages), address bits below the page size in a 2 MiB or
+    /// 1 GiB leaf (bits 13..21 or 13..30; bit 12 is PAT), address bits at or
+    /// above the CPU's MAXPHYADDR, or bit 63 with EFER.NXE clear (see
+    /// [`CpuConfig`](super::CpuConfig)). The error code has the RSVD bit.
     ReservedBits,
     /// A write to a page that is not writable at some level (CR0.WP is on, so
     /// this holds for supervisor writes too).

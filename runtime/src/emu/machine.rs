@@ -7,9 +7,11 @@ use std::vec::Vec;
 use x86_64::structures::paging::{PageTableFlags, PageTableIndex, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::config::CpuConfig;
 use super::fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
 use super::memory::PhysMemory;
-use super::mmu::{Translation, walk};
+use super::mmu::{Translation, WalkStart, walk_from};
+use super::psc::PagingStructureCaches;
 use super::tlb::Tlb;
 use crate::paging::InvalidRecursiveTable;
 use crate::paging::check_recursive_index;
@@ -19,8 +21,13 @@ use crate::paging::check_recursive_index;
 pub struct Counters {
     /// Translations answered from the TLB.
     pub tlb_hits: u64,
-    /// Translations that needed a page walk (including walks that faulted).
+    /// Translations that needed a page walk (including walks that faulted,
+    /// and writes through a cached translation whose dirty bit was clear,
+    /// which walk again to set it).
     pub tlb_misses: u64,
+    /// Page walks that began below a cached non-leaf entry instead of at
+    /// CR3 (paging-structure-cache hits; at most one per walk).
+    pub psc_hits: u64,
     /// `invlpg` executions.
     pub invlpg: u64,
     /// Whole-TLB flushes: CR3 writes, [`Machine::flush_all`] and
@@ -28,30 +35,43 @@ pub struct Counters {
     pub full_flushes: u64,
 }
 
-/// An emulated x86_64 CPU's view of memory: physical memory, CR3, a TLB that
-/// goes stale like hardware, and counters of TLB events.
+/// An emulated x86_64 CPU's view of memory: physical memory, CR3, a TLB and
+/// paging-structure caches that go stale like hardware, and counters of TLB
+/// events. The CPU it models is set by a [`CpuConfig`] (see
+/// [`with_config`](Self::with_config)); the [module docs](super) describe
+/// the model.
 ///
 /// Virtual accesses ([`read_bytes`](Self::read_bytes),
 /// [`write_u64`](Self::write_u64), [`translate`](Self::translate), …) go
 /// through the TLB: a translation is cached on first use and kept, even after
 /// the tables change, until [`invlpg`](Self::invlpg), a flush or a CR3 write
-/// drops it. Faults are not cached; a fault caused by a cached entry drops
-/// that entry, as hardware does. Physical accesses
+/// drops it. Walks set accessed and dirty bits and start below cached
+/// non-leaf entries. Faults are not cached; a fault drops the cached entries
+/// for its address, as hardware does. Physical accesses
 /// ([`memory_mut`](Self::memory_mut)) bypass the TLB and invalidate nothing.
 ///
-/// Accessed and dirty bits are not set: tables change only when written.
 /// `GLOBAL` leaves survive CR3 writes and [`flush_all`](Self::flush_all)
 /// (CR4.PGE is on); [`flush_global`](Self::flush_global) drops them too.
 ///
-/// TLB state lives in cells, so reads take `&self` (as
-/// [`Backend::read_entry`](crate::paging::Backend::read_entry) requires);
-/// a `Machine` is `Send` but not `Sync`.
+/// Reads take `&self` (as
+/// [`Backend::read_entry`](crate::paging::Backend::read_entry) requires),
+/// yet change state as on the CPU: the TLB and caches live in cells, and
+/// the accessed and dirty bits are stored through cells inside
+/// [`PhysMemory`]. A `Machine` is `Send` but not `Sync`.
 #[derive(Clone)]
 pub struct Machine {
     memory: PhysMemory,
     cr3: PhysFrame,
-    tlb: RefCell<Tlb>,
+    config: CpuConfig,
+    caches: RefCell<Caches>,
     counters: Cell<Counters>,
+}
+
+/// Everything the MMU remembers between accesses.
+#[derive(Clone, Debug, Default)]
+struct Caches {
+    tlb: Tlb,
+    psc: PagingStructureCaches,
 }
 
 impl Machine {
@@ -61,9 +81,47 @@ impl Machine {
         Self {
             memory: PhysMemory::new(),
             cr3: level_4,
-            tlb: RefCell::default(),
+            config: CpuConfig::DEFAULT,
+            caches: RefCell::default(),
             counters: Cell::default(),
         }
+    }
+
+    /// The same machine on a CPU described by `config` (see
+    /// [`set_config`](Self::set_config)).
+    #[must_use]
+    pub fn with_config(mut self, config: CpuConfig) -> Self {
+        self.set_config(config);
+        self
+    }
+
+    /// Changes the emulated CPU's features and model switches. Every TLB and
+    /// paging-structure-cache entry is dropped (as at a reset), without
+    /// counting as a flush; memory and counters are kept.
+    pub fn set_config(&mut self, config: CpuConfig) {
+        self.config = config;
+        *self.caches.get_mut() = Caches::default();
+    }
+
+    /// The emulated CPU's features and model switches.
+    pub fn config(&self) -> CpuConfig {
+        self.config
+    }
+
+    /// Turns the paging-structure caches on or off (they are on by
+    /// default); either way every cached translation and table is dropped.
+    ///
+    /// With them off, a change to a non-leaf entry is seen at once by every
+    /// address not in the TLB, which hides missing invalidations that real
+    /// hardware punishes.
+    pub fn set_paging_structure_caches(&mut self, enabled: bool) {
+        self.set_config(self.config.with_paging_structure_caches(enabled));
+    }
+
+    /// Number of entries in the paging-structure caches, per level of the
+    /// cached entry: `[PML4E cache, PDPTE cache, PDE cache]`.
+    pub fn paging_structure_cache_len(&self) -> [usize; 3] {
+        self.caches.borrow().psc.lens()
     }
 
     /// A machine whose level-4 table in `level_4` has entry `index` pointing
@@ -89,7 +147,7 @@ impl Machine {
     /// let machine = Machine::with_recursive_table(index, l4)?;
     /// // Through index 510 four times, the level-4 table sees itself:
     /// let entry_510 = machine.read_u64(VirtAddr::new(0xffff_ff7f_bfdf_eff0))?;
-    /// assert_eq!(entry_510, 0x1003);
+    /// assert_eq!(entry_510, 0x1023); // the walk set the accessed bit, 0x20
     /// assert!(Machine::with_recursive_table(PageTableIndex::new(511), l4).is_err());
     /// let table = RecursivePageTable::new(machine, index)?;
     /// # let _ = table;
@@ -124,24 +182,34 @@ impl Machine {
     }
 
     /// Writes CR3: switches to the tables in `level_4` and flushes every
-    /// non-global TLB entry (even if `level_4` is the current table).
+    /// non-global TLB entry and every paging-structure-cache entry (even if
+    /// `level_4` is the current table). Global translations stay cached and
+    /// keep answering for the new address space, as on hardware with
+    /// CR4.PGE (PCIDs are off). The frame is not checked against
+    /// MAXPHYADDR.
     pub fn set_cr3(&mut self, level_4: PhysFrame) {
         self.cr3 = level_4;
         self.flush(true);
     }
 
-    /// `invlpg`: drops any TLB entry, of any page size, covering `addr`.
+    /// `invlpg`: drops any TLB entry, of any page size, covering `addr`,
+    /// and every paging-structure-cache entry whatever its address (as the
+    /// SDM specifies for the current PCID).
     pub fn invlpg(&mut self, addr: VirtAddr) {
-        self.tlb.get_mut().invalidate(addr);
+        let caches = self.caches.get_mut();
+        caches.tlb.invalidate(addr);
+        caches.psc.clear();
         self.count(|c| c.invlpg += 1);
     }
 
-    /// Drops every non-global TLB entry, as a CR3 reload does.
+    /// Drops every non-global TLB entry and every paging-structure-cache
+    /// entry, as a CR3 reload does.
     pub fn flush_all(&mut self) {
         self.flush(true);
     }
 
-    /// Drops every TLB entry, global ones included (toggling CR4.PGE).
+    /// Drops every TLB entry, global ones included, and every
+    /// paging-structure-cache entry (toggling CR4.PGE).
     pub fn flush_global(&mut self) {
         self.flush(false);
     }
@@ -159,27 +227,31 @@ impl Machine {
     /// The cached translation covering `addr`, if any. Does not count as a
     /// TLB access.
     pub fn cached(&self, addr: VirtAddr) -> Option<Translation> {
-        self.tlb.borrow().lookup(addr)
+        self.caches.borrow().tlb.lookup(addr)
     }
 
     /// Every cached translation, ordered by page size and then address.
     pub fn tlb_entries(&self) -> Vec<Translation> {
-        self.tlb.borrow().entries()
+        self.caches.borrow().tlb.entries()
     }
 
     /// Number of cached translations.
     pub fn tlb_len(&self) -> usize {
-        self.tlb.borrow().len()
+        self.caches.borrow().tlb.len()
     }
 
-    /// What a freshly flushed TLB would see: a walk of the current tables,
-    /// without touching the TLB or the counters.
+    /// What a freshly flushed TLB and paging-structure cache would see: a
+    /// walk of the current tables, without touching the caches, the counters
+    /// or memory (the accessed and dirty bits the walk would set show in the
+    /// translation's flags but are not stored).
     ///
     /// # Errors
     ///
     /// The [`PageFault`] the access would raise.
     pub fn walk(&self, addr: VirtAddr, access: Access) -> Result<Translation, PageFault> {
-        walk(&self.memory, self.cr3, addr.as_u64(), access)
+        let start = WalkStart::root(self.cr3.start_address().as_u64());
+        walk_from(&self.memory, start, addr.as_u64(), access, self.config)
+            .map(|walk| walk.translation)
     }
 
     /// Translates `addr` for `access` through the TLB, as the CPU does for a
@@ -290,26 +362,81 @@ impl Machine {
                 cause: FaultCause::NonCanonical,
             });
         };
-        let cached = self.tlb.borrow().lookup(virt);
-        if let Some(translation) = cached {
-            self.count(|c| c.tlb_hits += 1);
-            return match translation.permits(access) {
-                Ok(()) => Ok(translation),
+        let mut caches = self.caches.borrow_mut();
+        if let Some(translation) = caches.tlb.lookup(virt) {
+            match translation.permits(access) {
+                Ok(()) if self.needs_dirty_bit(&translation, access) => {
+                    // SDM 4.8: the first write through a translation cached
+                    // with a clear dirty bit walks again to set it.
+                    caches.tlb.invalidate(virt);
+                }
+                Ok(()) => {
+                    self.count(|c| c.tlb_hits += 1);
+                    return Ok(translation);
+                }
                 Err(cause) => {
-                    self.tlb.borrow_mut().invalidate(virt);
-                    Err(PageFault {
+                    self.count(|c| c.tlb_hits += 1);
+                    caches.tlb.invalidate(virt);
+                    caches.psc.invalidate(addr);
+                    return Err(PageFault {
                         addr,
                         access,
                         level: translation.size.level(),
                         cause,
-                    })
+                    });
                 }
-            };
+            }
         }
         self.count(|c| c.tlb_misses += 1);
-        let translation = walk(&self.memory, self.cr3, addr, access)?;
-        self.tlb.borrow_mut().insert(translation);
-        Ok(translation)
+        let below = if self.config.has_paging_structure_caches() {
+            caches.psc.lookup(addr)
+        } else {
+            None
+        };
+        let start = match below {
+            Some((level, table)) => {
+                self.count(|c| c.psc_hits += 1);
+                WalkStart {
+                    level: level - 1,
+                    table: table.table,
+                    rights: table.rights,
+                }
+            }
+            None => WalkStart::root(self.cr3.start_address().as_u64()),
+        };
+        let walk = match walk_from(&self.memory, start, addr, access, self.config) {
+            Ok(walk) => walk,
+            Err(fault) => {
+                // A page fault drops whatever the walk would have used.
+                caches.psc.invalidate(addr);
+                return Err(fault);
+            }
+        };
+        if self.config.sets_accessed_dirty() {
+            let accessed = PageTableFlags::ACCESSED.bits();
+            for &entry in walk.unaccessed() {
+                self.memory.set_bits(entry, accessed);
+            }
+            if access.kind == AccessKind::Write && !walk.leaf_dirty {
+                self.memory
+                    .set_bits(walk.leaf, PageTableFlags::DIRTY.bits());
+            }
+        }
+        if self.config.has_paging_structure_caches() {
+            for &(level, table) in walk.tables() {
+                caches.psc.insert(addr, level, table);
+            }
+        }
+        caches.tlb.insert(walk.translation);
+        Ok(walk.translation)
+    }
+
+    /// Whether a write through `cached` must walk again to set the leaf's
+    /// dirty bit.
+    fn needs_dirty_bit(&self, cached: &Translation, access: Access) -> bool {
+        access.kind == AccessKind::Write
+            && self.config.sets_accessed_dirty()
+            && !cached.flags.contains(PageTableFlags::DIRTY)
     }
 
     /// Translates every page of `len` bytes at `addr`: (physical start, range
@@ -336,7 +463,9 @@ impl Machine {
     }
 
     fn flush(&mut self, keep_global: bool) {
-        self.tlb.get_mut().flush(keep_global);
+        let caches = self.caches.get_mut();
+        caches.tlb.flush(keep_global);
+        caches.psc.clear();
         self.count(|c| c.full_flushes += 1);
     }
 
@@ -352,7 +481,9 @@ impl fmt::Debug for Machine {
         f.debug_struct("Machine")
             .field("memory", &self.memory)
             .field("cr3", &self.cr3)
-            .field("tlb_entries", &self.tlb.borrow().len())
+            .field("config", &self.config)
+            .field("tlb_entries", &self.caches.borrow().tlb.len())
+            .field("psc_entries", &self.caches.borrow().psc.lens())
             .field("counters", &self.counters.get())
             .finish()
     }

@@ -1,5 +1,6 @@
 //! Emulated physical memory: sparse 4 KiB frames over a 52-bit address space.
 
+use core::cell::Cell;
 use core::fmt;
 use std::boxed::Box;
 use std::vec::Vec;
@@ -10,12 +11,77 @@ use x86_64::structures::paging::{PageTableIndex, PhysFrame};
 use super::hash::PageMap;
 
 const FRAME: u64 = 4096;
+const WORDS: usize = (FRAME / 8) as usize;
+
+/// One resident frame, as 512 little-endian words. The words are in a cell
+/// so that the emulated MMU can set accessed and dirty bits in page-table
+/// entries during a walk made through a shared reference, as the CPU does
+/// behind the back of the code that reads the tables. (One cell around the
+/// whole array keeps cloning a frame a plain copy.)
+struct Frame(Cell<[u64; WORDS]>);
+
+impl Clone for Frame {
+    fn clone(&self) -> Self {
+        Self(Cell::new(self.0.get()))
+    }
+}
+
+impl Frame {
+    fn zeroed() -> Box<Self> {
+        Box::new(Self(Cell::new([0; WORDS])))
+    }
+
+    fn words(&self) -> &[Cell<u64>; WORDS] {
+        self.0.as_array_of_cells()
+    }
+
+    fn is_zero(&self) -> bool {
+        self.words().iter().all(|word| word.get() == 0)
+    }
+
+    fn same_contents(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+
+    /// Copies the bytes at `offset..offset + buf.len()` (inside the frame).
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        let words = self.words();
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done;
+            let bytes = words[at / 8].get().to_le_bytes();
+            let piece = (8 - at % 8).min(buf.len() - done);
+            buf[done..done + piece].copy_from_slice(&bytes[at % 8..at % 8 + piece]);
+            done += piece;
+        }
+    }
+
+    /// Stores `data` at `offset..offset + data.len()` (inside the frame).
+    fn write(&self, offset: usize, data: &[u8]) {
+        let words = self.words();
+        let mut done = 0;
+        while done < data.len() {
+            let at = offset + done;
+            let word = &words[at / 8];
+            let mut bytes = word.get().to_le_bytes();
+            let piece = (8 - at % 8).min(data.len() - done);
+            bytes[at % 8..at % 8 + piece].copy_from_slice(&data[done..done + piece]);
+            word.set(u64::from_le_bytes(bytes));
+            done += piece;
+        }
+    }
+}
 
 /// Physical memory of an emulated machine.
 ///
 /// Frames come into being on their first write; a frame never written reads
 /// as zeros. Any address below 2<sup>52</sup> (the architectural limit) works,
 /// and only touched frames cost host memory.
+///
+/// Besides the writes made through `&mut self`, the emulated MMU of a
+/// [`Machine`](super::Machine) sets accessed and dirty bits in page-table
+/// entries through a shared reference (as the CPU does during a walk), so a
+/// `PhysMemory` is `Send` but not `Sync`.
 ///
 /// ```
 /// use framealloc::emu::PhysMemory;
@@ -30,7 +96,7 @@ const FRAME: u64 = 4096;
 /// ```
 #[derive(Clone, Default)]
 pub struct PhysMemory {
-    frames: PageMap<Box<[u8; FRAME as usize]>>,
+    frames: PageMap<Box<Frame>>,
 }
 
 /// A physical access that would run past the top of the 52-bit physical
@@ -152,10 +218,11 @@ impl PhysMemory {
     /// # Ok::<(), framealloc::emu::PhysRangeError>(())
     /// ```
     pub fn differing_frames(&self, other: &Self) -> Vec<PhysFrame> {
-        fn contents(memory: &PhysMemory, pfn: u64) -> &[u8; FRAME as usize] {
-            static ZERO: [u8; FRAME as usize] = [0; FRAME as usize];
-            memory.frames.get(&pfn).map_or(&ZERO, |frame| frame)
-        }
+        let same = |pfn| match (self.frames.get(&pfn), other.frames.get(&pfn)) {
+            (Some(a), Some(b)) => a.same_contents(b),
+            (Some(frame), None) | (None, Some(frame)) => frame.is_zero(),
+            (None, None) => true,
+        };
         let mut pfns: Vec<u64> = self
             .frames
             .keys()
@@ -165,28 +232,46 @@ impl PhysMemory {
         pfns.sort_unstable();
         pfns.dedup();
         pfns.into_iter()
-            .filter(|&pfn| contents(self, pfn) != contents(other, pfn))
+            .filter(|&pfn| !same(pfn))
             .map(|pfn| PhysFrame::containing_address(PhysAddr::new(pfn * FRAME)))
             .collect()
     }
 
     /// The aligned `u64` at `addr` (8-aligned, below the limit).
     pub(crate) fn load(&self, addr: u64) -> u64 {
-        let mut bytes = [0; 8];
-        self.read_in_frame(addr, &mut bytes);
-        u64::from_le_bytes(bytes)
+        debug_assert!(addr.is_multiple_of(8) && addr < Self::LIMIT);
+        self.frames
+            .get(&(addr / FRAME))
+            .map_or(0, |frame| frame.words()[(addr % FRAME / 8) as usize].get())
     }
 
     /// Stores the aligned `u64` at `addr` (8-aligned, below the limit).
     pub(crate) fn store(&mut self, addr: u64, value: u64) {
-        self.write_in_frame(addr, &value.to_le_bytes());
+        debug_assert!(addr.is_multiple_of(8) && addr < Self::LIMIT);
+        self.frames
+            .entry(addr / FRAME)
+            .or_insert_with(Frame::zeroed)
+            .words()[(addr % FRAME / 8) as usize]
+            .set(value);
+    }
+
+    /// Sets `bits` in the aligned `u64` at `addr` through a shared reference,
+    /// as the MMU sets accessed and dirty bits. A frame never written holds
+    /// no present entry, so the MMU never calls this for one; should it
+    /// happen, nothing is stored (the bits stay clear).
+    pub(crate) fn set_bits(&self, addr: u64, bits: u64) {
+        debug_assert!(addr.is_multiple_of(8) && addr < Self::LIMIT);
+        if let Some(frame) = self.frames.get(&(addr / FRAME)) {
+            let word = &frame.words()[(addr % FRAME / 8) as usize];
+            word.set(word.get() | bits);
+        }
     }
 
     /// Reads bytes that lie inside one frame below the limit.
     pub(crate) fn read_in_frame(&self, addr: u64, buf: &mut [u8]) {
         let offset = (addr % FRAME) as usize;
         match self.frames.get(&(addr / FRAME)) {
-            Some(frame) => buf.copy_from_slice(&frame[offset..offset + buf.len()]),
+            Some(frame) => frame.read(offset, buf),
             None => buf.fill(0),
         }
     }
@@ -195,11 +280,10 @@ impl PhysMemory {
     pub(crate) fn write_in_frame(&mut self, addr: u64, data: &[u8]) {
         debug_assert!(addr < Self::LIMIT);
         let offset = (addr % FRAME) as usize;
-        let frame = self
-            .frames
+        self.frames
             .entry(addr / FRAME)
-            .or_insert_with(|| Box::new([0; FRAME as usize]));
-        frame[offset..offset + data.len()].copy_from_slice(data);
+            .or_insert_with(Frame::zeroed)
+            .write(offset, data);
     }
 
     /// Splits `len` bytes at `addr` into per-frame pieces: (physical start,

@@ -13,11 +13,16 @@
 //!   writable, user and no-execute bits combined over all levels; 1 GiB and
 //!   2 MiB pages; reserved-bit and canonical-address checks. A recursive
 //!   entry works with no special case, as it does on the CPU.
-//! - [`Machine`]: memory, CR3 and a TLB. Every virtual access goes through
-//!   the TLB, which caches a translation on first use and keeps it, stale,
-//!   until [`Machine::invlpg`], [`Machine::flush_all`] or
-//!   [`Machine::set_cr3`]. [`Counters`] record hits, misses and flushes, so
-//!   a test can catch needless flushes as well as missing ones.
+//! - [`Machine`]: memory, CR3, a TLB and paging-structure caches. Every
+//!   virtual access goes through the TLB, which caches a translation on
+//!   first use and keeps it, stale, until [`Machine::invlpg`],
+//!   [`Machine::flush_all`] or [`Machine::set_cr3`]; walks set accessed and
+//!   dirty bits and start below cached non-leaf entries, as the CPU's do.
+//!   [`Counters`] record hits, misses and flushes, so a test can catch
+//!   needless flushes as well as missing ones.
+//! - [`CpuConfig`]: which CPU is emulated (MAXPHYADDR, 1 GiB pages,
+//!   EFER.NXE) and which caches are modelled, so a test can ask whether code
+//!   works on a smaller CPU than the default.
 //! - [`PageFault`]: what the CPU would raise instead of touching memory,
 //!   naming the address, the access and the level where the walk stopped.
 //!   Whatever the tables contain, walks and virtual accesses return a value
@@ -34,15 +39,42 @@
 //!
 //! # Model
 //!
-//! EFER.NXE, CR0.WP and CR4.PGE are on; SMEP, SMAP, protection keys, PCIDs
-//! and 5-level paging are off; 1 GiB pages are supported; physical addresses
-//! have 52 bits. The TLB is unbounded (nothing is evicted behind your back)
-//! and holds leaf translations only: paging-structure caches are not
-//! modelled, so a change
-//! to a non-leaf entry affects addresses that are not in the TLB at once
-//! (hardware may keep using the old entry until any `invlpg` or CR3 write).
-//! Accessed and dirty bits are never set. A protection fault raised by a
-//! cached translation drops that entry, as hardware does.
+//! CR0.WP and CR4.PGE are on; SMEP, SMAP, protection keys, PCIDs and 5-level
+//! paging are off. By default ([`CpuConfig::DEFAULT`]) EFER.NXE is on, 1 GiB
+//! pages are supported and physical addresses have 52 bits; a narrower
+//! [`CpuConfig`] makes the entries such a CPU refuses fault with
+//! [`FaultCause::ReservedBits`]: address bits at or above MAXPHYADDR, the
+//! huge-page bit at level 3 without 1 GiB pages, bit 63 without EFER.NXE.
+//!
+//! Following the Intel SDM (vol. 3, 4.8 and 4.10):
+//!
+//! - **Accessed and dirty bits.** A walk that fills the TLB sets the accessed
+//!   bit in every entry it reads from memory, and on a write the dirty bit in
+//!   the leaf. A TLB hit sets nothing, except that a write through a cached
+//!   translation whose dirty bit is clear walks the tables again (and so
+//!   sees them as they are now). A walk that faults sets nothing.
+//!   [`Machine::walk`] reports the bits in its flags without storing them.
+//! - **TLB.** Unbounded (nothing is evicted behind your back); it caches leaf
+//!   translations with their combined rights. `GLOBAL` ones survive CR3
+//!   writes and [`Machine::flush_all`]; [`Machine::flush_global`] (a CR4.PGE
+//!   toggle) drops them too.
+//! - **Paging-structure caches.** Each successful walk caches the present
+//!   level-4, -3 and -2 table pointers it read (the PML4E, PDPTE and PDE
+//!   caches, keyed by the address bits that select them, with the rights
+//!   combined down to them). A later walk starts below the lowest cached
+//!   entry for its address, so a change to a present non-leaf entry is not
+//!   seen by addresses walked through the cached copy. `invlpg` of *any*
+//!   address, a CR3 write and either flush drop every cached entry; global
+//!   pages do not apply to them.
+//! - **Faults.** A page fault drops the TLB and paging-structure-cache
+//!   entries for its address, so a retried access walks afresh (a fault
+//!   raised by stale cached rights is followed by a successful retry, as on
+//!   hardware).
+//!
+//! [`Machine::set_paging_structure_caches`] and
+//! [`CpuConfig::with_accessed_dirty`] switch those two parts of the model
+//! off, for a test that needs the older, more forgiving behaviour (or
+//! byte-exact tables).
 //!
 //! # Example
 //!
@@ -81,9 +113,10 @@
 //! assert_eq!(machine.read_u64(page)?, 2222);
 //!
 //! // Page tables are visible at their recursive addresses: the level-1
-//! // table (indices 510, 0, 0, 2) holds the entry just written.
+//! // table (indices 510, 0, 0, 2) holds the entry just written, with the
+//! // accessed bit the last walk set in it.
 //! let level_1 = VirtAddr::new(0xffff_ff00_0000_2000);
-//! assert_eq!(machine.read_u64(level_1)?, 0x20_0000 | table);
+//! assert_eq!(machine.read_u64(level_1)?, 0x20_0000 | table | Flags::ACCESSED.bits());
 //!
 //! let counters = machine.counters();
 //! assert_eq!((counters.tlb_misses, counters.tlb_hits, counters.invlpg), (3, 1, 1));
@@ -91,14 +124,17 @@
 //! ```
 
 mod backend;
+mod config;
 mod fault;
 mod hash;
 mod machine;
 mod memory;
 mod mmu;
+mod psc;
 mod tlb;
 
+pub use config::{CpuConfig, InvalidMaxPhysAddr};
 pub use fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
 pub use machine::{Counters, Machine};
 pub use memory::{PhysMemory, PhysRangeError};
-pub use mmu::{LeafSize, Translation, walk};
+pub use mmu::{LeafSize, Translation, walk, walk_with_config};

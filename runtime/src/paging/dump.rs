@@ -151,8 +151,10 @@ struct Run {
 impl Run {
     fn extends(&self, next: &Mapping) -> bool {
         let len = self.count * self.first.size;
+        // Accessed and dirty bits are the CPU's bookkeeping, not printed.
+        let cpu_set = PageTableFlags::ACCESSED | PageTableFlags::DIRTY;
         next.size == self.first.size
-            && next.flags == self.first.flags
+            && (next.flags ^ self.first.flags) & !cpu_set == PageTableFlags::empty()
             && next.start.as_u64() == self.first.start.as_u64().wrapping_add(len)
             && next.frame.as_u64() == self.first.frame.as_u64() + len
     }

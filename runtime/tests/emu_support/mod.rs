@@ -2,7 +2,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use framealloc::emu::{LeafSize, Machine};
-use framealloc::x86_64::structures::paging::{PageTableFlags as F, PageTableIndex, PhysFrame};
+use framealloc::x86_64::structures::paging::{
+    FrameAllocator, PageTableFlags as F, PageTableIndex, PhysFrame, Size4KiB,
+};
 use framealloc::x86_64::{PhysAddr, VirtAddr};
 
 /// Frame of the level-4 table.
@@ -103,5 +105,23 @@ impl Tables {
             flags |= F::HUGE_PAGE;
         }
         self.set(virt, size.level(), phys | flags.bits());
+    }
+}
+
+/// Hands out consecutive 4 KiB frames (for page tables) from a start address.
+pub struct TableBump(u64);
+
+impl TableBump {
+    pub fn new(first: u64) -> Self {
+        Self(first)
+    }
+}
+
+// SAFETY: every frame is handed out once, and the tests place no data there.
+unsafe impl FrameAllocator<Size4KiB> for TableBump {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        let frame = frame(self.0);
+        self.0 += 0x1000;
+        Some(frame)
     }
 }
