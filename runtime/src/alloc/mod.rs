@@ -17,10 +17,15 @@
 //!
 //! Nothing here uses a heap; storage is always the caller's.
 
+pub mod atomic_bitmap;
 pub mod bitmap;
 pub mod bump;
 pub mod memory_map;
+pub mod percpu;
+pub mod shared;
+mod sync;
 
+pub use atomic_bitmap::{AtomicBitmapAllocator, AtomicBitmapError};
 pub use bitmap::{BitmapAllocator, BitmapError, DeallocError};
 pub use bump::{BumpAllocator, BumpError};
 #[cfg(feature = "std")]
@@ -29,3 +34,5 @@ pub use memory_map::{
     FRAME_SIZE, FirmwareRegion, MapError, MemoryMap, MemoryRegion, NormalizeOptions,
     NormalizeReport, PHYS_LIMIT, RegionKind, normalize,
 };
+pub use percpu::{ClaimError, CpuCache, DrainAll, PerCpuCaches};
+pub use shared::{SharedFrameAllocator, SharedFrameDeallocator, SharedView};
