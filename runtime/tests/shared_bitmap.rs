@@ -64,10 +64,8 @@ fn storage_too_small_then_loaded_once() {
     unsafe { a.load_map(&map) }.unwrap();
     assert_eq!(a.free_frames(), 512);
     // SAFETY: refused (checked here), so nothing changes.
-    assert_eq!(
-        unsafe { a.load_map(&map) },
-        Err(AtomicBitmapError::AlreadyLoaded)
-    );
+    let again = unsafe { a.load_map(&map) };
+    assert_eq!(again, Err(AtomicBitmapError::AlreadyLoaded));
     assert_eq!(a.free_frames(), 512);
 }
 
@@ -143,8 +141,9 @@ fn errors_for_foreign_frames_double_frees_and_mixed_sizes() {
     let pieces: Vec<_> = std::iter::from_fn(|| a.allocate_4kib()).collect();
     assert_eq!(pieces.len(), 1023);
     // SAFETY: refused (checked), so nothing changes.
+    let refused = unsafe { a.try_deallocate_2mib(huge(0x40_0000)) };
     assert_eq!(
-        unsafe { a.try_deallocate_2mib(huge(0x40_0000)) },
+        refused,
         Err(DeallocError::NotAllocatedAsHugeFrame { addr: 0x40_0000 })
     );
 }

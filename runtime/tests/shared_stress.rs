@@ -10,8 +10,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use framealloc::alloc::{
-    AtomicBitmapAllocator, DeallocError, FRAME_SIZE, FirmwareRegion, MemoryMap, MemoryRegion,
-    NormalizeOptions, PerCpuCaches, RegionKind::*, normalize,
+    AtomicBitmapAllocator, ClaimError, CpuCache, DeallocError, FRAME_SIZE, FirmwareRegion,
+    MemoryMap, MemoryRegion, NormalizeOptions, PerCpuCaches, RegionKind::*, normalize,
 };
 use framealloc::{FrameAllocator, FrameDeallocator, PageSize, PhysFrame, Size2MiB, Size4KiB};
 
@@ -209,6 +209,7 @@ fn churn_hands_out_each_frame_once_and_loses_none() {
 /// got is exactly the usable frames.
 #[test]
 fn exhaustion_rounds_hand_out_exactly_the_usable_frames() {
+    const ROUNDS: usize = 300;
     let regions = regions();
     let map = MemoryMap::from_regions(&regions).unwrap();
     let storage = storage_for(&map);
@@ -216,7 +217,6 @@ fn exhaustion_rounds_hand_out_exactly_the_usable_frames() {
     let owners = Owners::new(&map);
     let total = AtomicU64::new(0);
     let barrier = Barrier::new(THREADS);
-    const ROUNDS: usize = 300;
     std::thread::scope(|s| {
         for t in 0..THREADS {
             let (a, owners, total, barrier) = (&a, &owners, &total, &barrier);
@@ -259,7 +259,7 @@ fn exhaustion_rounds_hand_out_exactly_the_usable_frames() {
                         }
                         barrier.wait();
                     }
-                })
+                });
             });
         }
     });
@@ -314,6 +314,20 @@ fn racing_double_frees_are_refused_once() {
     assert_eq!(a.free_frames(), 4095);
 }
 
+/// Claims `cpu`'s cache, waiting while a `drain_all` drains it.
+fn claim<'c, const CPUS: usize, const CAP: usize>(
+    caches: &'c PerCpuCaches<&AtomicBitmapAllocator<'_>, Size4KiB, CPUS, CAP>,
+    cpu: usize,
+) -> CpuCache<'c, &'c AtomicBitmapAllocator<'c>, Size4KiB, CPUS, CAP> {
+    loop {
+        match caches.claim(cpu) {
+            Ok(cache) => return cache,
+            Err(ClaimError::Busy { .. }) => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Per-CPU caches: each thread is one CPU, allocating and freeing through
 /// its handle; another thread keeps asking for a drain of all caches.
 #[test]
@@ -333,20 +347,18 @@ fn per_cpu_caches_hand_out_each_frame_once_and_drain_everything() {
                 let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (cpu as u64 + 1));
                 let mut held = Vec::new();
                 for round in 0..2000 {
-                    // Sometimes keep the handle for a round, sometimes claim
-                    // around each operation.
-                    let mut cache = caches.claim(cpu).unwrap();
+                    // The handle is held for a round; between rounds the
+                    // drainer may drain this CPU's cache itself.
+                    let mut cache = claim(caches, cpu);
                     for _ in 0..rng.below(40) {
-                        match cache.allocate_frame() {
-                            Some(f) => {
-                                owners.take(f.start_address().as_u64(), 1);
-                                held.push(f);
-                            }
-                            None => {
-                                drop(cache);
-                                caches.drain_all();
-                                cache = caches.claim(cpu).unwrap();
-                            }
+                        if let Some(f) = cache.allocate_frame() {
+                            owners.take(f.start_address().as_u64(), 1);
+                            held.push(f);
+                        } else {
+                            // Memory pressure: collect the other CPUs' frames.
+                            drop(cache);
+                            caches.drain_all();
+                            cache = claim(caches, cpu);
                         }
                     }
                     while held.len() > rng.below(80) as usize {
@@ -363,7 +375,7 @@ fn per_cpu_caches_hand_out_each_frame_once_and_drain_everything() {
                         assert!(cache.is_empty());
                     }
                 }
-                let mut cache = caches.claim(cpu).unwrap();
+                let mut cache = claim(caches, cpu);
                 for f in held {
                     owners.give(f.start_address().as_u64(), 1);
                     // SAFETY: the frame is unused.

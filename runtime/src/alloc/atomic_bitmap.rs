@@ -534,6 +534,13 @@ impl<'a> AtomicBitmapAllocator<'a> {
                 for taken in first..first + k {
                     self.word(taken).fetch_or(u64::MAX, Ordering::SeqCst);
                 }
+                if k > 0 {
+                    // A scan may have found these words empty meanwhile
+                    // and cleared their summary bits: they have free
+                    // frames again.
+                    self.word(g.summary_at + first / 64)
+                        .fetch_or(((1 << k) - 1) << (first % 64), Ordering::SeqCst);
+                }
                 // A free that completed the chunk meanwhile saw our taken
                 // words and left the hint clear: look again.
                 self.mark_chunk_if_free(g, chunk);
@@ -790,5 +797,47 @@ impl SharedFrameDeallocator<Size2MiB> for AtomicBitmapAllocator<'_> {
         // SAFETY: the caller guarantees the frame is unused.
         let result = unsafe { self.try_deallocate_2mib(frame) };
         self.record(result);
+    }
+}
+
+#[cfg(all(loom, test))]
+impl AtomicBitmapAllocator<'_> {
+    /// Checks what must hold whenever no operation is running: a word with
+    /// a free frame has its summary bit, an all-free chunk has its hint bit
+    /// and is not marked as handed out whole, and only usable frames are
+    /// free.
+    pub(crate) fn check_invariants(&self) {
+        let Some(g) = self.geometry() else {
+            return;
+        };
+        let bit = |part: usize, i: usize| {
+            self.word(part + i / 64).load(Ordering::SeqCst) & (1 << (i % 64)) != 0
+        };
+        for w in 0..g.words {
+            let free = self.word(w).load(Ordering::SeqCst);
+            let usable = self.word(g.usable_at + w).load(Ordering::SeqCst);
+            assert_eq!(
+                free & !usable,
+                0,
+                "word {w}: a free frame that is not usable"
+            );
+            assert!(
+                free == 0 || bit(g.summary_at, w),
+                "word {w}: free frames, no summary bit"
+            );
+        }
+        for c in 0..g.chunks() {
+            if self.chunk_is_free(&g, c) {
+                assert!(bit(g.chunk_free_at, c), "chunk {c}: all free, no hint bit");
+                assert!(!bit(g.chunk_huge_at, c), "chunk {c}: all free, marked huge");
+            }
+            if bit(g.chunk_huge_at, c) {
+                assert!(
+                    (c * CHUNK_WORDS..(c + 1) * CHUNK_WORDS)
+                        .all(|w| self.word(w).load(Ordering::SeqCst) == 0),
+                    "chunk {c}: handed out whole, yet a frame is free"
+                );
+            }
+        }
     }
 }

@@ -25,6 +25,9 @@ pub mod percpu;
 pub mod shared;
 mod sync;
 
+#[cfg(all(loom, test))]
+mod loom_tests;
+
 pub use atomic_bitmap::{AtomicBitmapAllocator, AtomicBitmapError};
 pub use bitmap::{BitmapAllocator, BitmapError, DeallocError};
 pub use bump::{BumpAllocator, BumpError};

@@ -98,7 +98,10 @@ pub enum ClaimError {
         /// The number of slots.
         cpus: usize,
     },
-    /// Another [`CpuCache`] for this CPU exists.
+    /// Another [`CpuCache`] for this CPU exists, or
+    /// [`PerCpuCaches::drain_all`] is draining this CPU's cache right now
+    /// (briefly). Retry, or allocate from the shared allocator
+    /// ([`PerCpuCaches::allocator`]) this once.
     Busy {
         /// The CPU asked for.
         cpu: usize,
