@@ -236,8 +236,8 @@ proptest! {
                     Op::DrainAll => {
                         let report = caches.drain_all();
                         let mut expected = DrainAll::default();
-                        for cpu in 0..CPUS {
-                            if handles[cpu].is_some() {
+                        for (cpu, handle) in handles.iter().enumerate() {
+                            if handle.is_some() {
                                 m.owes_drain[cpu] = true;
                                 expected.deferred += 1;
                             } else {
@@ -251,8 +251,8 @@ proptest! {
                     }
                     Op::Free(..) => {}
                 }
-                for cpu in 0..CPUS {
-                    if let Some(cache) = &handles[cpu] {
+                for (cpu, handle) in handles.iter().enumerate() {
+                    if let Some(cache) = handle {
                         prop_assert_eq!(cache.len(), m.cached[cpu], "cpu {}", cpu);
                     }
                 }
