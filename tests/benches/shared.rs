@@ -1,0 +1,435 @@
+//! Allocators shared by several CPUs, side by side in one run:
+//! `spin::Mutex<BitmapAllocator>` (what kernels do today), the lock-free
+//! `AtomicBitmapAllocator`, per-CPU caches (`PerCpuCaches`, 64 frames per
+//! CPU) in front of it, and the single-CPU `BitmapAllocator` through
+//! `&mut` as the floor.
+//!
+//! `cargo bench -p tests --bench shared` (about a minute). Groups:
+//!
+//! - `fill/<subject>/<N>`: one thread fills a fresh allocator with N 4 KiB
+//!   frames (1 Ki to 1 Mi); the per-frame cost must not grow with N;
+//! - `churn<T>/<subject>`: T threads (1 or 2) each allocate 32 frames and
+//!   free them again, over and over, from a 256 Ki-frame allocator;
+//!   wall-clock time per allocate-and-free pair per thread (equal to the
+//!   1-thread figure if it scaled perfectly);
+//! - `line/pingpong`: two threads hand one cache line back and forth (the
+//!   cost of moving a contended line between these two cores), the one
+//!   hardware parameter of the scaling model in the summary.
+//!
+//! A summary with the ratios and the model's predictions past two cores is
+//! printed at the end; `docs/smp.md` explains the model.
+
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "frame counts below 2^21 convert to f64 exactly"
+)]
+
+use std::hint::black_box;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use framealloc::alloc::{
+    AtomicBitmapAllocator, BitmapAllocator, FRAME_SIZE, FirmwareRegion, MemoryMap, MemoryRegion,
+    NormalizeOptions, PerCpuCaches, RegionKind, normalize,
+};
+use framealloc::{FrameAllocator, FrameDeallocator, PhysFrame, Size4KiB};
+
+/// Fill sizes: 1 Ki, 16 Ki, 128 Ki, 1 Mi frames.
+const FILL_SIZES: [u64; 4] = [1 << 10, 1 << 14, 1 << 17, 1 << 20];
+/// Frames of the allocator the churn runs on.
+const CHURN_FRAMES: u64 = 1 << 18;
+/// Frames each thread holds per churn round.
+const ROUND: usize = 32;
+/// Per-CPU cache capacity (refill and drain 32 at a time).
+const CAP: usize = 64;
+const SUBJECTS: [&str; 4] = ["bitmap", "mutex", "atomic", "percpu"];
+
+type Caches<'a, 's> = PerCpuCaches<&'a AtomicBitmapAllocator<'s>, Size4KiB, 2, CAP>;
+
+/// Usable memory for `frames` frames in 64 MiB blocks separated by
+/// reserved frames (as in `allocators.rs`).
+fn normalized(frames: u64) -> Vec<MemoryRegion> {
+    let mut map = Vec::new();
+    let block = 64 << 20;
+    let mut base = 0x10_0000;
+    let mut left = frames * FRAME_SIZE + block;
+    while left > 0 {
+        map.push(FirmwareRegion::new(base, block, RegionKind::Usable));
+        map.push(FirmwareRegion::new(base + block, FRAME_SIZE, RegionKind::Reserved));
+        base += block + FRAME_SIZE;
+        left = left.saturating_sub(block);
+    }
+    let mut storage = vec![MemoryRegion::default(); 4 * map.len() + 2];
+    let (map, _) = normalize(&map, &mut storage, NormalizeOptions::new()).unwrap();
+    map.regions().to_vec()
+}
+
+fn atomic_storage(map: &MemoryMap<'_>) -> Vec<AtomicU64> {
+    (0..AtomicBitmapAllocator::words_needed(map))
+        .map(|_| AtomicU64::new(0))
+        .collect()
+}
+
+fn atomic<'s>(storage: &'s [AtomicU64], map: &MemoryMap<'_>) -> AtomicBitmapAllocator<'s> {
+    let a = AtomicBitmapAllocator::new(storage);
+    // SAFETY: the map describes no real memory: the frames are numbers the
+    // benchmark discards and never accesses, and nothing else manages them.
+    unsafe { a.load_map(map) }.unwrap();
+    a
+}
+
+fn bitmap<'s>(storage: &'s mut [u64], map: &MemoryMap<'_>) -> BitmapAllocator<'s> {
+    // SAFETY: as for `atomic`.
+    unsafe { BitmapAllocator::from_map(storage, map) }.unwrap()
+}
+
+/// Fills `iters` fresh allocators of `subject` with `n` frames each.
+fn fill(subject: &str, map: &MemoryMap<'_>, n: u64, iters: u64) -> Duration {
+    let iters = iters as usize;
+    match subject {
+        "bitmap" | "mutex" => {
+            let words = BitmapAllocator::words_needed(map);
+            let mut storage = vec![0u64; words * iters];
+            let mut bitmaps: Vec<_> = storage.chunks_mut(words).map(|s| bitmap(s, map)).collect();
+            if subject == "bitmap" {
+                let start = Instant::now();
+                for b in &mut bitmaps {
+                    for _ in 0..n {
+                        black_box(b.allocate_4kib());
+                    }
+                }
+                start.elapsed()
+            } else {
+                let locked: Vec<_> = bitmaps.into_iter().map(spin::Mutex::new).collect();
+                let start = Instant::now();
+                for b in &locked {
+                    for _ in 0..n {
+                        black_box(b.lock().allocate_4kib());
+                    }
+                }
+                start.elapsed()
+            }
+        }
+        _ => {
+            let storages: Vec<_> = (0..iters).map(|_| atomic_storage(map)).collect();
+            let atomics: Vec<_> = storages.iter().map(|s| atomic(s, map)).collect();
+            if subject == "atomic" {
+                let start = Instant::now();
+                for a in &atomics {
+                    for _ in 0..n {
+                        black_box(a.allocate_4kib());
+                    }
+                }
+                start.elapsed()
+            } else {
+                let caches: Vec<Caches<'_, '_>> = atomics.iter().map(PerCpuCaches::new).collect();
+                let start = Instant::now();
+                for c in &caches {
+                    let mut cache = c.claim(0).unwrap();
+                    for _ in 0..n {
+                        black_box(cache.allocate_frame());
+                    }
+                }
+                start.elapsed()
+            }
+        }
+    }
+}
+
+/// One thread's churn: `rounds` times, take `ROUND` frames and give them
+/// back, through `alloc` and `free`.
+fn churn_rounds(
+    rounds: u64,
+    mut alloc: impl FnMut() -> Option<PhysFrame<Size4KiB>>,
+    mut free: impl FnMut(PhysFrame<Size4KiB>),
+) {
+    let mut held = [MaybeUninit::<PhysFrame<Size4KiB>>::uninit(); ROUND];
+    for _ in 0..rounds {
+        for slot in &mut held {
+            slot.write(alloc().expect("the churn allocator has room"));
+        }
+        for slot in &held {
+            // SAFETY: every slot was written above.
+            free(black_box(unsafe { slot.assume_init() }));
+        }
+    }
+}
+
+/// Runs `body(thread)` on `threads` threads started together; the time
+/// from the start to the last one's end.
+fn timed_threads(threads: usize, body: impl Fn(usize) + Sync) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (barrier, body) = (&barrier, &body);
+            s.spawn(move || {
+                barrier.wait();
+                body(t);
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn churn(c: &mut Criterion) {
+    let regions = normalized(CHURN_FRAMES);
+    let map = MemoryMap::from_regions(&regions).unwrap();
+    for threads in [1usize, 2] {
+        let mut group = c.benchmark_group(format!("churn{threads}"));
+        group.throughput(Throughput::Elements(ROUND as u64));
+        for subject in SUBJECTS {
+            if subject == "bitmap" && threads > 1 {
+                continue; // not shareable
+            }
+            group.bench_function(subject, |b| {
+                b.iter_custom(|rounds| match subject {
+                    "bitmap" => {
+                        let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
+                        let owned = std::sync::Mutex::new(Some(bitmap(&mut storage, &map)));
+                        timed_threads(1, |_| {
+                            let a = std::cell::RefCell::new(owned.lock().unwrap().take().unwrap());
+                            churn_rounds(
+                                rounds,
+                                || a.borrow_mut().allocate_4kib(),
+                                // SAFETY: the frame is unused.
+                                |f| unsafe { a.borrow_mut().deallocate_frame(f) },
+                            );
+                        })
+                    }
+                    "mutex" => {
+                        let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
+                        let a = spin::Mutex::new(bitmap(&mut storage, &map));
+                        timed_threads(threads, |_| {
+                            churn_rounds(
+                                rounds,
+                                || a.lock().allocate_4kib(),
+                                // SAFETY: the frame is unused.
+                                |f| unsafe { a.lock().deallocate_frame(f) },
+                            );
+                        })
+                    }
+                    "atomic" => {
+                        let storage = atomic_storage(&map);
+                        let a = atomic(&storage, &map);
+                        timed_threads(threads, |_| {
+                            churn_rounds(
+                                rounds,
+                                || a.allocate_4kib(),
+                                // SAFETY: the frame is unused.
+                                |f| unsafe { a.try_deallocate_4kib(f) }.unwrap(),
+                            );
+                        })
+                    }
+                    _ => {
+                        let storage = atomic_storage(&map);
+                        let a = atomic(&storage, &map);
+                        let caches: Caches<'_, '_> = PerCpuCaches::new(&a);
+                        timed_threads(threads, |cpu| {
+                            let cache = std::cell::RefCell::new(caches.claim(cpu).unwrap());
+                            churn_rounds(
+                                rounds,
+                                || cache.borrow_mut().allocate_frame(),
+                                // SAFETY: the frame is unused.
+                                |f| unsafe { cache.borrow_mut().deallocate_frame(f) },
+                            );
+                        })
+                    }
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Two threads pass a token through one cache line: each handoff moves the
+/// line from one core to the other.
+fn pingpong(c: &mut Criterion) {
+    let mut group = c.benchmark_group("line");
+    group.bench_function("pingpong", |b| {
+        b.iter_custom(|handoffs| {
+            let line = AtomicU64::new(0);
+            timed_threads(2, |me| {
+                let me = me as u64;
+                let mut next = me;
+                while next < handoffs {
+                    while line.load(Ordering::Acquire) != next {
+                        std::hint::spin_loop();
+                    }
+                    line.store(next + 1, Ordering::Release);
+                    next += 2;
+                }
+            })
+        });
+    });
+    group.finish();
+}
+
+fn fills(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fill");
+    group.sampling_mode(SamplingMode::Flat);
+    for n in FILL_SIZES {
+        let regions = normalized(n);
+        let map = MemoryMap::from_regions(&regions).unwrap();
+        group.throughput(Throughput::Elements(n));
+        for subject in SUBJECTS {
+            group.bench_function(BenchmarkId::new(subject, n), |b| {
+                b.iter_custom(|iters| fill(subject, &map, n, iters));
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The median of one benchmark's samples, in ns per iteration.
+fn median_ns(dir: &Path, parts: &[&str]) -> Option<f64> {
+    let mut path = dir.to_path_buf();
+    for part in parts {
+        path.push(part);
+    }
+    let text = std::fs::read_to_string(path.join("new/estimates.json")).ok()?;
+    let median = &text[text.find("\"median\"")?..];
+    let value = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    let end = value.find([',', '}'])?;
+    value[..end].trim().parse().ok()
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+fn summary(dir: &Path) {
+    println!("\nfill: ns per 4 KiB frame (median of samples)");
+    println!(
+        "{:<8} {:>8} {:>8} {:>8} {:>8}   1Mi/1Ki   vs bitmap at 1 Mi",
+        "", "1 Ki", "16 Ki", "128 Ki", "1 Mi"
+    );
+    let bitmap_1m =
+        median_ns(dir, &["fill", "bitmap", "1048576"]).map(|t| t / (1u64 << 20) as f64);
+    for subject in SUBJECTS {
+        let per: Vec<Option<f64>> = FILL_SIZES
+            .iter()
+            .map(|&n| median_ns(dir, &["fill", subject, &n.to_string()]).map(|t| t / n as f64))
+            .collect();
+        let flat = per[0].zip(per[3]).map(|(a, b)| b / a);
+        let ratio = per[3].zip(bitmap_1m).map(|(a, b)| a / b);
+        println!(
+            "{subject:<8} {:>8} {:>8} {:>8} {:>8}   {:>7}   {:>7}",
+            cell(per[0]),
+            cell(per[1]),
+            cell(per[2]),
+            cell(per[3]),
+            cell(flat),
+            cell(ratio)
+        );
+    }
+
+    let per_pair = |threads: usize, subject: &str| {
+        median_ns(dir, &[&format!("churn{threads}"), subject]).map(|t| t / ROUND as f64)
+    };
+    let line = median_ns(dir, &["line", "pingpong"]);
+    println!("\nchurn: ns per allocate+free pair per thread (wall clock; equal across columns = perfect scaling)");
+    println!(
+        "{:<8} {:>9} {:>9} {:>12} {:>16}",
+        "", "1 thread", "2 threads", "2T / 1T", "1T vs mutex 1T"
+    );
+    let mutex_1 = per_pair(1, "mutex");
+    for subject in SUBJECTS {
+        let (t1, t2) = (per_pair(1, subject), per_pair(2, subject));
+        println!(
+            "{subject:<8} {:>9} {:>9} {:>12} {:>16}",
+            cell(t1),
+            cell(t2),
+            cell(t1.zip(t2).map(|(a, b)| b / a)),
+            cell(t1.zip(mutex_1).map(|(a, b)| a / b))
+        );
+    }
+    if let (Some(m2), Some(a2), Some(p2)) = (
+        per_pair(2, "mutex"),
+        per_pair(2, "atomic"),
+        per_pair(2, "percpu"),
+    ) {
+        println!(
+            "2 threads: atomic / mutex = {:.2}, percpu / mutex = {:.2}",
+            a2 / m2,
+            p2 / m2
+        );
+    }
+    println!("cache-line handoff between the two cores: {}", cell(line));
+    model(per_pair(1, "mutex"), per_pair(1, "atomic"), per_pair(1, "percpu"), line, [
+        per_pair(2, "mutex"),
+        per_pair(2, "atomic"),
+        per_pair(2, "percpu"),
+    ]);
+}
+
+/// The bottleneck model of docs/smp.md: a thread's pair costs at least its
+/// 1-thread time T1, and N threads cannot go faster than the one shared
+/// resource each pair holds exclusively for S allows: T(N) = max(T1, N * S).
+fn model(
+    mutex: Option<f64>,
+    atomic: Option<f64>,
+    percpu: Option<f64>,
+    line: Option<f64>,
+    measured_2: [Option<f64>; 3],
+) {
+    let (Some(m1), Some(a1), Some(p1), Some(x)) = (mutex, atomic, percpu, line) else {
+        return;
+    };
+    // Serial time per pair on the shared resource:
+    // - mutex: two critical sections (allocate, free), each holding the
+    //   lock for its own work plus fetching the lock's and the bitmap's
+    //   lines from the other core: 2 * (T1/2 + 2x);
+    // - atomic: every thread starts at the same hint word, so the two
+    //   compare-and-swaps (allocate, free) of a pair each move that word's
+    //   line: 2x;
+    // - percpu: a refill and a drain of 32 frames each move about two lines
+    //   (a bitmap word, a summary word) and take the shared allocator's
+    //   batch time; per pair: (4x + 2 * 32 * (atomic T1 / 2) / 32) / 32.
+    let serial = [
+        m1 + 4.0 * x,
+        2.0 * x,
+        (4.0 * x + ROUND as f64 * a1) / ROUND as f64,
+    ];
+    let t1 = [m1, a1, p1];
+    println!("\nmodel: T(N) = max(T1, N * S), ns per pair per thread (S from the handoff cost above)");
+    println!(
+        "{:<8} {:>8} {:>13} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "", "S", "T(2) meas.", "T(2)", "T(4)", "T(8)", "T(16)", "T(64)"
+    );
+    for (i, subject) in ["mutex", "atomic", "percpu"].iter().enumerate() {
+        let t = |n: f64| t1[i].max(n * serial[i]);
+        println!(
+            "{subject:<8} {:>8.2} {:>13} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            serial[i],
+            cell(measured_2[i]),
+            t(2.0),
+            t(4.0),
+            t(8.0),
+            t(16.0),
+            t(64.0)
+        );
+    }
+}
+
+fn main() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion-shared");
+    let mut c = Criterion::default()
+        .output_directory(&dir)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .configure_from_args();
+    fills(&mut c);
+    churn(&mut c);
+    pingpong(&mut c);
+    c.final_summary();
+    summary(&dir);
+}
