@@ -8,13 +8,16 @@
 //!
 //! - `fill/<subject>/<N>`: one thread fills a fresh allocator with N 4 KiB
 //!   frames (1 Ki to 1 Mi); the per-frame cost must not grow with N;
-//! - `churn<T>/<subject>`: T threads (1 or 2) each allocate 32 frames and
+//! - `churn<T>/<subject>`: T threads (1 or 2) each allocate 96 frames and
 //!   free them again, over and over, from a 256 Ki-frame allocator;
 //!   wall-clock time per allocate-and-free pair per thread (equal to the
-//!   1-thread figure if it scaled perfectly);
-//! - `line/pingpong`: two threads hand one cache line back and forth (the
-//!   cost of moving a contended line between these two cores), the one
-//!   hardware parameter of the scaling model in the summary.
+//!   1-thread figure if it scaled perfectly). `private` gives each thread
+//!   its own `BitmapAllocator`: nothing is shared, so its 2-thread figure
+//!   is what the machine allows at that moment (on a busy shared machine,
+//!   less than two cores);
+//! - `line/contended`: two threads `fetch_add` one counter: the cost of a
+//!   read-modify-write whose cache line the other core keeps taking, the
+//!   one hardware parameter of the scaling model in the summary.
 //!
 //! A summary with the ratios and the model's predictions past two cores is
 //! printed at the end; `docs/smp.md` explains the model.
@@ -42,11 +45,15 @@ use framealloc::{FrameAllocator, FrameDeallocator, PhysFrame, Size4KiB};
 const FILL_SIZES: [u64; 4] = [1 << 10, 1 << 14, 1 << 17, 1 << 20];
 /// Frames of the allocator the churn runs on.
 const CHURN_FRAMES: u64 = 1 << 18;
-/// Frames each thread holds per churn round.
-const ROUND: usize = 32;
+/// Frames each thread holds per churn round: three per-CPU batches, so the
+/// caches refill and drain every round.
+const ROUND: usize = 96;
 /// Per-CPU cache capacity (refill and drain 32 at a time).
 const CAP: usize = 64;
 const SUBJECTS: [&str; 4] = ["bitmap", "mutex", "atomic", "percpu"];
+/// Churn subjects: `private` is one `BitmapAllocator` per thread, nothing
+/// shared: the most that two threads can gain on this machine right now.
+const CHURN_SUBJECTS: [&str; 5] = ["private", "bitmap", "mutex", "atomic", "percpu"];
 
 type Caches<'a, 's> = PerCpuCaches<&'a AtomicBitmapAllocator<'s>, Size4KiB, 2, CAP>;
 
@@ -59,7 +66,11 @@ fn normalized(frames: u64) -> Vec<MemoryRegion> {
     let mut left = frames * FRAME_SIZE + block;
     while left > 0 {
         map.push(FirmwareRegion::new(base, block, RegionKind::Usable));
-        map.push(FirmwareRegion::new(base + block, FRAME_SIZE, RegionKind::Reserved));
+        map.push(FirmwareRegion::new(
+            base + block,
+            FRAME_SIZE,
+            RegionKind::Reserved,
+        ));
         base += block + FRAME_SIZE;
         left = left.saturating_sub(block);
     }
@@ -185,12 +196,30 @@ fn churn(c: &mut Criterion) {
     for threads in [1usize, 2] {
         let mut group = c.benchmark_group(format!("churn{threads}"));
         group.throughput(Throughput::Elements(ROUND as u64));
-        for subject in SUBJECTS {
+        for subject in CHURN_SUBJECTS {
             if subject == "bitmap" && threads > 1 {
                 continue; // not shareable
             }
             group.bench_function(subject, |b| {
                 b.iter_custom(|rounds| match subject {
+                    "private" => {
+                        let words = BitmapAllocator::words_needed(&map);
+                        let mut storage = vec![0u64; words * threads];
+                        let owned: Vec<_> = storage
+                            .chunks_mut(words)
+                            .map(|s| std::sync::Mutex::new(Some(bitmap(s, &map))))
+                            .collect();
+                        timed_threads(threads, |t| {
+                            let a =
+                                std::cell::RefCell::new(owned[t].lock().unwrap().take().unwrap());
+                            churn_rounds(
+                                rounds,
+                                || a.borrow_mut().allocate_4kib(),
+                                // SAFETY: the frame is unused.
+                                |f| unsafe { a.borrow_mut().deallocate_frame(f) },
+                            );
+                        })
+                    }
                     "bitmap" => {
                         let mut storage = vec![0u64; BitmapAllocator::words_needed(&map)];
                         let owned = std::sync::Mutex::new(Some(bitmap(&mut storage, &map)));
@@ -249,22 +278,16 @@ fn churn(c: &mut Criterion) {
     }
 }
 
-/// Two threads pass a token through one cache line: each handoff moves the
-/// line from one core to the other.
-fn pingpong(c: &mut Criterion) {
+/// Two threads `fetch_add` one counter: each operation finds the line on
+/// the other core about as often as not.
+fn contended(c: &mut Criterion) {
     let mut group = c.benchmark_group("line");
-    group.bench_function("pingpong", |b| {
-        b.iter_custom(|handoffs| {
+    group.bench_function("contended", |b| {
+        b.iter_custom(|ops| {
             let line = AtomicU64::new(0);
-            timed_threads(2, |me| {
-                let me = me as u64;
-                let mut next = me;
-                while next < handoffs {
-                    while line.load(Ordering::Acquire) != next {
-                        std::hint::spin_loop();
-                    }
-                    line.store(next + 1, Ordering::Release);
-                    next += 2;
+            timed_threads(2, |_| {
+                for _ in 0..ops {
+                    line.fetch_add(1, Ordering::AcqRel);
                 }
             })
         });
@@ -311,8 +334,7 @@ fn summary(dir: &Path) {
         "{:<8} {:>8} {:>8} {:>8} {:>8}   1Mi/1Ki   vs bitmap at 1 Mi",
         "", "1 Ki", "16 Ki", "128 Ki", "1 Mi"
     );
-    let bitmap_1m =
-        median_ns(dir, &["fill", "bitmap", "1048576"]).map(|t| t / (1u64 << 20) as f64);
+    let bitmap_1m = median_ns(dir, &["fill", "bitmap", "1048576"]).map(|t| t / (1u64 << 20) as f64);
     for subject in SUBJECTS {
         let per: Vec<Option<f64>> = FILL_SIZES
             .iter()
@@ -334,14 +356,16 @@ fn summary(dir: &Path) {
     let per_pair = |threads: usize, subject: &str| {
         median_ns(dir, &[&format!("churn{threads}"), subject]).map(|t| t / ROUND as f64)
     };
-    let line = median_ns(dir, &["line", "pingpong"]);
-    println!("\nchurn: ns per allocate+free pair per thread (wall clock; equal across columns = perfect scaling)");
+    let line = median_ns(dir, &["line", "contended"]);
+    println!(
+        "\nchurn: ns per allocate+free pair per thread (wall clock; equal across columns = perfect scaling)"
+    );
     println!(
         "{:<8} {:>9} {:>9} {:>12} {:>16}",
         "", "1 thread", "2 threads", "2T / 1T", "1T vs mutex 1T"
     );
     let mutex_1 = per_pair(1, "mutex");
-    for subject in SUBJECTS {
+    for subject in CHURN_SUBJECTS {
         let (t1, t2) = (per_pair(1, subject), per_pair(2, subject));
         println!(
             "{subject:<8} {:>9} {:>9} {:>12} {:>16}",
@@ -362,12 +386,21 @@ fn summary(dir: &Path) {
             p2 / m2
         );
     }
-    println!("cache-line handoff between the two cores: {}", cell(line));
-    model(per_pair(1, "mutex"), per_pair(1, "atomic"), per_pair(1, "percpu"), line, [
-        per_pair(2, "mutex"),
-        per_pair(2, "atomic"),
-        per_pair(2, "percpu"),
-    ]);
+    println!(
+        "contended read-modify-write, ns per operation: {}",
+        cell(line)
+    );
+    model(
+        per_pair(1, "mutex"),
+        per_pair(1, "atomic"),
+        per_pair(1, "percpu"),
+        line,
+        [
+            per_pair(2, "mutex"),
+            per_pair(2, "atomic"),
+            per_pair(2, "percpu"),
+        ],
+    );
 }
 
 /// The bottleneck model of docs/smp.md: a thread's pair costs at least its
@@ -383,23 +416,20 @@ fn model(
     let (Some(m1), Some(a1), Some(p1), Some(x)) = (mutex, atomic, percpu, line) else {
         return;
     };
-    // Serial time per pair on the shared resource:
+    // Serial time per pair on the one shared resource (docs/smp.md):
     // - mutex: two critical sections (allocate, free), each holding the
-    //   lock for its own work plus fetching the lock's and the bitmap's
-    //   lines from the other core: 2 * (T1/2 + 2x);
-    // - atomic: every thread starts at the same hint word, so the two
-    //   compare-and-swaps (allocate, free) of a pair each move that word's
-    //   line: 2x;
-    // - percpu: a refill and a drain of 32 frames each move about two lines
-    //   (a bitmap word, a summary word) and take the shared allocator's
-    //   batch time; per pair: (4x + 2 * 32 * (atomic T1 / 2) / 32) / 32.
-    let serial = [
-        m1 + 4.0 * x,
-        2.0 * x,
-        (4.0 * x + ROUND as f64 * a1) / ROUND as f64,
-    ];
+    //   lock for its own work plus a contended lock acquisition: T1 + 2x;
+    // - atomic: every thread starts at the same hint word, so both
+    //   read-modify-writes of a pair are contended: 2x;
+    // - percpu: per 32 pairs, one batch refill (about two contended
+    //   operations) and one drain of 32 frees (two contended operations,
+    //   then 32 frees at the lock-free bitmap's own cost): (4x + 32 * a1/2) / 32.
+    let batch = (CAP / 2) as f64;
+    let serial = [m1 + 2.0 * x, 2.0 * x, (4.0 * x + batch * a1 / 2.0) / batch];
     let t1 = [m1, a1, p1];
-    println!("\nmodel: T(N) = max(T1, N * S), ns per pair per thread (S from the handoff cost above)");
+    println!(
+        "\nmodel: T(N) = max(T1, N * S), ns per pair per thread (S from the handoff cost above)"
+    );
     println!(
         "{:<8} {:>8} {:>13} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "", "S", "T(2) meas.", "T(2)", "T(4)", "T(8)", "T(16)", "T(64)"
@@ -429,7 +459,7 @@ fn main() {
         .configure_from_args();
     fills(&mut c);
     churn(&mut c);
-    pingpong(&mut c);
+    contended(&mut c);
     c.final_summary();
     summary(&dir);
 }

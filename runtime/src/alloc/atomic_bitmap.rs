@@ -120,39 +120,51 @@ impl fmt::Display for AtomicBitmapError {
 
 impl core::error::Error for AtomicBitmapError {}
 
-/// Where the parts of the storage are, for a span of `words` bitmap words.
+/// The loaded span: `words` bitmap words from frame `base_frame`. The
+/// parts of the storage follow the free bitmap in this order: usable bits,
+/// summary, chunk "may be all free" bits, chunk "handed out whole" bits.
 #[derive(Clone, Copy)]
 struct Geometry {
     words: usize,
     base_frame: u64,
-    usable_at: usize,
-    summary_at: usize,
-    chunk_free_at: usize,
-    chunk_huge_at: usize,
-    total: usize,
 }
 
 impl Geometry {
-    /// Saturates where `usize` is narrower than the span needs, so that the
-    /// total then exceeds any storage and the map is refused.
-    const fn new(base_frame: u64, words: usize) -> Self {
-        let chunks = words / CHUNK_WORDS;
-        let usable_at = words;
-        let summary_at = usable_at.saturating_add(words);
-        let chunk_free_at = summary_at.saturating_add(words.div_ceil(64));
-        let chunk_huge_at = chunk_free_at.saturating_add(chunks.div_ceil(64));
-        let total = chunk_huge_at.saturating_add(chunks.div_ceil(64));
-        Geometry {
-            words,
-            base_frame,
-            usable_at,
-            summary_at,
-            chunk_free_at,
-            chunk_huge_at,
-            total,
-        }
+    /// The storage words needed for `words` bitmap words. Saturates where
+    /// `usize` is narrower than the span needs, so that the total then
+    /// exceeds any storage and the map is refused.
+    const fn total(words: usize) -> usize {
+        let chunk_bits = (words / CHUNK_WORDS).div_ceil(64);
+        words
+            .saturating_mul(2)
+            .saturating_add(words.div_ceil(64))
+            .saturating_add(2 * chunk_bits)
     }
 
+    // The offsets below are computed with plain arithmetic on every call
+    // (cheaper than loading them): `load_map` checked that `total` fits.
+
+    #[inline]
+    const fn usable_at(&self) -> usize {
+        self.words
+    }
+
+    #[inline]
+    const fn summary_at(&self) -> usize {
+        2 * self.words
+    }
+
+    #[inline]
+    const fn chunk_free_at(&self) -> usize {
+        2 * self.words + self.words.div_ceil(64)
+    }
+
+    #[inline]
+    const fn chunk_huge_at(&self) -> usize {
+        self.chunk_free_at() + self.chunks().div_ceil(64)
+    }
+
+    #[inline]
     const fn chunks(&self) -> usize {
         self.words / CHUNK_WORDS
     }
@@ -175,17 +187,17 @@ fn span(map: &MemoryMap<'_>) -> (u64, usize) {
 /// The lowest `max` set bits of `bits` (all of them if there are fewer).
 #[inline]
 fn lowest_bits(bits: u64, max: usize) -> u64 {
-    if bits.count_ones() as usize <= max {
+    if max >= 64 {
         return bits;
     }
     let mut rest = bits;
-    let mut taken = 0;
     for _ in 0..max {
-        let bit = rest & rest.wrapping_neg();
-        taken |= bit;
-        rest ^= bit;
+        if rest == 0 {
+            break;
+        }
+        rest &= rest - 1;
     }
-    taken
+    bits & !rest
 }
 
 /// A lock-free bitmap frame allocator for 4 KiB and 2 MiB frames over caller
@@ -266,8 +278,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
     /// The number of storage words needed for `map`.
     #[must_use]
     pub fn words_needed(map: &MemoryMap<'_>) -> usize {
-        let (base, words) = span(map);
-        Geometry::new(base, words).total
+        Geometry::total(span(map).1)
     }
 
     /// Makes the usable regions of `map` the free frames. Once: a second
@@ -292,17 +303,18 @@ impl<'a> AtomicBitmapAllocator<'a> {
     /// stores): its bits are what keeps frames unique.
     pub unsafe fn load_map(&self, map: &MemoryMap<'_>) -> Result<(), AtomicBitmapError> {
         let (base_frame, words) = span(map);
-        let g = Geometry::new(base_frame, words);
-        if g.total > self.storage.len() {
+        let g = Geometry { words, base_frame };
+        let total = Geometry::total(words);
+        if total > self.storage.len() {
             return Err(AtomicBitmapError::StorageTooSmall {
-                needed: g.total,
+                needed: total,
                 available: self.storage.len(),
             });
         }
         if self.loading.swap(true, Ordering::AcqRel) {
             return Err(AtomicBitmapError::AlreadyLoaded);
         }
-        let storage = &self.storage[..g.total];
+        let storage = &self.storage[..total];
         for word in storage {
             word.store(0, Ordering::Relaxed);
         }
@@ -324,15 +336,15 @@ impl<'a> AtomicBitmapAllocator<'a> {
         let mut usable = 0;
         for word in 0..words {
             let bits = storage[word].load(Ordering::Relaxed);
-            storage[g.usable_at + word].store(bits, Ordering::Relaxed);
+            storage[g.usable_at() + word].store(bits, Ordering::Relaxed);
             if bits != 0 {
-                storage[g.summary_at + word / 64].fetch_or(1 << (word % 64), Ordering::Relaxed);
+                storage[g.summary_at() + word / 64].fetch_or(1 << (word % 64), Ordering::Relaxed);
             }
             usable += u64::from(bits.count_ones());
         }
         for chunk in 0..g.chunks() {
             if self.chunk_is_free(&g, chunk) {
-                storage[g.chunk_free_at + chunk / 64]
+                storage[g.chunk_free_at() + chunk / 64]
                     .fetch_or(1 << (chunk % 64), Ordering::Relaxed);
             }
         }
@@ -350,10 +362,10 @@ impl<'a> AtomicBitmapAllocator<'a> {
         if words == 0 {
             return None;
         }
-        Some(Geometry::new(
-            self.base_frame.load(Ordering::Relaxed),
+        Some(Geometry {
             words,
-        ))
+            base_frame: self.base_frame.load(Ordering::Relaxed),
+        })
     }
 
     #[inline]
@@ -371,7 +383,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
     /// word has a free frame again: a free that raced with the clear either
     /// set its bit before the clear (and is seen by the re-check) or after.
     fn clear_summary(&self, g: &Geometry, w: usize) {
-        let summary = self.word(g.summary_at + w / 64);
+        let summary = self.word(g.summary_at() + w / 64);
         let bit = 1 << (w % 64);
         summary.fetch_and(!bit, Ordering::SeqCst);
         if self.word(w).load(Ordering::SeqCst) != 0 {
@@ -382,7 +394,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
     /// Sets the "may be all free" bit of `chunk` if it is all free now.
     fn mark_chunk_if_free(&self, g: &Geometry, chunk: usize) {
         if self.chunk_is_free(g, chunk) {
-            self.word(g.chunk_free_at + chunk / 64)
+            self.word(g.chunk_free_at() + chunk / 64)
                 .fetch_or(1 << (chunk % 64), Ordering::SeqCst);
         }
     }
@@ -406,15 +418,8 @@ impl<'a> AtomicBitmapAllocator<'a> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    if current & !taken == 0 {
-                        self.clear_summary(g, w);
-                    }
-                    if current == u64::MAX {
-                        // The chunk is no longer all free. Whoever frees
-                        // these frames again sets the bit again.
-                        let chunk = w / CHUNK_WORDS;
-                        self.word(g.chunk_free_at + chunk / 64)
-                            .fetch_and(!(1 << (chunk % 64)), Ordering::SeqCst);
+                    if current & !taken == 0 || current == u64::MAX {
+                        self.after_take(g, w, current, taken);
                     }
                     return taken;
                 }
@@ -423,8 +428,26 @@ impl<'a> AtomicBitmapAllocator<'a> {
         }
     }
 
+    /// The rarer bookkeeping after `taken` was taken from word `w`, which
+    /// held `before`: once per 64 frames at most.
+    #[cold]
+    fn after_take(&self, g: &Geometry, w: usize, before: u64, taken: u64) {
+        if before & !taken == 0 {
+            self.clear_summary(g, w);
+        }
+        if before == u64::MAX {
+            // The chunk is no longer all free. Whoever frees these frames
+            // again sets the bit again.
+            let chunk = w / CHUNK_WORDS;
+            self.word(g.chunk_free_at() + chunk / 64)
+                .fetch_and(!(1 << (chunk % 64)), Ordering::SeqCst);
+        }
+    }
+
     /// Finds a word with free frames and takes up to `max` (≥ 1) of them:
-    /// the word and the bits taken.
+    /// the word and the bits taken. The hint word first, inline; the scan
+    /// out of line.
+    #[inline]
     fn take(&self, g: &Geometry, max: usize) -> Option<(usize, u64)> {
         let hint = self.word_hint.load(Ordering::Relaxed);
         let hint = if hint < g.words { hint } else { 0 };
@@ -432,10 +455,16 @@ impl<'a> AtomicBitmapAllocator<'a> {
         if taken != 0 {
             return Some((hint, taken));
         }
+        self.scan(g, hint, max)
+    }
+
+    /// Scans the summary from the hint for a word with free frames.
+    #[inline(never)]
+    fn scan(&self, g: &Geometry, hint: usize, max: usize) -> Option<(usize, u64)> {
         let len = g.words.div_ceil(64);
         let start = hint / 64;
         for i in (start..len).chain(0..=start) {
-            let mut candidates = self.word(g.summary_at + i).load(Ordering::Acquire);
+            let mut candidates = self.word(g.summary_at() + i).load(Ordering::Acquire);
             while candidates != 0 {
                 let w = i * 64 + candidates.trailing_zeros() as usize;
                 candidates &= candidates - 1;
@@ -502,7 +531,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
         let hint = self.chunk_hint.load(Ordering::Relaxed);
         let start = if hint < chunks { hint / 64 } else { 0 };
         for i in (start..len).chain(0..=start) {
-            let hints = self.word(g.chunk_free_at + i);
+            let hints = self.word(g.chunk_free_at() + i);
             let mut candidates = hints.load(Ordering::Acquire);
             while candidates != 0 {
                 let bit = candidates & candidates.wrapping_neg();
@@ -538,7 +567,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
                     // A scan may have found these words empty meanwhile
                     // and cleared their summary bits: they have free
                     // frames again.
-                    self.word(g.summary_at + first / 64)
+                    self.word(g.summary_at() + first / 64)
                         .fetch_or(((1 << k) - 1) << (first % 64), Ordering::SeqCst);
                 }
                 // A free that completed the chunk meanwhile saw our taken
@@ -547,10 +576,10 @@ impl<'a> AtomicBitmapAllocator<'a> {
                 return false;
             }
         }
-        self.word(g.chunk_huge_at + chunk / 64)
+        self.word(g.chunk_huge_at() + chunk / 64)
             .fetch_or(1 << (chunk % 64), Ordering::SeqCst);
         // The eight words share one summary word (8 divides 64).
-        let summary = self.word(g.summary_at + first / 64);
+        let summary = self.word(g.summary_at() + first / 64);
         summary.fetch_and(!(0xff << (first % 64)), Ordering::SeqCst);
         for w in first..first + CHUNK_WORDS {
             if self.word(w).load(Ordering::SeqCst) != 0 {
@@ -569,7 +598,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
     }
 
     fn is_huge(&self, g: &Geometry, chunk: usize) -> bool {
-        self.word(g.chunk_huge_at + chunk / 64)
+        self.word(g.chunk_huge_at() + chunk / 64)
             .load(Ordering::Acquire)
             & (1 << (chunk % 64))
             != 0
@@ -598,7 +627,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
         let index = Self::index_of(&g, addr)?;
         let w = (index / 64) as usize;
         let mask = 1u64 << (index % 64);
-        if self.word(g.usable_at + w).load(Ordering::Relaxed) & mask == 0 {
+        if self.word(g.usable_at() + w).load(Ordering::Relaxed) & mask == 0 {
             return Err(DeallocError::NotUsable { addr });
         }
         if self.is_huge(&g, w / CHUNK_WORDS) {
@@ -610,7 +639,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
             return Err(DeallocError::AlreadyFree { addr });
         }
         if before == 0 {
-            self.word(g.summary_at + w / 64)
+            self.word(g.summary_at() + w / 64)
                 .fetch_or(1 << (w % 64), Ordering::SeqCst);
         }
         if before | mask == u64::MAX {
@@ -642,14 +671,14 @@ impl<'a> AtomicBitmapAllocator<'a> {
         let chunk = (index / CHUNK_FRAMES) as usize;
         let first = chunk * CHUNK_WORDS;
         if (first..first + CHUNK_WORDS)
-            .any(|w| self.word(g.usable_at + w).load(Ordering::Relaxed) != u64::MAX)
+            .any(|w| self.word(g.usable_at() + w).load(Ordering::Relaxed) != u64::MAX)
         {
             return Err(DeallocError::NotUsable { addr });
         }
         let bit = 1 << (chunk % 64);
         // Clear "handed out whole" first: from the moment the frames are
         // free, a 4 KiB frame of them may be handed out and freed again.
-        let huge = self.word(g.chunk_huge_at + chunk / 64);
+        let huge = self.word(g.chunk_huge_at() + chunk / 64);
         if huge.fetch_and(!bit, Ordering::SeqCst) & bit == 0 {
             return Err(if self.chunk_is_free(&g, chunk) {
                 DeallocError::AlreadyFree { addr }
@@ -660,7 +689,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
         for w in first..first + CHUNK_WORDS {
             self.word(w).fetch_or(u64::MAX, Ordering::SeqCst);
         }
-        self.word(g.summary_at + first / 64)
+        self.word(g.summary_at() + first / 64)
             .fetch_or(0xff << (first % 64), Ordering::SeqCst);
         self.mark_chunk_if_free(&g, chunk);
         Ok(())
@@ -815,23 +844,29 @@ impl AtomicBitmapAllocator<'_> {
         };
         for w in 0..g.words {
             let free = self.word(w).load(Ordering::SeqCst);
-            let usable = self.word(g.usable_at + w).load(Ordering::SeqCst);
+            let usable = self.word(g.usable_at() + w).load(Ordering::SeqCst);
             assert_eq!(
                 free & !usable,
                 0,
                 "word {w}: a free frame that is not usable"
             );
             assert!(
-                free == 0 || bit(g.summary_at, w),
+                free == 0 || bit(g.summary_at(), w),
                 "word {w}: free frames, no summary bit"
             );
         }
         for c in 0..g.chunks() {
             if self.chunk_is_free(&g, c) {
-                assert!(bit(g.chunk_free_at, c), "chunk {c}: all free, no hint bit");
-                assert!(!bit(g.chunk_huge_at, c), "chunk {c}: all free, marked huge");
+                assert!(
+                    bit(g.chunk_free_at(), c),
+                    "chunk {c}: all free, no hint bit"
+                );
+                assert!(
+                    !bit(g.chunk_huge_at(), c),
+                    "chunk {c}: all free, marked huge"
+                );
             }
-            if bit(g.chunk_huge_at, c) {
+            if bit(g.chunk_huge_at(), c) {
                 assert!(
                     (c * CHUNK_WORDS..(c + 1) * CHUNK_WORDS)
                         .all(|w| self.word(w).load(Ordering::SeqCst) == 0),
