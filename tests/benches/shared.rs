@@ -1,6 +1,6 @@
 //! Allocators shared by several CPUs, side by side in one run:
 //! `spin::Mutex<BitmapAllocator>` (what kernels do today), the lock-free
-//! `AtomicBitmapAllocator`, per-CPU caches (`PerCpuCaches`, 64 frames per
+//! `AtomicBitmapAllocator`, per-CPU caches (`PerCpuCaches`, 128 frames per
 //! CPU) in front of it, and the single-CPU `BitmapAllocator` through
 //! `&mut` as the floor.
 //!
@@ -8,7 +8,7 @@
 //!
 //! - `fill/<subject>/<N>`: one thread fills a fresh allocator with N 4 KiB
 //!   frames (1 Ki to 1 Mi); the per-frame cost must not grow with N;
-//! - `churn<T>/<subject>`: T threads (1 or 2) each allocate 96 frames and
+//! - `churn<T>/<subject>`: T threads (1 or 2) each allocate 192 frames and
 //!   free them again, over and over, from a 256 Ki-frame allocator;
 //!   wall-clock time per allocate-and-free pair per thread (equal to the
 //!   1-thread figure if it scaled perfectly). `private` gives each thread
@@ -47,9 +47,10 @@ const FILL_SIZES: [u64; 4] = [1 << 10, 1 << 14, 1 << 17, 1 << 20];
 const CHURN_FRAMES: u64 = 1 << 18;
 /// Frames each thread holds per churn round: three per-CPU batches, so the
 /// caches refill and drain every round.
-const ROUND: usize = 96;
-/// Per-CPU cache capacity (refill and drain 32 at a time).
-const CAP: usize = 64;
+const ROUND: usize = 192;
+/// Per-CPU cache capacity: refill and drain 64 at a time, a whole bitmap
+/// word, so that two CPUs' batches do not share a word.
+const CAP: usize = 128;
 const SUBJECTS: [&str; 4] = ["bitmap", "mutex", "atomic", "percpu"];
 /// Churn subjects: `private` is one `BitmapAllocator` per thread, nothing
 /// shared: the most that two threads can gain on this machine right now.
@@ -417,15 +418,15 @@ fn model(
         return;
     };
     // Serial time per pair on the one shared resource (docs/smp.md):
-    // - mutex: two critical sections (allocate, free), each holding the
-    //   lock for its own work plus a contended lock acquisition: T1 + 2x;
-    // - atomic: every thread starts at the same hint word, so both
+    // - mutex: the whole critical section of both halves of a pair, plus a
+    //   contended acquisition of the lock's line for each: T1 + 2x;
+    // - atomic: every thread starts at the one shared hint word, so both
     //   read-modify-writes of a pair are contended: 2x;
-    // - percpu: per 32 pairs, one batch refill (about two contended
-    //   operations) and one drain of 32 frees (two contended operations,
-    //   then 32 frees at the lock-free bitmap's own cost): (4x + 32 * a1/2) / 32.
+    // - percpu: per batch of 64 pairs, a refill and a drain, each about two
+    //   contended operations (the hint word, a summary word); the batch's
+    //   own words belong to one CPU: 4x / 64.
     let batch = (CAP / 2) as f64;
-    let serial = [m1 + 2.0 * x, 2.0 * x, (4.0 * x + batch * a1 / 2.0) / batch];
+    let serial = [m1 + 2.0 * x, 2.0 * x, 4.0 * x / batch];
     let t1 = [m1, a1, p1];
     println!(
         "\nmodel: T(N) = max(T1, N * S), ns per pair per thread (S from the handoff cost above)"
