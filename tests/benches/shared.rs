@@ -429,7 +429,7 @@ fn model(
     let serial = [m1 + 2.0 * x, 2.0 * x, 4.0 * x / batch];
     let t1 = [m1, a1, p1];
     println!(
-        "\nmodel: T(N) = max(T1, N * S), ns per pair per thread (S from the handoff cost above)"
+        "\nmodel: T(N) = max(T1, N * S), ns per pair per thread (S from the contended cost above)"
     );
     println!(
         "{:<8} {:>8} {:>13} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -450,7 +450,45 @@ fn model(
     }
 }
 
+#[inline(never)]
+fn fill_atomic(a: &AtomicBitmapAllocator<'_>, n: u64) {
+    for _ in 0..n {
+        black_box(a.allocate_4kib());
+    }
+}
+
+#[inline(never)]
+fn fill_percpu(caches: &Caches<'_, '_>, n: u64) {
+    let mut cache = caches.claim(0).unwrap();
+    for _ in 0..n {
+        black_box(cache.allocate_frame());
+    }
+}
+
+/// `--fill-only atomic|percpu N`: one fill of N frames and nothing else,
+/// for instruction counts, which a busy machine does not disturb:
+/// `valgrind --tool=callgrind --toggle-collect='*fill_atomic*' <binary>
+/// --fill-only atomic 1048576` (likewise `fill_percpu`/`percpu`).
+fn fill_only(kind: &str, n: u64) {
+    let regions = normalized(n);
+    let map = MemoryMap::from_regions(&regions).unwrap();
+    let storage = atomic_storage(&map);
+    let a = atomic(&storage, &map);
+    match kind {
+        "atomic" => fill_atomic(&a, n),
+        "percpu" => fill_percpu(&PerCpuCaches::new(&a), n),
+        other => eprintln!("--fill-only takes atomic or percpu, not {other:?}"),
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, kind, n, ..] = args.as_slice()
+        && flag == "--fill-only"
+    {
+        fill_only(kind, n.parse().expect("N is a number"));
+        return;
+    }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion-shared");
     let mut c = Criterion::default()
         .output_directory(&dir)
