@@ -392,8 +392,19 @@ impl<'a> AtomicBitmapAllocator<'a> {
     }
 
     /// Sets the "may be all free" bit of `chunk` if it is all free now.
+    ///
+    /// Two CPUs may each complete the chunk's last words at once (a free
+    /// in one word, a failed claim putting back others) and then each
+    /// look at the other's words. The looks are read-modify-writes
+    /// (`fetch_or(0)`), not loads: a read-modify-write reads the latest
+    /// value of its word, so of two such CPUs at least one sees the other's
+    /// write and sets the bit (with plain loads this needs sequential
+    /// consistency, which `loom` does not model). Rare: once per word
+    /// filled by a free, and per failed claim.
     fn mark_chunk_if_free(&self, g: &Geometry, chunk: usize) {
-        if self.chunk_is_free(g, chunk) {
+        let all_free = (chunk * CHUNK_WORDS..(chunk + 1) * CHUNK_WORDS)
+            .all(|w| self.word(w).fetch_or(0, Ordering::AcqRel) == u64::MAX);
+        if all_free {
             self.word(g.chunk_free_at() + chunk / 64)
                 .fetch_or(1 << (chunk % 64), Ordering::SeqCst);
         }
