@@ -228,13 +228,21 @@ pub struct AtomicBitmapAllocator<'a> {
     usable_frames: PlainU64,
     /// Set by the one `load_map` that may run.
     loading: PlainBool,
-    /// Next-fit hints (a bitmap word, a chunk); only hints.
-    word_hint: PlainUsize,
-    chunk_hint: PlainUsize,
+    /// Next-fit hints, written by whichever CPU moves on: on a cache line
+    /// of their own, so that the writes do not evict the read-mostly
+    /// fields above from every other CPU.
+    hints: Hints,
     rejected: PlainU64,
     /// The last refusal: the frame address with the error's code in the low
     /// 12 bits (0: none).
     last_rejected: PlainU64,
+}
+
+/// The next-fit hints (a bitmap word, a chunk); only hints.
+#[repr(align(64))]
+struct Hints {
+    word: PlainUsize,
+    chunk: PlainUsize,
 }
 
 impl fmt::Debug for AtomicBitmapAllocator<'_> {
@@ -268,8 +276,10 @@ impl<'a> AtomicBitmapAllocator<'a> {
             base_frame: PlainU64::new(0),
             usable_frames: PlainU64::new(0),
             loading: PlainBool::new(false),
-            word_hint: PlainUsize::new(0),
-            chunk_hint: PlainUsize::new(0),
+            hints: Hints {
+                word: PlainUsize::new(0),
+                chunk: PlainUsize::new(0),
+            },
             rejected: PlainU64::new(0),
             last_rejected: PlainU64::new(0),
         }
@@ -460,7 +470,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
     /// out of line.
     #[inline]
     fn take(&self, g: &Geometry, max: usize) -> Option<(usize, u64)> {
-        let hint = self.word_hint.load(Ordering::Relaxed);
+        let hint = self.hints.word.load(Ordering::Relaxed);
         let hint = if hint < g.words { hint } else { 0 };
         let taken = self.take_bits(g, hint, max);
         if taken != 0 {
@@ -481,7 +491,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
                 candidates &= candidates - 1;
                 let taken = self.take_bits(g, w, max);
                 if taken != 0 {
-                    self.word_hint.store(w, Ordering::Relaxed);
+                    self.hints.word.store(w, Ordering::Relaxed);
                     return Some((w, taken));
                 }
                 // A stale summary bit: the word is empty.
@@ -539,7 +549,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
         let g = self.geometry()?;
         let chunks = g.chunks();
         let len = chunks.div_ceil(64);
-        let hint = self.chunk_hint.load(Ordering::Relaxed);
+        let hint = self.hints.chunk.load(Ordering::Relaxed);
         let start = if hint < chunks { hint / 64 } else { 0 };
         for i in (start..len).chain(0..=start) {
             let hints = self.word(g.chunk_free_at() + i);
@@ -553,7 +563,7 @@ impl<'a> AtomicBitmapAllocator<'a> {
                 }
                 let chunk = i * 64 + bit.trailing_zeros() as usize;
                 if self.claim_chunk(&g, chunk) {
-                    self.chunk_hint.store(chunk, Ordering::Relaxed);
+                    self.hints.chunk.store(chunk, Ordering::Relaxed);
                     return Some(Self::frame_at(&g, chunk as u64 * CHUNK_FRAMES));
                 }
             }
