@@ -256,6 +256,7 @@ fn views_are_frame_allocators_for_both_sizes() {
 enum Op {
     Small,
     Batch(usize),
+    BatchNear(usize, usize),
     Huge,
     FreeSmall(usize),
     FreeHuge(usize),
@@ -268,6 +269,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => Just(Op::Small),
         2 => (1..100usize).prop_map(Op::Batch),
+        2 => (1..100usize, any::<usize>()).prop_map(|(n, c)| Op::BatchNear(n, c)),
         2 => Just(Op::Huge),
         6 => any::<usize>().prop_map(Op::FreeSmall),
         2 => any::<usize>().prop_map(Op::FreeHuge),
@@ -339,6 +341,17 @@ proptest! {
                 Op::Batch(n) => {
                     let mut out = vec![MaybeUninit::uninit(); n];
                     let got = a.allocate_4kib_batch(&mut out);
+                    prop_assert_eq!(got, n.min(m.free.len()));
+                    for slot in &out[..got] {
+                        // SAFETY: the first `got` were written.
+                        let f = unsafe { slot.assume_init() }.start_address().as_u64();
+                        prop_assert!(m.free.remove(&f), "{:#x} was not free", f);
+                        m.small.push(f);
+                    }
+                }
+                Op::BatchNear(n, mut cursor) => {
+                    let mut out = vec![MaybeUninit::uninit(); n];
+                    let got = a.allocate_4kib_batch_near(&mut cursor, &mut out);
                     prop_assert_eq!(got, n.min(m.free.len()));
                     for slot in &out[..got] {
                         // SAFETY: the first `got` were written.

@@ -466,20 +466,32 @@ impl<'a> AtomicBitmapAllocator<'a> {
     }
 
     /// Finds a word with free frames and takes up to `max` (≥ 1) of them:
-    /// the word and the bits taken. The hint word first, inline; the scan
-    /// out of line.
+    /// the word and the bits taken. Starts at the shared next-fit hint and
+    /// moves it.
     #[inline]
     fn take(&self, g: &Geometry, max: usize) -> Option<(usize, u64)> {
         let hint = self.hints.word.load(Ordering::Relaxed);
         let hint = if hint < g.words { hint } else { 0 };
-        let taken = self.take_bits(g, hint, max);
-        if taken != 0 {
-            return Some((hint, taken));
+        let (w, taken) = self.take_at(g, hint, max)?;
+        if w != hint {
+            self.hints.word.store(w, Ordering::Relaxed);
         }
-        self.scan(g, hint, max)
+        Some((w, taken))
     }
 
-    /// Scans the summary from the hint for a word with free frames.
+    /// As [`take`](Self::take), from word `start` (`< words`), leaving the
+    /// shared hint alone. The start word first, inline; the scan out of
+    /// line.
+    #[inline]
+    fn take_at(&self, g: &Geometry, start: usize, max: usize) -> Option<(usize, u64)> {
+        let taken = self.take_bits(g, start, max);
+        if taken != 0 {
+            return Some((start, taken));
+        }
+        self.scan(g, start, max)
+    }
+
+    /// Scans the summary from word `hint` for a word with free frames.
     #[inline(never)]
     fn scan(&self, g: &Geometry, hint: usize, max: usize) -> Option<(usize, u64)> {
         let len = g.words.div_ceil(64);
@@ -491,7 +503,6 @@ impl<'a> AtomicBitmapAllocator<'a> {
                 candidates &= candidates - 1;
                 let taken = self.take_bits(g, w, max);
                 if taken != 0 {
-                    self.hints.word.store(w, Ordering::Relaxed);
                     return Some((w, taken));
                 }
                 // A stale summary bit: the word is empty.
@@ -530,15 +541,53 @@ impl<'a> AtomicBitmapAllocator<'a> {
         };
         let mut n = 0;
         while n < out.len() {
-            let Some((w, mut bits)) = self.take(&g, out.len() - n) else {
+            let Some((w, bits)) = self.take(&g, out.len() - n) else {
                 break;
             };
-            while bits != 0 {
-                let index = w as u64 * 64 + u64::from(bits.trailing_zeros());
-                bits &= bits - 1;
-                out[n].write(Self::frame_at(&g, index));
-                n += 1;
-            }
+            n += Self::write_frames(&g, w, bits, &mut out[n..]);
+        }
+        n
+    }
+
+    /// As [`allocate_4kib_batch`](Self::allocate_4kib_batch), but the search
+    /// starts at the caller's own `cursor` (any value; taken modulo the
+    /// span) instead of the shared hint, and leaves the cursor where it
+    /// stopped. Callers with cursors far apart (one per CPU) take frames
+    /// from different cache lines of the bitmap, so their batches, and
+    /// later their frees, do not contend.
+    pub fn allocate_4kib_batch_near(
+        &self,
+        cursor: &mut usize,
+        out: &mut [MaybeUninit<PhysFrame<Size4KiB>>],
+    ) -> usize {
+        let Some(g) = self.geometry() else {
+            return 0;
+        };
+        let mut n = 0;
+        while n < out.len() {
+            let Some((w, bits)) = self.take_at(&g, *cursor % g.words, out.len() - n) else {
+                break;
+            };
+            *cursor = w;
+            n += Self::write_frames(&g, w, bits, &mut out[n..]);
+        }
+        n
+    }
+
+    /// Writes the frames of `bits` of word `w` to `out`; returns how many.
+    #[inline]
+    fn write_frames(
+        g: &Geometry,
+        w: usize,
+        mut bits: u64,
+        out: &mut [MaybeUninit<PhysFrame<Size4KiB>>],
+    ) -> usize {
+        let mut n = 0;
+        while bits != 0 {
+            let index = w as u64 * 64 + u64::from(bits.trailing_zeros());
+            bits &= bits - 1;
+            out[n].write(Self::frame_at(g, index));
+            n += 1;
         }
         n
     }
@@ -814,6 +863,15 @@ unsafe impl SharedFrameAllocator<Size4KiB> for AtomicBitmapAllocator<'_> {
     #[inline]
     fn allocate_frames(&self, out: &mut [MaybeUninit<PhysFrame<Size4KiB>>]) -> usize {
         self.allocate_4kib_batch(out)
+    }
+
+    #[inline]
+    fn allocate_frames_near(
+        &self,
+        cursor: &mut usize,
+        out: &mut [MaybeUninit<PhysFrame<Size4KiB>>],
+    ) -> usize {
+        self.allocate_4kib_batch_near(cursor, out)
     }
 }
 

@@ -7,9 +7,11 @@
 //! pops from the CPU's own stack and a deallocation pushes onto it, touching
 //! only that CPU's slot (its own cache line). Only when the stack is empty
 //! does it *refill* a batch of `CAP / 2` frames from the shared allocator
-//! (one call: [`SharedFrameAllocator::allocate_frames`], which the
+//! (one call: [`SharedFrameAllocator::allocate_frames_near`], which the
 //! [`AtomicBitmapAllocator`](super::AtomicBitmapAllocator) serves with about
-//! one atomic operation per 64 frames), and only when it is full does it
+//! one atomic operation per 64 frames, searching from a position of this
+//! CPU's own so that CPUs take frames from different parts of the bitmap),
+//! and only when it is full does it
 //! *drain* the `CAP / 2` coldest frames back. So a CPU holds at most `CAP`
 //! frames, and a burst of allocations or frees reaches the shared allocator
 //! once per `CAP / 2` frames.
@@ -133,6 +135,10 @@ pub struct DrainAll {
 /// One CPU's stack of frames.
 struct Magazine<S: PageSize, const CAP: usize> {
     len: usize,
+    /// Where this CPU's refills search the shared allocator
+    /// ([`SharedFrameAllocator::allocate_frames_near`]); `None` until the
+    /// first refill spreads it by CPU number.
+    cursor: Option<usize>,
     frames: [MaybeUninit<PhysFrame<S>>; CAP],
 }
 
@@ -152,6 +158,7 @@ impl<S: PageSize, const CAP: usize> Slot<S, CAP> {
                 drain_requested: AtomicBool::new(false),
                 magazine: UnsafeCell::new(Magazine {
                     len: 0,
+                    cursor: None,
                     frames: [const { MaybeUninit::uninit() }; CAP],
                 }),
             }
@@ -244,6 +251,7 @@ impl<A, S: PageSize, const CPUS: usize, const CAP: usize> PerCpuCaches<A, S, CPU
         Ok(CpuCache {
             caches: self,
             slot,
+            cpu,
             not_sync: PhantomData,
         })
     }
@@ -293,6 +301,7 @@ where
 pub struct CpuCache<'c, A, S: PageSize, const CPUS: usize, const CAP: usize> {
     caches: &'c PerCpuCaches<A, S, CPUS, CAP>,
     slot: &'c Slot<S, CAP>,
+    cpu: usize,
     /// `Send` but not `Sync`: handing the handle to another thread is fine,
     /// sharing it is not (its methods take `&mut self` anyway).
     not_sync: PhantomData<core::cell::Cell<()>>,
@@ -397,10 +406,14 @@ where
     fn allocate_frame(&mut self) -> Option<PhysFrame<S>> {
         self.drain_if_requested();
         let allocator = &self.caches.allocator;
+        // Spreads the CPUs' first refills over the allocator's range (an
+        // odd multiplier is a bijection modulo any power of two).
+        let spread = self.cpu.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize);
         self.magazine(|magazine| {
             if magazine.len == 0 {
                 let batch = PerCpuCaches::<A, S, CPUS, CAP>::BATCH;
-                let n = allocator.allocate_frames(&mut magazine.frames[..batch]);
+                let cursor = magazine.cursor.get_or_insert(spread);
+                let n = allocator.allocate_frames_near(cursor, &mut magazine.frames[..batch]);
                 magazine.len = n.min(batch);
                 if magazine.len == 0 {
                     return None;

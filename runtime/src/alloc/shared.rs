@@ -73,7 +73,7 @@ use x86_64::structures::paging::{FrameAllocator, FrameDeallocator, PageSize, Phy
 /// frames, and no frame is handed out twice — not to two callers racing on
 /// different CPUs, not to one caller twice — unless it was deallocated in
 /// between. `allocate_frames` initialises `out[..n]` for the `n` it returns
-/// (`n <= out.len()`) and nothing else.
+/// (`n <= out.len()`) and nothing else; so does `allocate_frames_near`.
 pub unsafe trait SharedFrameAllocator<S: PageSize = Size4KiB> {
     /// Allocates a frame, or returns `None` if none is free.
     fn allocate_frame(&self) -> Option<PhysFrame<S>>;
@@ -95,6 +95,22 @@ pub unsafe trait SharedFrameAllocator<S: PageSize = Size4KiB> {
             n += 1;
         }
         n
+    }
+
+    /// As [`allocate_frames`](Self::allocate_frames), for a caller that
+    /// keeps a position of its own (one per CPU): an allocator that
+    /// searches may start at `*cursor` and leave it where it stopped, so
+    /// that callers with different cursors work on different memory and do
+    /// not contend. The value means what the allocator makes of it (any
+    /// `usize` must be accepted). The default ignores it; the atomic bitmap
+    /// uses it; per-CPU caches refill through it.
+    fn allocate_frames_near(
+        &self,
+        cursor: &mut usize,
+        out: &mut [MaybeUninit<PhysFrame<S>>],
+    ) -> usize {
+        let _ = cursor;
+        self.allocate_frames(out)
     }
 }
 
@@ -137,6 +153,15 @@ unsafe impl<S: PageSize, A: SharedFrameAllocator<S> + ?Sized> SharedFrameAllocat
     #[inline]
     fn allocate_frames(&self, out: &mut [MaybeUninit<PhysFrame<S>>]) -> usize {
         (**self).allocate_frames(out)
+    }
+
+    #[inline]
+    fn allocate_frames_near(
+        &self,
+        cursor: &mut usize,
+        out: &mut [MaybeUninit<PhysFrame<S>>],
+    ) -> usize {
+        (**self).allocate_frames_near(cursor, out)
     }
 }
 
