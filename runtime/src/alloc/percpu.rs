@@ -173,6 +173,10 @@ impl<S: PageSize, const CAP: usize> Slot<S, CAP> {
 /// `A` is typically a reference to a `static` allocator
 /// (`&AtomicBitmapAllocator<'static>`). `const`-constructible, no heap:
 /// `CPUS * CAP` frames of storage inside.
+///
+/// Dropping it does not give the cached frames back (a `Drop` impl could
+/// not require `A` to deallocate): they stay allocated in `A`. Call
+/// [`drain_all_now`](Self::drain_all_now) first if `A` outlives it.
 pub struct PerCpuCaches<A, S: PageSize, const CPUS: usize, const CAP: usize> {
     allocator: A,
     slots: [Slot<S, CAP>; CPUS],
