@@ -5,7 +5,7 @@
 //! every call still writes cache lines that other CPUs write too. A
 //! [`PerCpuCaches`] keeps a small stack of frames per CPU: an allocation
 //! pops from the CPU's own stack and a deallocation pushes onto it, touching
-//! only that CPU's slot (its own cache line). Only when the stack is empty
+//! only that CPU's slot (cache lines of its own). Only when the stack is empty
 //! does it *refill* a batch of `CAP / 2` frames from the shared allocator
 //! (one call: [`SharedFrameAllocator::allocate_frames_near`], which the
 //! [`AtomicBitmapAllocator`](super::AtomicBitmapAllocator) serves with about

@@ -10,7 +10,7 @@
 //!
 //! `map_to` and the rest of `x86_64` still want a `&mut impl
 //! FrameAllocator<S>`. A [`SharedView`] is that: a copyable `&A` wrapper
-//! (no lock, no extra indirection once inlined) that implements
+//! (no lock; a plain reference at run time) that implements
 //! [`FrameAllocator<S>`] and [`FrameDeallocator<S>`] for every page size `A`
 //! supports. It is this crate's own type, so the user needs no impl of a
 //! foreign trait for a foreign type (the orphan rule forbids the blanket
@@ -182,8 +182,8 @@ impl<S: PageSize, A: SharedFrameDeallocator<S> + ?Sized> SharedFrameDeallocator<
 /// A shared allocator seen as a [`FrameAllocator`]: what `map_to` and the
 /// rest of `x86_64` accept.
 ///
-/// A `&A` and nothing else: `Copy`, so every CPU (every call) makes its own,
-/// and zero-cost once inlined. It implements [`FrameAllocator<S>`] for every
+/// A `&A` and nothing else: `Copy`, so every CPU (every call) makes its
+/// own, and every method is an `#[inline]` forward to `A`. It implements [`FrameAllocator<S>`] for every
 /// `S` with `A: SharedFrameAllocator<S>` and [`FrameDeallocator<S>`] for
 /// every `S` with `A: SharedFrameDeallocator<S>`.
 ///
