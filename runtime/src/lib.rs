@@ -90,6 +90,7 @@ pub use adapters::{
     FnAllocator, NoAllocator, StateAllocator, from_fn, from_fns, from_state, from_state_fns,
 };
 pub use alloc::{BitmapAllocator, BumpAllocator, MemoryMap, RegionKind};
+pub use alloc::{SharedFrameAllocator, SharedFrameDeallocator, SharedView};
 pub use paging::RecursivePageTable;
 pub use pool::{FramePool, PoolFull, WithOverflow};
 pub use tagged::{Tagged, TaggedFrameAllocator};

@@ -19,11 +19,19 @@
 //!
 //! Nothing here uses a heap; storage is always the caller's.
 
+pub mod atomic_bitmap;
 pub mod bitmap;
 pub mod bump;
 pub mod memory_map;
+pub mod percpu;
 pub mod protocol;
+pub mod shared;
+mod sync;
 
+#[cfg(all(loom, test))]
+mod loom_tests;
+
+pub use atomic_bitmap::{AtomicBitmapAllocator, AtomicBitmapError};
 pub use bitmap::{BitmapAllocator, BitmapError, DeallocError};
 pub use bump::{BumpAllocator, BumpError, Runs};
 #[cfg(feature = "std")]
@@ -32,3 +40,5 @@ pub use memory_map::{
     FRAME_SIZE, FirmwareRegion, MapError, MemoryMap, MemoryRegion, NormalizeOptions,
     NormalizeReport, PHYS_LIMIT, RegionKind, normalize,
 };
+pub use percpu::{ClaimError, CpuCache, DrainAll, PerCpuCaches};
+pub use shared::{SharedFrameAllocator, SharedFrameDeallocator, SharedView};
