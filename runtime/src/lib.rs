@@ -50,11 +50,17 @@
 //!   TLB where `x86_64`'s does not, with range operations, map-with-allocation
 //!   and a readable dump, over a [`paging::Backend`]: the real MMU or the
 //!   emulator.
-//! - `emu` (feature `emu`): an emulated x86_64 MMU whose TLB stays stale until
+//! - `emu` (feature `emu`): an emulated x86_64 MMU (accessed/dirty bits, a
+//!   configurable CPU) whose TLB and paging-structure caches stay stale until
 //!   invalidated, to test paging code — yours too — with `cargo test`.
 //! - [`alloc`]: firmware memory-map normalisation, and two allocators that
 //!   are O(1) (amortised) per frame: a tagged bump allocator that produces
-//!   the hand-off map, and a bitmap allocator for 4 KiB and 2 MiB frames.
+//!   the hand-off map, and a bitmap allocator for 4 KiB and 2 MiB frames;
+//!   for several CPUs, allocation through `&self`
+//!   ([`alloc::shared::SharedFrameAllocator`], used with `map_to` through
+//!   [`alloc::shared::SharedView`]), a lock-free bitmap
+//!   ([`alloc::AtomicBitmapAllocator`]) and per-CPU caches in front of any
+//!   shared allocator ([`alloc::percpu::PerCpuCaches`]).
 //!
 //! ## Features
 //!
