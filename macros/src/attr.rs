@@ -1,7 +1,6 @@
 //! Parsing of `#[frame_allocator…]` attributes.
 //!
-//! Every attribute name and key is a constant here, so the syntax is written
-//! down in one place. Parsing never stops at the first problem: a bad key is
+//! Parsing never stops at the first problem: a bad key is
 //! reported and skipped, and parsing resumes at the next comma.
 
 use proc_macro2::Span;
@@ -10,22 +9,8 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Meta, Token};
 
 use crate::ctxt::Errors;
+use crate::names::{CRATE, DEFAULT, FRAME_ALLOCATOR, LOCK, METHOD, SIZES, TAG, TAGGED};
 use crate::sizes::{self, PageSizeName};
-
-/// The attribute on the type and on a field: `#[frame_allocator…]`.
-pub(crate) const FRAME_ALLOCATOR: &str = "frame_allocator";
-/// `#[frame_allocator(crate = path)]`.
-pub(crate) const CRATE: &str = "crate";
-/// `#[frame_allocator(unsafe tagged(…))]`.
-pub(crate) const TAGGED: &str = "tagged";
-/// `tagged(method = name)`: the method that allocates given a tag.
-pub(crate) const METHOD: &str = "method";
-/// `tagged(tag = Type)`: the type of the tag.
-pub(crate) const TAG: &str = "tag";
-/// `tagged(default = expr)`: the tag used by the plain `FrameAllocator` impl.
-pub(crate) const DEFAULT: &str = "default";
-/// `tagged(sizes(Size4KiB, Size2MiB))`: the page sizes to implement.
-pub(crate) const SIZES: &str = "sizes";
 
 /// The container attribute, i.e. `#[frame_allocator(…)]` on the type.
 #[derive(Default)]
@@ -85,9 +70,6 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
     }
     container
 }
-
-/// `#[frame_allocator(lock = …)]` on a field: how to lock it.
-pub(crate) const LOCK: &str = "lock";
 
 /// `#[frame_allocator]` on a field.
 pub(crate) struct FieldMarker {

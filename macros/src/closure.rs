@@ -14,14 +14,8 @@ use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 
 use crate::ctxt::Errors;
+use crate::names::{self, CRATE, SIZE, STATE};
 use crate::sizes::{self, PageSizeName};
-
-/// `size = Size2MiB`.
-const SIZE: &str = "size";
-/// `crate = path`.
-const CRATE: &str = "crate";
-/// `state = expr`: a value passed as `&mut` to each closure.
-const STATE: &str = "state";
 
 /// The checked arguments.
 #[derive(Default)]
@@ -57,14 +51,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // does not suggest shortening a path the user never wrote.
     let (start, end) = (first.span(), last.span());
     let hidden = Span::call_site().located_at(start);
-    let root = args.krate.map_or_else(
-        || {
-            let framealloc = proc_macro2::Ident::new("framealloc", hidden);
-            quote_spanned!(start=> :: #framealloc)
-        },
-        |path| quote!(#path),
-    );
-    let private = quote_spanned!(hidden=> #root::__private);
+    let private = names::private_path(args.krate.as_ref(), start, hidden);
     let size = args.size.map(|size| size.to_type(&private));
     let (function, arguments, inferred) = match (args.allocate, args.deallocate, args.state) {
         (Some(allocate), None, Some(state)) => ("from_state", quote!(#state, #allocate), 2),

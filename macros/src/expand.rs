@@ -10,6 +10,7 @@ use crate::ctxt::Errors;
 use crate::generics::{
     elide_lifetimes, fresh_page_size_param, impl_params, mentions_parameters, where_clause,
 };
+use crate::names;
 use crate::sizes::PageSizeName;
 use crate::valid::{self, Plan, TaggedPlan, Target};
 
@@ -18,7 +19,11 @@ use crate::valid::{self, Plan, TaggedPlan, Target};
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let parsed = Input::from_syn(input, &mut errors);
-    let private = private_path(&parsed);
+    let private = names::private_path(
+        parsed.attrs.krate.as_ref(),
+        Span::call_site(),
+        Span::call_site(),
+    );
     let plan = valid::check(&parsed, &mut errors);
     if !errors.is_empty() {
         let mut out = errors.into_compile_errors();
@@ -49,16 +54,6 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
         Plan::Enum(targets) => forward_enum(&parsed, &targets, &private),
         Plan::Tagged(tagged) => tagged_impls(&parsed, &tagged, &private),
     }
-}
-
-/// `::framealloc::__private`, or `<crate = path>::__private`.
-fn private_path(input: &Input) -> TokenStream {
-    let root = input
-        .attrs
-        .krate
-        .as_ref()
-        .map_or_else(|| quote!(::framealloc), ToTokens::to_token_stream);
-    quote!(#root::__private)
 }
 
 /// A generated local variable or parameter, `__framealloc_<name>`.

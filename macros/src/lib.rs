@@ -14,6 +14,7 @@ mod closure;
 mod ctxt;
 mod expand;
 mod generics;
+mod names;
 mod reach;
 mod sizes;
 mod valid;
