@@ -322,16 +322,13 @@ fn named_argument(
                 value,
                 &format!("unknown page size; {}", sizes::EXPECTED),
             ),
-            Some(_) if args.size.is_some() => errors.spanned(name, "duplicate `size`"),
-            Some(size) => args.size = Some(size),
+            Some(size) => errors.set_once(&mut args.size, name, size),
         }
     } else if *name == STATE {
         if value.is_empty() {
             errors.spanned(name, "expected an expression after `state =`");
-        } else if args.state.is_some() {
-            errors.spanned(name, "duplicate `state`");
         } else {
-            args.state = Some(stream);
+            errors.set_once(&mut args.state, name, stream);
         }
     } else if *name == CRATE {
         match syn::parse2::<syn::Path>(stream) {
@@ -340,8 +337,7 @@ fn named_argument(
                 value,
                 "expected a path after `crate =`, such as `::framealloc`",
             ),
-            Ok(_) if args.krate.is_some() => errors.spanned(name, "duplicate `crate`"),
-            Ok(path) => args.krate = Some(path),
+            Ok(path) => errors.set_once(&mut args.krate, name, path),
         }
     } else {
         errors.spanned(

@@ -430,7 +430,7 @@ fn fallback(input: &Input, p: &TokenStream) -> TokenStream {
         span: Span::call_site(),
     };
     let sizes: Vec<&PageSizeName> = match tagged.and_then(|tagged| tagged.sizes.as_ref()) {
-        Some((_, sizes)) if !sizes.is_empty() => sizes.iter().collect(),
+        Some(sizes) if !sizes.is_empty() => sizes.iter().collect(),
         _ => vec![&default_size],
     };
     let mut out = TokenStream::new();

@@ -258,7 +258,7 @@ fn check_tagged<'a>(
         );
     }
     let sizes = match &tagged.sizes {
-        Some((_, sizes)) => sizes.iter().collect(),
+        Some(sizes) => sizes.iter().collect(),
         None => Vec::new(),
     };
     Some(TaggedPlan {
