@@ -227,7 +227,7 @@ fn tokens_of_value(input: ParseStream, all_angles: bool) -> syn::Result<proc_mac
             all.push(token);
             rest = next;
         }
-        let end = crate::closure::end_of_argument(&all, 0, all_angles);
+        let end = crate::tokens::end_of_argument(&all, 0, all_angles);
         if end == 0 {
             return Err(cursor.error("nothing after `=`"));
         }

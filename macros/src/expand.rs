@@ -32,6 +32,7 @@ use syn::{DeriveInput, Ident};
 use crate::ast::Input;
 use crate::ctxt::Errors;
 use crate::generics::{impl_params, where_clause};
+use crate::tokens::group;
 use crate::valid::{self, Forward, Impls, StandIn, TaggedPlan, Target};
 
 /// The whole derive: parse, check, generate; after an error, the errors and
@@ -208,13 +209,6 @@ fn field_check(target: &Target, p: &TokenStream) -> TokenStream {
             };
         };
     }
-}
-
-/// A group of `tokens` whose delimiters carry `span`.
-fn group(delimiter: proc_macro2::Delimiter, tokens: TokenStream, span: Span) -> proc_macro2::Group {
-    let mut group = proc_macro2::Group::new(delimiter, tokens);
-    group.set_span(span);
-    group
 }
 
 fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStream {

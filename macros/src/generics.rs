@@ -8,6 +8,8 @@ use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::{DeriveInput, GenericParam, Generics};
 
+use crate::tokens::{is_punct, regroup};
+
 /// The page-size parameter's name, unless the input uses it. Long and
 /// specific: a type macro in a field type may expand to names the derive
 /// cannot see, and a short name such as `__S` is one a user might have.
@@ -114,17 +116,10 @@ pub(crate) fn elide_lifetimes(tokens: TokenStream, generics: &Generics) -> Token
             {
                 TokenTree::Ident(Ident::new("_", ident.span()))
             }
-            TokenTree::Group(group) => {
-                let mut new = proc_macro2::Group::new(
-                    group.delimiter(),
-                    elide_lifetimes(group.stream(), generics),
-                );
-                new.set_span(group.span());
-                TokenTree::Group(new)
-            }
+            TokenTree::Group(group) => regroup(&group, elide_lifetimes(group.stream(), generics)),
             other => other,
         };
-        after_quote = matches!(&token, TokenTree::Punct(p) if p.as_char() == '\'');
+        after_quote = is_punct(Some(&token), '\'');
         out.push(token);
     }
     out.into_iter().collect()
