@@ -3,7 +3,7 @@
 //! Parsing never stops at the first problem: a bad key is
 //! reported and skipped, and parsing resumes at the next comma.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenTree};
 use syn::parse::ParseStream;
 use syn::spanned::Spanned;
 use syn::{Attribute, Meta, Token};
@@ -197,11 +197,7 @@ pub(crate) fn reject_on_variant(attrs: &[Attribute], errors: &mut Errors) {
 
 /// Skips the rest of a malformed entry, up to (not including) the next comma.
 fn skip_entry(input: ParseStream) {
-    while !input.is_empty() && !input.peek(Token![,]) {
-        if input.parse::<proc_macro2::TokenTree>().is_err() {
-            break;
-        }
-    }
+    while !input.is_empty() && !input.peek(Token![,]) && input.parse::<TokenTree>().is_ok() {}
 }
 
 /// Consumes a comma between entries; reports anything else.
@@ -319,7 +315,7 @@ fn parse_container_keys(input: ParseStream, container: &mut Container, errors: &
             );
             skip_entry(input);
         } else {
-            let found = input.fork().parse::<proc_macro2::TokenTree>();
+            let found = input.fork().parse::<TokenTree>();
             match found {
                 Ok(token) => errors.spanned(
                     &token,
@@ -417,13 +413,7 @@ fn parenthesized(input: ParseStream<'_>) -> syn::Result<syn::parse::ParseBuffer<
 /// Consumes whatever is left of `input`, so that syn does not report it
 /// again as an unexpected token once the error about it is recorded.
 fn drain(input: ParseStream) {
-    let _ = input.step(|cursor| {
-        let mut rest = *cursor;
-        while let Some((_, next)) = rest.token_tree() {
-            rest = next;
-        }
-        Ok(((), rest))
-    });
+    while !input.is_empty() && input.parse::<TokenTree>().is_ok() {}
 }
 
 fn parse_sizes(input: ParseStream, key: &syn::Ident, errors: &mut Errors) -> Vec<PageSizeName> {

@@ -169,8 +169,8 @@ fn plan<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Impls<'a>> {
                     targets.push((variant.ident, target));
                 }
             }
-            let forward = forward(input, targets.iter().map(|(_, target)| target));
-            (targets.len() == variants.len()).then_some(Impls::Enum(forward, targets))
+            (targets.len() == variants.len())
+                .then(|| Impls::Enum(forward(input, targets.iter().map(|(_, t)| t)), targets))
         }
     }
 }
