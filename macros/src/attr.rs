@@ -1,7 +1,7 @@
 //! Parsing of `#[frame_allocator…]` attributes.
 //!
-//! Parsing never stops at the first problem: a bad key is
-//! reported and skipped, and parsing resumes at the next comma.
+//! Parsing never stops at the first problem: a bad key is reported and
+//! skipped, and parsing resumes at the next comma.
 
 use proc_macro2::{Span, TokenTree};
 use syn::parse::ParseStream;
@@ -111,14 +111,8 @@ fn parse_field_keys(input: ParseStream, lock: &mut Option<syn::Path>, errors: &m
     entries(input, errors, &FIELD_KEYS, |key, input, errors| {
         let known = key == LOCK;
         if known {
-            set(
-                lock,
-                input,
-                key,
-                "method",
-                syn::Path::parse_mod_style,
-                errors,
-            );
+            let path = syn::Path::parse_mod_style;
+            set(lock, input, key, "method", path, errors);
         }
         known
     });
