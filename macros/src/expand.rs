@@ -25,7 +25,7 @@
 //! So the impls need no `#[allow]` of that lint, which a crate that forbids
 //! it would reject (E0453).
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::{DeriveInput, Ident};
 
@@ -188,16 +188,8 @@ fn field_check(target: &Target, p: &TokenStream) -> TokenStream {
     // underlines the whole field type. The probe traits are glob-imported in
     // an inner block that holds none of the user's tokens, so they shadow
     // none of the user's names in the field type.
-    let receiver = group(
-        proc_macro2::Delimiter::Parenthesis,
-        quote!(&&&#probe),
-        first,
-    );
-    let no_arguments = group(
-        proc_macro2::Delimiter::Parenthesis,
-        TokenStream::new(),
-        last,
-    );
+    let receiver = group(Delimiter::Parenthesis, quote!(&&&#probe), first);
+    let no_arguments = group(Delimiter::Parenthesis, TokenStream::new(), last);
     quote! {
         const _: () = {
             let _ = || {
@@ -234,7 +226,7 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
     let unsafe_token = syn::Token![unsafe](*unsafe_span);
     // The user's promise: `unsafe` and the braces at the user's `tagged`.
     let promised = |trait_path: TokenStream, items: TokenStream| {
-        let body = group(proc_macro2::Delimiter::Brace, items, *unsafe_span);
+        let body = group(Delimiter::Brace, items, *unsafe_span);
         quote! {
             #[automatically_derived]
             #allow

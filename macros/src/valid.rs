@@ -180,10 +180,12 @@ fn forward<'a, 'b: 'a>(
     input: &Input,
     targets: impl IntoIterator<Item = &'a Target<'b>>,
 ) -> Forward {
-    let mut bounds: Vec<TokenStream> = Vec::new();
+    let (mut seen, mut bounds) = (Vec::new(), Vec::new());
     for target in targets {
         let ty = &target.reach.allocator;
-        if !bounds.iter().any(|seen| seen.to_string() == ty.to_string()) {
+        let key = ty.to_string();
+        if !seen.contains(&key) {
+            seen.push(key);
             bounds.push(ty.clone());
         }
     }
