@@ -1,31 +1,16 @@
 //! Parsing of `#[frame_allocator…]` attributes.
 //!
-//! Every attribute name and key is a constant here, so the syntax is written
-//! down in one place. Parsing never stops at the first problem: a bad key is
-//! reported and skipped, and parsing resumes at the next comma.
+//! Parsing never stops at the first problem: a bad key is reported and
+//! skipped, and parsing resumes at the next comma.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenTree};
 use syn::parse::ParseStream;
 use syn::spanned::Spanned;
 use syn::{Attribute, Meta, Token};
 
 use crate::ctxt::Errors;
+use crate::names::{CRATE, DEFAULT, FRAME_ALLOCATOR, LOCK, METHOD, SIZES, TAG, TAGGED};
 use crate::sizes::{self, PageSizeName};
-
-/// The attribute on the type and on a field: `#[frame_allocator…]`.
-pub(crate) const FRAME_ALLOCATOR: &str = "frame_allocator";
-/// `#[frame_allocator(crate = path)]`.
-pub(crate) const CRATE: &str = "crate";
-/// `#[frame_allocator(unsafe tagged(…))]`.
-pub(crate) const TAGGED: &str = "tagged";
-/// `tagged(method = name)`: the method that allocates given a tag.
-pub(crate) const METHOD: &str = "method";
-/// `tagged(tag = Type)`: the type of the tag.
-pub(crate) const TAG: &str = "tag";
-/// `tagged(default = expr)`: the tag used by the plain `FrameAllocator` impl.
-pub(crate) const DEFAULT: &str = "default";
-/// `tagged(sizes(Size4KiB, Size2MiB))`: the page sizes to implement.
-pub(crate) const SIZES: &str = "sizes";
 
 /// The container attribute, i.e. `#[frame_allocator(…)]` on the type.
 #[derive(Default)]
@@ -50,8 +35,8 @@ pub(crate) struct Tagged {
     pub(crate) tag: Option<proc_macro2::TokenStream>,
     /// The default tag, as written: any expression, passed through untouched.
     pub(crate) default: Option<proc_macro2::TokenStream>,
-    /// `sizes(…)`, with the span of the `sizes` key.
-    pub(crate) sizes: Option<(Span, Vec<PageSizeName>)>,
+    /// `sizes(…)`.
+    pub(crate) sizes: Option<Vec<PageSizeName>>,
     /// `tagged` without a readable `(…)`: already reported, so what is
     /// missing from it is not reported again.
     pub(crate) malformed: bool,
@@ -66,15 +51,9 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
     let mut container = Container::default();
     for attr in attrs.iter().filter(|attr| is_ours(attr)) {
         match &attr.meta {
-            Meta::List(_) => {
-                let parser = |input: ParseStream| {
-                    parse_container_keys(input, &mut container, errors);
-                    Ok(())
-                };
-                if let Err(error) = attr.parse_args_with(parser) {
-                    errors.push(error);
-                }
-            }
+            Meta::List(_) => parse_args(attr, errors, |input, errors| {
+                parse_container_keys(input, &mut container, errors);
+            }),
             Meta::Path(_) | Meta::NameValue(_) => errors.spanned(
                 attr,
                 "`#[frame_allocator]` on a type needs arguments: \
@@ -85,9 +64,6 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
     }
     container
 }
-
-/// `#[frame_allocator(lock = …)]` on a field: how to lock it.
-pub(crate) const LOCK: &str = "lock";
 
 /// `#[frame_allocator]` on a field.
 pub(crate) struct FieldMarker {
@@ -109,13 +85,9 @@ pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<F
             Meta::Path(_) => None,
             Meta::List(_) => {
                 let mut lock = None;
-                let parser = |input: ParseStream| {
+                parse_args(attr, errors, |input, errors| {
                     parse_field_keys(input, &mut lock, errors);
-                    Ok(())
-                };
-                if let Err(error) = attr.parse_args_with(parser) {
-                    errors.push(error);
-                }
+                });
                 lock
             }
             Meta::NameValue(_) => {
@@ -136,34 +108,74 @@ pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<F
 }
 
 fn parse_field_keys(input: ParseStream, lock: &mut Option<syn::Path>, errors: &mut Errors) {
+    entries(input, errors, &FIELD_KEYS, |key, input, errors| {
+        let known = key == LOCK;
+        if known {
+            let path = syn::Path::parse_mod_style;
+            set(lock, input, key, "method", path, errors);
+        }
+        known
+    });
+}
+
+/// What an entry list says about its keys: what it is (for "unknown …
+/// `key`"), the keys it expects, and what to say when an entry is no key.
+struct Keys {
+    what: &'static str,
+    expected: &'static str,
+    not_a_key: &'static str,
+}
+
+const FIELD_KEYS: Keys = Keys {
+    what: "`frame_allocator` field argument",
+    expected: "`lock = method` (or write `#[frame_allocator]` alone)",
+    not_a_key: "expected `lock = method` (or write `#[frame_allocator]` alone)",
+};
+
+const TAGGED_KEYS: Keys = Keys {
+    what: "`tagged` argument",
+    expected: "`method`, `tag`, `default` or `sizes`",
+    not_a_key: "expected `method = …`, `tag = …`, `default = …` or `sizes(…)`",
+};
+
+/// Reads comma-separated `key …` entries. `entry` reads what follows a key
+/// it knows and returns whether it knew it; other keys are reported and
+/// skipped, as are entries that do not start with a key.
+fn entries(
+    input: ParseStream,
+    errors: &mut Errors,
+    keys: &Keys,
+    mut entry: impl FnMut(&syn::Ident, ParseStream, &mut Errors) -> bool,
+) {
     while !input.is_empty() {
         match input.parse::<syn::Ident>() {
-            Ok(key) if key == LOCK => {
-                if let Some(path) = value(input, &key, "method", syn::Path::parse_mod_style, errors)
-                    && !duplicate(lock.as_ref(), &key, errors)
-                {
-                    *lock = Some(path);
-                }
-            }
+            Ok(key) if entry(&key, input, errors) => {}
             Ok(key) => {
+                let (what, expected) = (keys.what, keys.expected);
                 errors.spanned(
                     &key,
-                    format_args!(
-                        "unknown `frame_allocator` field argument `{key}`; expected \
-                         `lock = method` (or write `#[frame_allocator]` alone)"
-                    ),
+                    format_args!("unknown {what} `{key}`; expected {expected}"),
                 );
                 skip_entry(input);
             }
             Err(error) => {
-                errors.push(syn::Error::new(
-                    error.span(),
-                    "expected `lock = method` (or write `#[frame_allocator]` alone)",
-                ));
+                errors.push(syn::Error::new(error.span(), keys.not_a_key));
                 skip_entry(input);
             }
         }
         entry_separator(input, errors);
+    }
+}
+
+/// Runs `parse` over an attribute's arguments, reporting what syn finds
+/// left over.
+fn parse_args(attr: &Attribute, errors: &mut Errors, parse: impl FnOnce(ParseStream, &mut Errors)) {
+    let parsed = attr.parse_args_with(|input: ParseStream| {
+        parse(input, errors);
+        Ok(())
+    });
+    if let Err(error) = parsed {
+        errors.push(error);
     }
 }
 
@@ -179,11 +191,7 @@ pub(crate) fn reject_on_variant(attrs: &[Attribute], errors: &mut Errors) {
 
 /// Skips the rest of a malformed entry, up to (not including) the next comma.
 fn skip_entry(input: ParseStream) {
-    while !input.is_empty() && !input.peek(Token![,]) {
-        if input.parse::<proc_macro2::TokenTree>().is_err() {
-            break;
-        }
-    }
+    while !input.is_empty() && !input.peek(Token![,]) && input.parse::<TokenTree>().is_ok() {}
 }
 
 /// Consumes a comma between entries; reports anything else.
@@ -209,7 +217,7 @@ fn tokens_of_value(input: ParseStream, all_angles: bool) -> syn::Result<proc_mac
             all.push(token);
             rest = next;
         }
-        let end = crate::closure::end_of_argument(&all, 0, all_angles);
+        let end = crate::tokens::end_of_argument(&all, 0, all_angles);
         if end == 0 {
             return Err(cursor.error("nothing after `=`"));
         }
@@ -223,33 +231,26 @@ fn tokens_of_value(input: ParseStream, all_angles: bool) -> syn::Result<proc_mac
     })
 }
 
-fn expression_tokens(input: ParseStream) -> syn::Result<proc_macro2::TokenStream> {
-    tokens_of_value(input, false)
-}
-
-fn type_tokens(input: ParseStream) -> syn::Result<proc_macro2::TokenStream> {
-    tokens_of_value(input, true)
-}
-
-/// Parses `= value` after a key, reporting a missing `=` or a bad value.
-fn value<T>(
+/// Parses `= value` after `key` into `slot`, reporting a missing `=`, a bad
+/// value or a second value for the key.
+fn set<T>(
+    slot: &mut Option<T>,
     input: ParseStream,
     key: &syn::Ident,
     what: &str,
     parse: fn(ParseStream) -> syn::Result<T>,
     errors: &mut Errors,
-) -> Option<T> {
+) {
     if input.parse::<Token![=]>().is_err() {
         errors.spanned(key, format_args!("expected `{key} = {what}`"));
         skip_entry(input);
-        return None;
+        return;
     }
     match parse(input) {
-        Ok(value) if input.is_empty() || input.peek(Token![,]) => Some(value),
+        Ok(value) if input.is_empty() || input.peek(Token![,]) => errors.set_once(slot, key, value),
         Ok(_) => {
             errors.push(input.error(format_args!("expected `,` after `{key} = {what}`")));
             skip_entry(input);
-            None
         }
         Err(error) => {
             errors.push(syn::Error::new(
@@ -257,16 +258,8 @@ fn value<T>(
                 format_args!("expected `{key} = {what}`: {error}"),
             ));
             skip_entry(input);
-            None
         }
     }
-}
-
-fn duplicate<T>(slot: Option<&T>, key: &syn::Ident, errors: &mut Errors) -> bool {
-    if slot.is_some() {
-        errors.spanned(key, format_args!("duplicate `{key}`"));
-    }
-    slot.is_some()
 }
 
 fn parse_container_keys(input: ParseStream, container: &mut Container, errors: &mut Errors) {
@@ -275,11 +268,14 @@ fn parse_container_keys(input: ParseStream, container: &mut Container, errors: &
         if input.peek(Token![crate]) && unsafe_token.is_none() {
             let key = syn::Ident::new(CRATE, input.span());
             let _ = input.parse::<Token![crate]>();
-            if let Some(path) = value(input, &key, "path", syn::Path::parse_mod_style, errors)
-                && !duplicate(container.krate.as_ref(), &key, errors)
-            {
-                container.krate = Some(path);
-            }
+            set(
+                &mut container.krate,
+                input,
+                &key,
+                "path",
+                syn::Path::parse_mod_style,
+                errors,
+            );
         } else if input.peek(syn::Ident) && input.cursor().ident().is_some_and(|(i, _)| i == TAGGED)
         {
             let key: syn::Ident = match input.parse() {
@@ -313,7 +309,7 @@ fn parse_container_keys(input: ParseStream, container: &mut Container, errors: &
             );
             skip_entry(input);
         } else {
-            let found = input.fork().parse::<proc_macro2::TokenTree>();
+            let found = input.fork().parse::<TokenTree>();
             match found {
                 Ok(token) => errors.spanned(
                     &token,
@@ -345,12 +341,7 @@ fn parse_tagged(
         sizes: None,
         malformed: false,
     };
-    let parens = (|| -> syn::Result<_> {
-        let content;
-        syn::parenthesized!(content in input);
-        Ok(content)
-    })();
-    let Ok(content) = parens else {
+    let Ok(content) = parenthesized(input) else {
         errors.spanned(
             key,
             "expected `tagged(method = name, tag = Type)`, \
@@ -379,97 +370,64 @@ fn parse_tagged(
 }
 
 fn parse_tagged_entries(content: ParseStream, tagged: &mut Tagged, errors: &mut Errors) {
-    while !content.is_empty() {
-        match content.parse::<syn::Ident>() {
-            Ok(key) if key == METHOD => {
-                if let Some(method) = value(
-                    content,
-                    &key,
-                    "method_name",
-                    <syn::Path as syn::parse::Parse>::parse,
-                    errors,
-                ) && !duplicate(tagged.method.as_ref(), &key, errors)
-                {
-                    tagged.method = Some(method);
-                }
-            }
-            Ok(key) if key == TAG => {
-                if let Some(tag) = value(content, &key, "Type", type_tokens, errors)
-                    && !duplicate(tagged.tag.as_ref(), &key, errors)
-                {
-                    tagged.tag = Some(tag);
-                }
-            }
-            Ok(key) if key == DEFAULT => {
-                if let Some(default) = value(content, &key, "expr", expression_tokens, errors)
-                    && !duplicate(tagged.default.as_ref(), &key, errors)
-                {
-                    tagged.default = Some(default);
-                }
-            }
-            Ok(key) if key == SIZES => {
-                let sizes = parse_sizes(content, &key, errors);
-                if !duplicate(tagged.sizes.as_ref(), &key, errors) {
-                    tagged.sizes = Some((key.span(), sizes));
-                }
-            }
-            Ok(key) => {
-                errors.spanned(
-                    &key,
-                    format_args!(
-                        "unknown `tagged` argument `{key}`; \
-                         expected `method`, `tag`, `default` or `sizes`"
-                    ),
-                );
-                skip_entry(content);
-            }
-            Err(error) => {
-                errors.push(syn::Error::new(
-                    error.span(),
-                    "expected `method = …`, `tag = …`, `default = …` or `sizes(…)`",
-                ));
-                skip_entry(content);
-            }
+    entries(content, errors, &TAGGED_KEYS, |key, content, errors| {
+        if key == METHOD {
+            let path = <syn::Path as syn::parse::Parse>::parse;
+            set(
+                &mut tagged.method,
+                content,
+                key,
+                "method_name",
+                path,
+                errors,
+            );
+        } else if key == TAG {
+            let ty = |input: ParseStream| tokens_of_value(input, true);
+            set(&mut tagged.tag, content, key, "Type", ty, errors);
+        } else if key == DEFAULT {
+            let expr = |input: ParseStream| tokens_of_value(input, false);
+            set(&mut tagged.default, content, key, "expr", expr, errors);
+        } else if key == SIZES {
+            let sizes = parse_sizes(content, key, errors);
+            errors.set_once(&mut tagged.sizes, key, sizes);
+        } else {
+            return false;
         }
-        entry_separator(content, errors);
-    }
+        true
+    });
+}
+
+/// The contents of the parentheses that come next.
+fn parenthesized(input: ParseStream<'_>) -> syn::Result<syn::parse::ParseBuffer<'_>> {
+    let content;
+    syn::parenthesized!(content in input);
+    Ok(content)
 }
 
 /// Consumes whatever is left of `input`, so that syn does not report it
 /// again as an unexpected token once the error about it is recorded.
 fn drain(input: ParseStream) {
-    let _ = input.step(|cursor| {
-        let mut rest = *cursor;
-        while let Some((_, next)) = rest.token_tree() {
-            rest = next;
-        }
-        Ok(((), rest))
-    });
+    while !input.is_empty() && input.parse::<TokenTree>().is_ok() {}
 }
 
 fn parse_sizes(input: ParseStream, key: &syn::Ident, errors: &mut Errors) -> Vec<PageSizeName> {
-    let list = (|| -> syn::Result<_> {
-        let content;
-        syn::parenthesized!(content in input);
-        let paths = syn::punctuated::Punctuated::<syn::Path, Token![,]>::parse_terminated_with(
-            &content,
-            syn::Path::parse_mod_style,
-        );
-        drain(&content);
-        Ok(paths)
-    })();
-    let paths = match list {
-        Ok(Ok(paths)) => paths,
-        Ok(Err(error)) => {
+    let Ok(content) = parenthesized(input) else {
+        errors.spanned(key, "expected `sizes(Size4KiB, Size2MiB, …)`");
+        skip_entry(input);
+        return Vec::new();
+    };
+    let paths = syn::punctuated::Punctuated::<syn::Path, Token![,]>::parse_terminated_with(
+        &content,
+        syn::Path::parse_mod_style,
+    );
+    drain(&content);
+    let paths = match paths {
+        Ok(paths) => paths,
+        Err(error) => {
             errors.at(
                 error.span(),
                 "expected `sizes(Size4KiB, Size2MiB, …)`, the sizes separated by commas",
             );
-            return Vec::new();
-        }
-        Err(_) => {
-            errors.spanned(key, "expected `sizes(Size4KiB, Size2MiB, …)`");
-            skip_entry(input);
             return Vec::new();
         }
     };

@@ -14,14 +14,9 @@ use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 
 use crate::ctxt::Errors;
+use crate::names::{self, CRATE, SIZE, STATE};
 use crate::sizes::{self, PageSizeName};
-
-/// `size = Size2MiB`.
-const SIZE: &str = "size";
-/// `crate = path`.
-const CRATE: &str = "crate";
-/// `state = expr`: a value passed as `&mut` to each closure.
-const STATE: &str = "state";
+use crate::tokens::{end_of_argument, group, is_ident, is_joint_punct, is_punct};
 
 /// The checked arguments.
 #[derive(Default)]
@@ -57,14 +52,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // does not suggest shortening a path the user never wrote.
     let (start, end) = (first.span(), last.span());
     let hidden = Span::call_site().located_at(start);
-    let root = args.krate.map_or_else(
-        || {
-            let framealloc = proc_macro2::Ident::new("framealloc", hidden);
-            quote_spanned!(start=> :: #framealloc)
-        },
-        |path| quote!(#path),
-    );
-    let private = quote_spanned!(hidden=> #root::__private);
+    let private = names::private_path(args.krate.as_ref(), start, hidden);
     let size = args.size.map(|size| size.to_type(&private));
     let (function, arguments, inferred) = match (args.allocate, args.deallocate, args.state) {
         (Some(allocate), None, Some(state)) => ("from_state", quote!(#state, #allocate), 2),
@@ -81,80 +69,8 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         let holes = (0..inferred).map(|_| quote_spanned!(start=> , _));
         quote_spanned!(start=> ::<#size #(#holes)*>)
     });
-    let mut arguments = proc_macro2::Group::new(Delimiter::Parenthesis, arguments);
-    arguments.set_span(end);
+    let arguments = group(Delimiter::Parenthesis, arguments, end);
     quote_spanned!(hidden=> #private::#function #generics #arguments)
-}
-
-fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
-    matches!(token, Some(TokenTree::Punct(p)) if p.as_char() == ch)
-}
-
-fn is_joint_punct(token: Option<&TokenTree>, ch: char) -> bool {
-    matches!(token, Some(TokenTree::Punct(p))
-        if p.as_char() == ch && p.spacing() == proc_macro2::Spacing::Joint)
-}
-
-fn is_ident(token: Option<&TokenTree>, name: &str) -> bool {
-    matches!(token, Some(TokenTree::Ident(ident)) if ident == name)
-}
-
-/// Keywords after which an expression (an operand) begins, so that a `<`
-/// there opens a qualified path (`as <T as Trait>::X`, `return <T>::new()`).
-const OPERAND_KEYWORDS: [&str; 11] = [
-    "as", "if", "match", "return", "in", "while", "break", "yield", "mut", "else", "move",
-];
-
-/// Whether a `<` at `i` opens angle brackets rather than comparing, in an
-/// expression that starts at `start`.
-///
-/// It opens a generic argument list after `::` (a turbofish), and a
-/// qualified path where an operand begins: at the start, after an operator
-/// or an opening keyword. After an operand (a name, a literal, a group, `?`)
-/// it is the less-than operator.
-fn opens_angle(tokens: &[TokenTree], start: usize, i: usize) -> bool {
-    if i == start {
-        return true;
-    }
-    match &tokens[i - 1] {
-        TokenTree::Punct(p) if p.as_char() == ':' => {
-            i >= start + 2 && is_joint_punct(tokens.get(i - 2), ':')
-        }
-        TokenTree::Punct(p) => p.as_char() != '?',
-        TokenTree::Ident(ident) => OPERAND_KEYWORDS.iter().any(|k| ident == k),
-        TokenTree::Group(_) | TokenTree::Literal(_) => false,
-    }
-}
-
-/// The index of the next comma that ends an argument, starting at `i`.
-///
-/// Commas inside angle brackets do not end it. In types (`all_angles`) every
-/// `<` opens angle brackets; in expressions, those that [`opens_angle`]
-/// says do (a turbofish, a qualified path), and inside them the tokens are a
-/// type, where again every `<` opens.
-pub(crate) fn end_of_argument(tokens: &[TokenTree], mut i: usize, all_angles: bool) -> usize {
-    let start = i;
-    let mut depth = 0usize;
-    while let Some(token) = tokens.get(i) {
-        if let TokenTree::Punct(p) = token {
-            match p.as_char() {
-                ',' if depth == 0 => break,
-                '<' if depth > 0 || all_angles || opens_angle(tokens, start, i) => {
-                    depth += 1;
-                }
-                '>' if depth > 0
-                    && !(i > start
-                        && (is_joint_punct(tokens.get(i - 1), '-')
-                            || is_joint_punct(tokens.get(i - 1), '='))) =>
-                {
-                    depth -= 1;
-                }
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    i
 }
 
 /// An error covering `tokens` (first to last).
@@ -335,16 +251,13 @@ fn named_argument(
                 value,
                 &format!("unknown page size; {}", sizes::EXPECTED),
             ),
-            Some(_) if args.size.is_some() => errors.spanned(name, "duplicate `size`"),
-            Some(size) => args.size = Some(size),
+            Some(size) => errors.set_once(&mut args.size, name, size),
         }
     } else if *name == STATE {
         if value.is_empty() {
             errors.spanned(name, "expected an expression after `state =`");
-        } else if args.state.is_some() {
-            errors.spanned(name, "duplicate `state`");
         } else {
-            args.state = Some(stream);
+            errors.set_once(&mut args.state, name, stream);
         }
     } else if *name == CRATE {
         match syn::parse2::<syn::Path>(stream) {
@@ -353,8 +266,7 @@ fn named_argument(
                 value,
                 "expected a path after `crate =`, such as `::framealloc`",
             ),
-            Ok(_) if args.krate.is_some() => errors.spanned(name, "duplicate `crate`"),
-            Ok(path) => args.krate = Some(path),
+            Ok(path) => errors.set_once(&mut args.krate, name, path),
         }
     } else {
         errors.spanned(

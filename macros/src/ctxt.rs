@@ -28,6 +28,15 @@ impl Errors {
         self.list.push(error);
     }
 
+    /// Fills `slot` with the value given for `key`, or reports a second one.
+    pub(crate) fn set_once<T>(&mut self, slot: &mut Option<T>, key: &proc_macro2::Ident, value: T) {
+        if slot.is_some() {
+            self.spanned(key, format_args!("duplicate `{key}`"));
+        } else {
+            *slot = Some(value);
+        }
+    }
+
     /// Whether nothing has been reported.
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()

@@ -3,23 +3,26 @@
 //! The generated impls add one type parameter (the page size) and some
 //! `where` predicates to whatever the input declares; defaults are dropped,
 //! as `impl` blocks do not allow them.
+//!
+//! Hygiene cannot keep a generic parameter apart from the user's names (a
+//! mixed-site span only separates local variables and labels), so a user
+//! type named like the page-size parameter in a field type would resolve to
+//! it. Its name is therefore chosen among those the input does not mention
+//! anywhere (parameters, field types, `where` clauses, attributes), starting
+//! from a long and specific one: a type macro in a field type may expand to
+//! names the derive cannot see, and a short name such as `__S` is one a user
+//! might have.
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::{DeriveInput, GenericParam, Generics};
 
-/// The page-size parameter's name, unless the input uses it. Long and
-/// specific: a type macro in a field type may expand to names the derive
-/// cannot see, and a short name such as `__S` is one a user might have.
+use crate::tokens::{is_punct, regroup};
+
+/// The page-size parameter's name, unless the input uses it.
 const PAGE_SIZE_PARAM: &str = "__FrameallocPageSize";
 
 /// A name for the page-size parameter that no identifier of the input uses.
-///
-/// Hygiene cannot keep a generic parameter apart from the user's names (a
-/// mixed-site span only separates local variables and labels), so a user
-/// type named like it in a field type would resolve to the parameter. The name
-/// is therefore chosen among those the input does not mention anywhere:
-/// parameters, field types, `where` clauses, attributes.
 pub(crate) fn fresh_page_size_param(input: &DeriveInput) -> Ident {
     let mut used = Vec::new();
     collect_idents(input.to_token_stream(), &mut used);
@@ -114,17 +117,10 @@ pub(crate) fn elide_lifetimes(tokens: TokenStream, generics: &Generics) -> Token
             {
                 TokenTree::Ident(Ident::new("_", ident.span()))
             }
-            TokenTree::Group(group) => {
-                let mut new = proc_macro2::Group::new(
-                    group.delimiter(),
-                    elide_lifetimes(group.stream(), generics),
-                );
-                new.set_span(group.span());
-                TokenTree::Group(new)
-            }
+            TokenTree::Group(group) => regroup(&group, elide_lifetimes(group.stream(), generics)),
             other => other,
         };
-        after_quote = matches!(&token, TokenTree::Punct(p) if p.as_char() == '\'');
+        after_quote = is_punct(Some(&token), '\'');
         out.push(token);
     }
     out.into_iter().collect()

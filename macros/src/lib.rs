@@ -4,9 +4,11 @@
 //! and the generated code refers to `framealloc` paths.
 //!
 //! The derive is built in phases, one module each: `ast` reads the input
-//! into a model, `attr` parses the attributes, `valid` decides what to
-//! generate (collecting every error in a `ctxt::Errors`), `expand` writes
-//! the impls. `closure` is `frame_allocator!`.
+//! into a model, `attr` parses the attributes, `valid` decides everything
+//! to generate (collecting every error in a `ctxt::Errors`), `expand` only
+//! writes that plan out. `closure` is `frame_allocator!`. Both macros share
+//! `names` (the words of their syntax), `sizes` and `tokens` (reading
+//! arguments from tokens, rebuilding groups).
 
 mod ast;
 mod attr;
@@ -14,8 +16,10 @@ mod closure;
 mod ctxt;
 mod expand;
 mod generics;
+mod names;
 mod reach;
 mod sizes;
+mod tokens;
 mod valid;
 mod verbatim;
 

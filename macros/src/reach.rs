@@ -40,19 +40,21 @@ fn smart_pointer_target(ty: &Type, shared_too: bool) -> Option<&Type> {
     if !known {
         return None;
     }
-    single_type_argument(&last.arguments)
-}
-
-fn single_type_argument(arguments: &PathArguments) -> Option<&Type> {
-    let PathArguments::AngleBracketed(arguments) = arguments else {
-        return None;
-    };
-    let mut types = arguments.args.iter().filter_map(|arg| match arg {
-        GenericArgument::Type(ty) => Some(ty),
-        _ => None,
-    });
+    let mut types = type_arguments(&last.arguments);
     let first = types.next()?;
     types.next().is_none().then_some(first)
+}
+
+/// The type arguments of a path segment: `A` and `B` in `X<'a, A, B>`.
+fn type_arguments(arguments: &PathArguments) -> impl DoubleEndedIterator<Item = &Type> {
+    let arguments = match arguments {
+        PathArguments::AngleBracketed(arguments) => Some(arguments.args.iter()),
+        _ => None,
+    };
+    arguments.into_iter().flatten().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
 }
 
 /// `dyn Trait` behind `&'a mut` means `dyn Trait + 'a`; written alone (in a
@@ -114,22 +116,10 @@ pub(crate) fn reach<'a>(ty: &'a Type, lock: Option<&'a syn::Path>) -> Result<Rea
     };
     let (locked, derefs, _) = peel(ty, true);
     let allocator = match locked {
-        Type::Path(path) if path.qself.is_none() => {
-            path.path
-                .segments
-                .last()
-                .and_then(|last| match &last.arguments {
-                    PathArguments::AngleBracketed(arguments) => {
-                        arguments.args.iter().rev().find_map(|arg| match arg {
-                            GenericArgument::Type(ty) => Some(ty.to_token_stream()),
-                            _ => None,
-                        })
-                    }
-                    _ => None,
-                })
-        }
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last(),
         _ => None,
-    };
+    }
+    .and_then(|last| type_arguments(&last.arguments).next_back());
     let Some(allocator) = allocator else {
         return Err(format!(
             "with `lock = …`, the field's type names the allocator as its last type argument, \
@@ -139,7 +129,7 @@ pub(crate) fn reach<'a>(ty: &'a Type, lock: Option<&'a syn::Path>) -> Result<Rea
     };
     Ok(Reach {
         allocator_type: None,
-        allocator,
+        allocator: allocator.to_token_stream(),
         derefs,
         lock: Some(lock),
     })

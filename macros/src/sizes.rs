@@ -15,6 +15,7 @@ pub(crate) const NAMES: [&str; 3] = ["Size4KiB", "Size2MiB", "Size1GiB"];
 pub(crate) const EXPECTED: &str = "expected `Size4KiB`, `Size2MiB` or `Size1GiB`";
 
 /// A recognised page size, remembered by name and by where it was written.
+#[derive(Clone)]
 pub(crate) struct PageSizeName {
     pub(crate) name: &'static str,
     pub(crate) span: proc_macro2::Span,
@@ -34,6 +35,14 @@ pub(crate) fn recognise(path: &syn::Path) -> Option<PageSizeName> {
 }
 
 impl PageSizeName {
+    /// `Size4KiB`, the size implemented where none is named.
+    pub(crate) fn default_size() -> Self {
+        Self {
+            name: NAMES[0],
+            span: proc_macro2::Span::call_site(),
+        }
+    }
+
     /// The size as a type path through the hidden re-export module.
     pub(crate) fn to_type(&self, private: &TokenStream) -> TokenStream {
         let ident = syn::Ident::new(self.name, self.span);

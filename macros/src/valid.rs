@@ -1,22 +1,49 @@
-//! Validation: decides what the derive generates, or reports every reason it
-//! cannot.
+//! Validation: decides everything the derive generates, or reports every
+//! reason it cannot; [`crate::expand`] only writes the plan out.
 
 use proc_macro2::{Span, TokenStream};
-use syn::{Ident, Member, Path, Type};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, Member, Type};
 
 use crate::ast::{Field, Input, Shape};
+use crate::attr::Tagged;
 use crate::ctxt::Errors;
+use crate::generics::{elide_lifetimes, fresh_page_size_param, mentions_parameters};
+use crate::names;
 use crate::reach::{self, Reach};
-use crate::sizes::{self, PageSizeName};
+use crate::sizes::PageSizeName;
 
-/// What to generate.
-pub(crate) enum Plan<'a> {
+/// What the derive emits, with every choice made.
+pub(crate) struct Plan<'a> {
+    /// `<root>::__private`, the path every generated item goes through.
+    pub(crate) private: TokenStream,
+    pub(crate) impls: Impls<'a>,
+}
+
+/// Which impls to emit.
+pub(crate) enum Impls<'a> {
     /// Forward to one field of a struct.
-    Struct(Target<'a>),
+    Struct(Forward, Target<'a>),
     /// Dispatch to one field of each variant.
-    Enum(Vec<(&'a Ident, Target<'a>)>),
+    Enum(Forward, Vec<(&'a Ident, Target<'a>)>),
     /// Wrap a tagged allocation method.
     Tagged(TaggedPlan<'a>),
+    /// After an error, with the allocator fields known: the forwarding impls
+    /// with their real bounds (so a use infers its page size as it would
+    /// have), with bodies that never run.
+    StandInForward(Forward),
+    /// After an error, otherwise: impls that never run, so that uses of the
+    /// type add no errors of their own.
+    StandIn(StandIn),
+}
+
+/// What the forwarding impls of a struct or an enum share.
+pub(crate) struct Forward {
+    /// The page-size parameter, named apart from every name of the input.
+    pub(crate) page_size: Ident,
+    /// The allocator types the impls are bounded by, each once.
+    pub(crate) bounds: Vec<TokenStream>,
 }
 
 /// The allocator field of a struct or variant.
@@ -25,24 +52,64 @@ pub(crate) struct Target<'a> {
     pub(crate) ty: &'a Type,
     /// How to get from the field to the allocator.
     pub(crate) reach: Reach<'a>,
+    /// A concrete allocator type (lifetimes elided), checked at compile time
+    /// at the field; a generic one is left to the impls' `where` bounds.
+    pub(crate) probe: Option<TokenStream>,
 }
 
 /// A checked `unsafe tagged(…)`.
 pub(crate) struct TaggedPlan<'a> {
     /// Where the user wrote `tagged` after `unsafe`: the generated `unsafe
     /// impl`s (their `unsafe` and their braces) carry this span, so the
-    /// `unsafe_code` lint reports the user's promise (see
-    /// `expand::user_spanned_body` for why not the `unsafe` itself).
+    /// `unsafe_code` lint reports the user's promise (see `expand`).
     pub(crate) unsafe_span: Span,
-    pub(crate) method: &'a Path,
+    /// The allocation function: `Self::name` for a bare name, else the path.
+    pub(crate) method: TokenStream,
+    /// The span of `method = …`, where a wrong signature is reported.
+    pub(crate) method_span: Span,
     pub(crate) tag: &'a TokenStream,
     pub(crate) default: Option<&'a TokenStream>,
-    pub(crate) sizes: Vec<&'a PageSizeName>,
+    /// The page sizes to implement, never none.
+    pub(crate) sizes: Vec<PageSizeName>,
+    /// `unsafe_code` of the type's `#[allow(unsafe_code)]`, carried onto
+    /// the impls (which are items beside the type, outside its lint levels).
+    pub(crate) allow: Option<Ident>,
 }
 
-/// Checks `input`; returns the plan if one could be made, which may be so
-/// even though an error was reported (the caller checks `errors`).
-pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Plan<'a>> {
+/// The impls emitted after an error when the allocator fields are unknown.
+pub(crate) enum StandIn {
+    /// `FrameAllocator<S>` and `FrameDeallocator<S>` for every `S`.
+    AnySize(Ident),
+    /// A type meant to be tagged: those two and `TaggedFrameAllocator` for its
+    /// own sizes only (so a use without a size annotation infers the one it
+    /// would have had), with its tag type, or `()` where that is unreadable.
+    Tagged(TokenStream, Vec<PageSizeName>),
+}
+
+/// Checks `input` and plans the impls; after an error (from any phase),
+/// plans stand-ins.
+pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Plan<'a> {
+    let krate = input.attrs.krate.as_ref();
+    let private = names::private_path(krate, Span::call_site(), Span::call_site());
+    let impls = match plan(input, errors) {
+        Some(impls) if errors.is_empty() => impls,
+        Some(Impls::Struct(forward, _) | Impls::Enum(forward, _)) => Impls::StandInForward(forward),
+        _ => Impls::StandIn(match &input.attrs.tagged {
+            None if !input.attrs.tagged_attempted => {
+                StandIn::AnySize(fresh_page_size_param(input.source))
+            }
+            tagged => {
+                let tag = tagged.as_ref().and_then(|tagged| tagged.tag.clone());
+                StandIn::Tagged(tag.unwrap_or_else(|| quote!(())), sizes_of(tagged.as_ref()))
+            }
+        }),
+    };
+    Plan { private, impls }
+}
+
+/// The plan if one could be made, which may be so even though an error was
+/// reported.
+fn plan<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Impls<'a>> {
     match (&input.shape, &input.attrs.tagged) {
         (Shape::Union(span), _) => {
             errors.at(
@@ -53,46 +120,108 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Pla
             None
         }
         (shape, Some(tagged)) => {
-            let fields: Box<dyn Iterator<Item = &Field>> = match shape {
-                Shape::Struct(fields) => Box::new(fields.iter()),
-                Shape::Enum(variants) => Box::new(variants.iter().flat_map(|v| &v.fields)),
-                Shape::Union(_) => Box::new(std::iter::empty()),
+            let fields: Vec<&Field> = match shape {
+                Shape::Struct(fields) => fields.iter().collect(),
+                Shape::Enum(variants) => variants.iter().flat_map(|v| &v.fields).collect(),
+                Shape::Union(_) => Vec::new(),
             };
-            for field in fields {
-                if let Some(marker) = &field.marker {
-                    errors.at(
-                        marker.span,
-                        "`#[frame_allocator]` on a field has no effect with `tagged(…)`: \
-                         frames come from the tagged method; remove the marker",
-                    );
-                }
+            for marker in fields.iter().filter_map(|field| field.marker.as_ref()) {
+                errors.at(
+                    marker.span,
+                    "`#[frame_allocator]` on a field has no effect with `tagged(…)`: \
+                     frames come from the tagged method; remove the marker",
+                );
             }
-            reject_expect_unsafe_code(input, errors);
-            check_tagged(tagged, errors).map(Plan::Tagged)
+            for unsafe_code in attribute_words(input, "expect", "unsafe_code") {
+                errors.spanned(
+                    unsafe_code,
+                    "`#[expect(unsafe_code)]` on the type cannot be fulfilled: the impls of \
+                     `unsafe tagged(…)` are items beside the type, outside its lint attributes; \
+                     write `#[allow(unsafe_code)]`, which the derive carries to its impls",
+                );
+            }
+            check_tagged(input, tagged, errors).map(Impls::Tagged)
         }
         // A malformed `tagged` entry, already reported: the fields were not
         // meant as a forwarding target, so they are not checked as one.
         (_, None) if input.attrs.tagged_attempted => None,
         (Shape::Struct(fields), None) => {
-            reject_packed(input, errors);
+            // `&mut` to a field of a packed struct may be unaligned (rustc
+            // would report E0793 at the derive, without saying what to do).
+            for packed in attribute_words(input, "repr", "packed") {
+                errors.spanned(
+                    packed,
+                    "`#[derive(FrameAllocator)]` cannot forward to a field of a `#[repr(packed)]` \
+                     struct: allocating takes `&mut` to the field, which may be unaligned; \
+                     remove `packed`, or implement `FrameAllocator` by hand on a copy of the field",
+                );
+            }
             let what = format!("`{}`", input.ident);
-            target(&what, input.ident.span(), fields, errors).map(Plan::Struct)
+            let target = target(input, &what, input.ident.span(), fields, errors)?;
+            Some(Impls::Struct(forward(input, [&target]), target))
         }
         (Shape::Enum(variants), None) => {
             let mut targets = Vec::new();
             for variant in variants {
                 let what = format!("variant `{}::{}`", input.ident, variant.ident);
-                if let Some(target) = target(&what, variant.ident.span(), &variant.fields, errors) {
+                let span = variant.ident.span();
+                if let Some(target) = target(input, &what, span, &variant.fields, errors) {
                     targets.push((variant.ident, target));
                 }
             }
-            (targets.len() == variants.len()).then_some(Plan::Enum(targets))
+            (targets.len() == variants.len())
+                .then(|| Impls::Enum(forward(input, targets.iter().map(|(_, t)| t)), targets))
         }
     }
 }
 
+/// The parameter and the bounds of impls forwarding to `targets`.
+fn forward<'a, 'b: 'a>(
+    input: &Input,
+    targets: impl IntoIterator<Item = &'a Target<'b>>,
+) -> Forward {
+    let (mut seen, mut bounds) = (Vec::new(), Vec::new());
+    for target in targets {
+        let ty = &target.reach.allocator;
+        let key = ty.to_string();
+        if !seen.contains(&key) {
+            seen.push(key);
+            bounds.push(ty.clone());
+        }
+    }
+    Forward {
+        page_size: fresh_page_size_param(input.source),
+        bounds,
+    }
+}
+
+/// Each `word` among the arguments of the type's attributes `#[list(…)]`
+/// (the first of each attribute), as `packed` in `#[repr(C, packed)]`.
+fn attribute_words<'a>(
+    input: &'a Input,
+    list: &'a str,
+    word: &'a str,
+) -> impl Iterator<Item = Ident> + 'a {
+    input.source.attrs.iter().filter_map(move |attr| {
+        let syn::Meta::List(meta) = &attr.meta else {
+            return None;
+        };
+        if !meta.path.is_ident(list) {
+            return None;
+        }
+        meta.tokens
+            .clone()
+            .into_iter()
+            .find_map(|token| match token {
+                proc_macro2::TokenTree::Ident(ident) if ident == word => Some(ident),
+                _ => None,
+            })
+    })
+}
+
 /// Picks the allocator field of a struct or variant.
 fn target<'a>(
+    input: &Input,
     what: &str,
     span: Span,
     fields: &'a [Field<'a>],
@@ -161,6 +290,8 @@ fn target<'a>(
         Ok(reach) => Some(Target {
             member: &chosen.member,
             ty: chosen.ty,
+            probe: (!mentions_parameters(reach.allocator.clone(), input.generics))
+                .then(|| elide_lifetimes(reach.allocator.clone(), input.generics)),
             reach,
         }),
         Err(message) => {
@@ -170,58 +301,9 @@ fn target<'a>(
     }
 }
 
-/// `#[repr(packed)]` on a forwarding struct: reported at `packed`, since the
-/// forwarding impls take `&mut` to the field, which may be unaligned (rustc
-/// would report E0793 at the derive, without saying what to do).
-fn reject_packed(input: &Input, errors: &mut Errors) {
-    for attr in &input.source.attrs {
-        let syn::Meta::List(list) = &attr.meta else {
-            continue;
-        };
-        if !list.path.is_ident("repr") {
-            continue;
-        }
-        let packed = list.tokens.clone().into_iter().find(
-            |token| matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "packed"),
-        );
-        if let Some(packed) = packed {
-            errors.spanned(
-                packed,
-                "`#[derive(FrameAllocator)]` cannot forward to a field of a `#[repr(packed)]` \
-                 struct: allocating takes `&mut` to the field, which may be unaligned; \
-                 remove `packed`, or implement `FrameAllocator` by hand on a copy of the field",
-            );
-        }
-    }
-}
-
-/// `#[expect(unsafe_code)]` on a tagged type: reported, since nothing the
-/// derive emits can fulfil it (its impls are items of their own, whose lint
-/// levels come from the module, not from the type's attributes).
-fn reject_expect_unsafe_code(input: &Input, errors: &mut Errors) {
-    for attr in &input.source.attrs {
-        let syn::Meta::List(list) = &attr.meta else {
-            continue;
-        };
-        if !list.path.is_ident("expect") {
-            continue;
-        }
-        let expected = list.tokens.clone().into_iter().find(
-            |token| matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "unsafe_code"),
-        );
-        if let Some(unsafe_code) = expected {
-            errors.spanned(
-                unsafe_code,
-                "`#[expect(unsafe_code)]` on the type cannot be fulfilled: the impls of \
-                 `unsafe tagged(…)` are items beside the type, outside its lint attributes; \
-                 write `#[allow(unsafe_code)]`, which the derive carries to its impls",
-            );
-        }
-    }
-}
-
 fn check_tagged<'a>(
-    tagged: &'a crate::attr::Tagged,
+    input: &Input,
+    tagged: &'a Tagged,
     errors: &mut Errors,
 ) -> Option<TaggedPlan<'a>> {
     let method_name = tagged.method.as_ref().map_or_else(
@@ -257,21 +339,33 @@ fn check_tagged<'a>(
             "`tagged(…)` needs `tag = Type`: the type of the method's tag argument",
         );
     }
-    let sizes = match &tagged.sizes {
-        Some((_, sizes)) => sizes.iter().collect(),
-        None => Vec::new(),
-    };
+    let unsafe_span = tagged.unsafe_span.map(|_| tagged.span)?;
+    let method = tagged.method.as_ref()?;
+    let method_span = method.span();
     Some(TaggedPlan {
-        unsafe_span: tagged.unsafe_span.map(|_| tagged.span)?,
-        method: tagged.method.as_ref()?,
+        unsafe_span,
+        // A bare name (`allocate`, `take::<Size2MiB>`) is a method of the type.
+        method: match method.segments.first() {
+            Some(name) if method.leading_colon.is_none() && method.segments.len() == 1 => {
+                quote_spanned!(method_span=> Self::#name)
+            }
+            _ => method.to_token_stream(),
+        },
+        method_span,
         tag: tagged.tag.as_ref()?,
         default: tagged.default.as_ref(),
-        sizes,
+        sizes: sizes_of(Some(tagged)),
+        allow: attribute_words(input, "allow", "unsafe_code").next(),
     })
 }
 
-/// The page sizes a tagged plan implements when `sizes(…)` is not given.
-pub(crate) const DEFAULT_SIZE: &str = sizes::NAMES[0];
+/// The page sizes of `sizes(…)`, or `Size4KiB` where none are given.
+fn sizes_of(tagged: Option<&Tagged>) -> Vec<PageSizeName> {
+    match tagged.and_then(|tagged| tagged.sizes.as_ref()) {
+        Some(sizes) if !sizes.is_empty() => sizes.clone(),
+        _ => vec![PageSizeName::default_size()],
+    }
+}
 
 /// A type's tokens as a person writes them: `(u8, [u64; 2])`, not
 /// `(u8 , [u64 ; 2])`.

@@ -10,7 +10,9 @@
 //! puts the original tokens back. The placeholder keeps the tokens inside
 //! it, so the derive still sees every name the input uses.
 
-use proc_macro2::{Delimiter, Group, Ident, Punct, Spacing, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Ident, Punct, Spacing, TokenStream, TokenTree};
+
+use crate::tokens::{group, is_punct, regroup};
 
 const PLACEHOLDER: &str = "__framealloc_verbatim";
 
@@ -29,8 +31,7 @@ fn placeholder(tokens: TokenStream) -> TokenStream {
         .into_iter()
         .next()
         .map_or_else(proc_macro2::Span::call_site, |t| t.span());
-    let mut group = Group::new(Delimiter::Brace, tokens);
-    group.set_span(span);
+    let group = group(Delimiter::Brace, tokens, span);
     let mut bang = Punct::new('!', Spacing::Alone);
     bang.set_span(span);
     [
@@ -42,19 +43,12 @@ fn placeholder(tokens: TokenStream) -> TokenStream {
     .collect()
 }
 
-fn regroup(group: &Group, stream: TokenStream) -> TokenTree {
-    let mut new = Group::new(group.delimiter(), stream);
-    new.set_span(group.span());
-    TokenTree::Group(new)
-}
-
 /// `top`: the item's own level, where braces are its body, not expressions.
 fn hide_in(input: TokenStream, top: bool) -> TokenStream {
     let mut out: Vec<TokenTree> = Vec::new();
     for token in input {
-        let after_hash = matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '#');
-        let after_separator =
-            matches!(out.last(), Some(TokenTree::Punct(p)) if matches!(p.as_char(), '<' | ','));
+        let after_hash = is_punct(out.last(), '#');
+        let after_separator = is_punct(out.last(), '<') || is_punct(out.last(), ',');
         let token = match token {
             // Attributes are parsed by the derive itself; leave them alone.
             TokenTree::Group(group) if after_hash && group.delimiter() == Delimiter::Bracket => {
@@ -82,9 +76,7 @@ fn hide_in(input: TokenStream, top: bool) -> TokenStream {
 /// `T; LEN` with `LEN` hidden if syn cannot read it.
 fn array_length(content: TokenStream) -> TokenStream {
     let tokens: Vec<TokenTree> = content.into_iter().collect();
-    let semicolon = tokens
-        .iter()
-        .position(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ';'));
+    let semicolon = tokens.iter().position(|t| is_punct(Some(t), ';'));
     let Some(semicolon) = semicolon else {
         return tokens.into_iter().collect();
     };
