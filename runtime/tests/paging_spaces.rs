@@ -1,0 +1,297 @@
+//! Address spaces on the emulator: create, edit while inactive, switch,
+//! destroy, every refusal, and a property test over several spaces.
+
+mod paging_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use framealloc::emu::{Access, Machine};
+use framealloc::paging::{AddressSpace, EntrySet, RecursivePageTable, SpaceError};
+use framealloc::x86_64::VirtAddr;
+use framealloc::x86_64::structures::paging::mapper::{MapToError, TranslateResult};
+use framealloc::x86_64::structures::paging::PhysFrame;
+use framealloc::x86_64::structures::paging::{
+    Page, PageTableFlags as F, PageTableIndex, Size4KiB,
+};
+use paging_support::{DATA_START, LEVEL_4, TableFrames, frame, table_at};
+use proptest::prelude::*;
+
+const R: u16 = 510;
+const SLOT: u16 = 509;
+const KERNEL: u64 = 0xffff_8000_0000_0000;
+
+fn slot() -> PageTableIndex {
+    PageTableIndex::new(SLOT)
+}
+
+fn page(addr: u64) -> Page<Size4KiB> {
+    Page::containing_address(VirtAddr::new(addr))
+}
+
+/// The kernel half minus the recursive entry and the slot.
+fn kernel_half() -> EntrySet {
+    let mut set = EntrySet::range(PageTableIndex::new(256), PageTableIndex::new(511));
+    set.remove(PageTableIndex::new(R));
+    set.remove(slot());
+    set
+}
+
+/// A kernel space with a prepared kernel half and one global kernel page.
+fn kernel() -> (RecursivePageTable<Machine>, TableFrames) {
+    let mut table = table_at(R);
+    let mut frames = TableFrames::new();
+    // SAFETY: emulated memory; the entries are unused.
+    let made = unsafe { table.prepare_shared(&kernel_half(), &mut frames) }.unwrap();
+    assert_eq!(made, 254);
+    let data = frame(DATA_START);
+    table
+        .backend_mut()
+        .memory_mut()
+        .write_u64(data.start_address(), 0x6b)
+        .unwrap();
+    // SAFETY: emulated memory.
+    unsafe { table.map_to(page(KERNEL), data, F::PRESENT | F::WRITABLE | F::GLOBAL, &mut frames) }
+        .unwrap()
+        .flush();
+    (table, frames)
+}
+
+fn read(table: &RecursivePageTable<Machine>, addr: u64) -> Option<u64> {
+    table.backend().read_u64(VirtAddr::new(addr)).ok()
+}
+
+#[test]
+fn create_edit_switch_destroy() {
+    let (mut table, mut frames) = kernel();
+    let before = frames.out.clone();
+    let memory_before = table.backend().memory().clone();
+    assert_eq!(read(&table, KERNEL), Some(0x6b)); // caches the global page
+    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    assert_eq!(frames.out.len(), before.len() + 1);
+    // The active table changed only in the new frame (and accessed bits).
+    for changed in table.backend().memory().differing_frames(&memory_before) {
+        if changed == b.level_4_frame() {
+            continue;
+        }
+        for i in 0..512 {
+            let i = PageTableIndex::new(i);
+            let now = table.backend().memory().read_entry(changed, i);
+            assert_eq!(now & !F::ACCESSED.bits(), memory_before.read_entry(changed, i) & !F::ACCESSED.bits());
+        }
+    }
+
+    let user = 0x40_0000;
+    let data = frame(DATA_START + 0x1000);
+    table.backend_mut().memory_mut().write_u64(data.start_address(), 7).unwrap();
+    {
+        let mut view = table.edit(&b).unwrap();
+        // SAFETY: emulated memory.
+        unsafe { view.map_to(page(user), data, F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE, &mut frames) }
+            .unwrap()
+            .flush();
+        assert!(matches!(view.translate(VirtAddr::new(user)), TranslateResult::Mapped { .. }));
+        // The kernel half is seen through the view too.
+        assert!(matches!(view.translate(VirtAddr::new(KERNEL)), TranslateResult::Mapped { .. }));
+        let tables: Vec<_> = view.page_tables().map(|t| t.frame).collect();
+        assert_eq!(tables[0], b.level_4_frame());
+        let dump = view.dump().to_string();
+        assert!(dump.contains("0x0000000000400000 "), "{dump}");
+    }
+    // Not in the active space.
+    assert!(matches!(table.translate(VirtAddr::new(user)), TranslateResult::NotMapped));
+    assert_eq!(read(&table, user), None);
+    assert_eq!(table.backend().counters().tlb_hits, table.backend().counters().tlb_hits);
+
+    // SAFETY: emulated machine.
+    let a = unsafe { table.switch_to(b) }.unwrap();
+    assert_eq!(a.level_4_frame(), frame(LEVEL_4));
+    assert_eq!(read(&table, user), Some(7));
+    assert_eq!(read(&table, KERNEL), Some(0x6b));
+    // The global kernel page's translation survived the switch.
+    assert!(table.backend().cached(VirtAddr::new(KERNEL)).is_some());
+    // SAFETY: emulated machine.
+    let b = unsafe { table.switch_to(a) }.unwrap();
+    assert_eq!(table.backend().cr3(), frame(LEVEL_4));
+    assert_eq!(read(&table, user), None);
+    assert_eq!(read(&table, KERNEL), Some(0x6b));
+
+    let mut leaves = Vec::new();
+    // SAFETY: B's own tables are used by B only.
+    let freed = unsafe { table.destroy_space(b, &mut frames, |m| leaves.push(m)) }.unwrap();
+    assert_eq!(freed, 4); // level 4, 3, 2, 1
+    assert_eq!(leaves.len(), 1);
+    assert_eq!(leaves[0].start.as_u64(), user);
+    assert_eq!(leaves[0].frame, data.start_address());
+    assert_eq!(frames.out, before);
+}
+
+#[test]
+fn refusals_change_nothing() {
+    let (mut table, mut frames) = kernel();
+    let memory = table.backend().memory().clone();
+    let out = frames.out.clone();
+    for s in [0, 511, R] {
+        assert_eq!(
+            table.create_space(PageTableIndex::new(s), &EntrySet::new(), &mut frames),
+            Err(SpaceError::SlotInvalid { slot: s })
+        );
+    }
+    let mut bad = EntrySet::new();
+    bad.insert(PageTableIndex::new(3)); // not present
+    assert!(matches!(
+        table.create_space(slot(), &bad, &mut frames),
+        Err(SpaceError::SharedNotPresent { index: 3, entry: 0 })
+    ));
+    let mut bad = EntrySet::new();
+    bad.insert(PageTableIndex::new(R)); // the recursive entry
+    assert!(matches!(
+        table.create_space(slot(), &bad, &mut frames),
+        Err(SpaceError::SharedNotPresent { index: R, .. })
+    ));
+    let mut empty = TableFrames::with_budget(0);
+    assert_eq!(
+        table.create_space(slot(), &EntrySet::new(), &mut empty),
+        Err(SpaceError::OutOfFrames)
+    );
+    // A busy slot: index 300 holds a prepared level-3 table.
+    assert!(matches!(
+        table.create_space(PageTableIndex::new(300), &EntrySet::new(), &mut frames),
+        Err(SpaceError::SlotInUse { .. })
+    ));
+    assert_eq!(table.backend().memory(), &memory);
+    assert_eq!(frames.out, out);
+}
+
+#[test]
+fn switch_refuses_a_space_without_its_recursive_entry() {
+    let (mut table, mut frames) = kernel();
+    let mut b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let l4 = b.level_4_frame();
+    let good = table.backend().memory().read_entry(l4, PageTableIndex::new(R));
+    for wrong in [0, good | F::USER_ACCESSIBLE.bits(), good & !F::WRITABLE.bits(), good | F::GLOBAL.bits(), frame(LEVEL_4).start_address().as_u64() | 3] {
+        table.backend_mut().memory_mut().write_entry(l4, PageTableIndex::new(R), wrong);
+        let memory = table.backend().memory().clone();
+        // SAFETY: refused before CR3 is written.
+        let (back, error) = unsafe { table.switch_to(b) }.unwrap_err();
+        b = back;
+        assert_eq!(error, SpaceError::NotRecursive { entry: wrong });
+        assert_eq!(b.level_4_frame(), l4);
+        assert_eq!(table.backend().cr3(), frame(LEVEL_4));
+        assert_eq!(table.backend().memory(), &memory);
+        assert!(matches!(table.edit(&b), Err(SpaceError::NotRecursive { .. })));
+    }
+    table.backend_mut().memory_mut().write_entry(l4, PageTableIndex::new(R), good);
+    table.backend_mut().memory_mut().write_entry(l4, slot(), 0x5003);
+    // SAFETY: refused.
+    let (_, error) = unsafe { table.switch_to(b) }.unwrap_err();
+    assert_eq!(error, SpaceError::SlotNotEmpty { entry: 0x5003 });
+}
+
+#[test]
+fn the_active_space_is_refused() {
+    let (mut table, mut frames) = kernel();
+    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    table.backend_mut().set_cr3(b.level_4_frame());
+    assert!(matches!(table.edit(&b), Err(SpaceError::Active)));
+    // SAFETY: refused.
+    let (b, error) = unsafe { table.destroy_space(b, &mut frames, |_| ()) }.unwrap_err();
+    assert_eq!(error, SpaceError::Active);
+    // SAFETY: refused.
+    let (_, error) = unsafe { table.switch_to(b) }.unwrap_err();
+    assert_eq!(error, SpaceError::Active);
+}
+
+#[test]
+fn the_view_keeps_the_spaces_recursive_entry() {
+    let (mut table, mut frames) = kernel();
+    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let l4 = b.level_4_frame();
+    let entry = table.backend().memory().read_entry(l4, PageTableIndex::new(R));
+    {
+        let mut view = table.edit(&b).unwrap();
+        let inside = (u64::from(R) << 39) | 0xffff_0000_0000_0000 | 0x4000;
+        // SAFETY: emulated memory (refused anyway).
+        let err = unsafe { view.map_to(page(inside), frame(DATA_START), F::PRESENT, &mut frames) }.unwrap_err();
+        assert!(matches!(err, MapToError::ParentEntryHugePage));
+        assert!(view.unmap(page(inside)).is_err());
+        assert!(matches!(view.translate(VirtAddr::new(inside)), TranslateResult::NotMapped));
+        // Its tables: the level-4 table and the 254 shared level-3 tables, the
+        // kernel page's level-2 and level-1 tables; nothing through `R`.
+        assert_eq!(view.page_tables().count(), 1 + 254 + 2);
+        assert_eq!(view.mappings().count(), 1);
+        // SAFETY: only B's own user half, which is empty.
+        let freed = unsafe {
+            view.clean_up_addr_range(Page::range_inclusive(page(0), page(0x7fff_ffff_f000)), &mut frames)
+        };
+        assert_eq!(freed, 0);
+    }
+    assert_eq!(table.backend().memory().read_entry(l4, PageTableIndex::new(R)), entry);
+    assert_eq!(table.backend().memory().read_entry(l4, slot()), 0);
+    assert_eq!(table.backend().memory().read_entry(frame(LEVEL_4), slot()), 0);
+}
+
+#[test]
+fn kernel_half_added_later_is_seen_by_every_space() {
+    let (mut table, mut frames) = kernel();
+    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let c = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    // A kernel mapping in a level-4 entry never used before the spaces existed.
+    let late = 0xffff_9000_0000_0000 | (300 << 39) & 0x0000_ff80_0000_0000;
+    let data = frame(DATA_START + 0x5000);
+    table.backend_mut().memory_mut().write_u64(data.start_address(), 99).unwrap();
+    // SAFETY: emulated memory.
+    unsafe { table.map_to(page(late), data, F::PRESENT | F::WRITABLE, &mut frames) }.unwrap().flush();
+    for space in [&b, &c] {
+        let view = table.edit(space).unwrap();
+        let found: PhysFrame<Size4KiB> = view.translate_page(page(late)).unwrap();
+        assert_eq!(found, data);
+    }
+    // SAFETY: emulated machine, kernel half shared.
+    let a = unsafe { table.switch_to(c) }.unwrap();
+    assert_eq!(read(&table, late), Some(99));
+    // SAFETY: as above.
+    let c = unsafe { table.switch_to(a) }.unwrap();
+    let before = frames.out.len();
+    for space in [b, c] {
+        // SAFETY: own tables only; the kernel half is shared and kept.
+        assert_eq!(unsafe { table.destroy_space(space, &mut frames, |_| ()) }, Ok(1));
+    }
+    assert_eq!(frames.out.len(), before - 2);
+    assert_eq!(read(&table, late), Some(99));
+}
+
+/// Editing two spaces one after the other through the same slot, with the
+/// paging-structure caches on: the second edit must reach the second space,
+/// not tables of the first still cached through the slot.
+#[test]
+fn the_slot_is_invalidated_between_spaces() {
+    let (mut table, mut frames) = kernel();
+    table.backend_mut().set_paging_structure_caches(true);
+    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let c = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let user = 0x7000_0000;
+    for (space, value) in [(&b, 1u64), (&c, 2)] {
+        let data = frame(DATA_START + value * 0x1000);
+        table.backend_mut().memory_mut().write_u64(data.start_address(), value).unwrap();
+        let mut view = table.edit(space).unwrap();
+        // SAFETY: emulated memory.
+        unsafe { view.map_to(page(user), data, F::PRESENT | F::WRITABLE, &mut frames) }
+            .unwrap()
+            .flush();
+        // A second page in the same level-1 table, whose path is now cached.
+        // SAFETY: emulated memory.
+        unsafe { view.map_to(page(user + 0x1000), data, F::PRESENT, &mut frames) }
+            .unwrap()
+            .flush();
+    }
+    for (space, value) in [(b, 1u64), (c, 2)] {
+        // SAFETY: emulated machine.
+        let a = unsafe { table.switch_to(space) }.unwrap();
+        assert_eq!(read(&table, user), Some(value));
+        assert_eq!(read(&table, user + 0x1000), Some(value));
+        // SAFETY: emulated machine.
+        let space = unsafe { table.switch_to(a) }.unwrap();
+        // SAFETY: own tables.
+        assert_eq!(unsafe { table.destroy_space(space, &mut frames, |_| ()) }, Ok(4));
+    }
+}
