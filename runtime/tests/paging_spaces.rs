@@ -295,3 +295,299 @@ fn the_slot_is_invalidated_between_spaces() {
         assert_eq!(unsafe { table.destroy_space(space, &mut frames, |_| ()) }, Ok(4));
     }
 }
+
+// ------------------------------------------------------------ property test
+
+/// User pages (spread over level-4, -3, -2 and -1 tables) and kernel pages
+/// (in the shared half).
+const USER: [u64; 6] = [0x1000, 0x2000, 0x20_0000, 0x4000_0000, 0x80_0000_0000, 0x100_0000_3000];
+const KERN: [u64; 3] = [KERNEL + 0x1000, KERNEL + 0x4000_0000, KERNEL + 0x80_0000_0000];
+const SMALL_HALF: u16 = 4;
+
+fn small_half() -> EntrySet {
+    EntrySet::range(PageTableIndex::new(256), PageTableIndex::new(256 + SMALL_HALF - 1))
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Map { space: usize, kernel: bool, page: usize, frame: u64 },
+    Unmap { space: usize, kernel: bool, page: usize },
+    Switch { space: usize },
+    Recreate { space: usize },
+    CleanUp { space: usize },
+}
+
+fn op(spaces: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..spaces, any::<bool>(), 0..6usize, 0..8u64)
+            .prop_map(|(space, kernel, page, frame)| Op::Map { space, kernel, page, frame }),
+        2 => (0..spaces, any::<bool>(), 0..6usize)
+            .prop_map(|(space, kernel, page)| Op::Unmap { space, kernel, page }),
+        2 => (0..spaces).prop_map(|space| Op::Switch { space }),
+        1 => (1..spaces).prop_map(|space| Op::Recreate { space }),
+        1 => (0..spaces).prop_map(|space| Op::CleanUp { space }),
+    ]
+}
+
+struct World {
+    table: RecursivePageTable<Machine>,
+    frames: TableFrames,
+    /// The inactive spaces (`None` for the active one).
+    spaces: Vec<Option<AddressSpace>>,
+    active: usize,
+    user: Vec<BTreeMap<u64, u64>>,
+    kernel: BTreeMap<u64, u64>,
+}
+
+fn data(frame_no: u64) -> u64 {
+    DATA_START + frame_no * 0x1000
+}
+
+impl World {
+    fn new(count: usize) -> Self {
+        let mut table = table_at(R);
+        let mut frames = TableFrames::new();
+        // SAFETY: emulated memory.
+        unsafe { table.prepare_shared(&small_half(), &mut frames) }.unwrap();
+        for f in 0..8 {
+            table.backend_mut().memory_mut().write_u64(frame(data(f)).start_address(), f + 1).unwrap();
+        }
+        let mut spaces = vec![None];
+        for _ in 1..count {
+            spaces.push(Some(table.create_space(slot(), &small_half(), &mut frames).unwrap()));
+        }
+        World { table, frames, spaces, active: 0, user: vec![BTreeMap::new(); count], kernel: BTreeMap::new() }
+    }
+
+    /// Runs `f` on space `k`'s table: the active one, or a view.
+    fn on<T>(&mut self, k: usize, f: impl FnOnce(&mut dyn SpaceOps, &mut TableFrames) -> T) -> T {
+        if k == self.active {
+            f(&mut self.table, &mut self.frames)
+        } else {
+            let space = self.spaces[k].as_ref().unwrap();
+            let mut view = self.table.edit(space).unwrap();
+            f(&mut *view, &mut self.frames)
+        }
+    }
+
+    fn step(&mut self, op: &Op) {
+        match *op {
+            Op::Map { space, kernel, page: p, frame: f } => {
+                let addr = if kernel { KERN[p % 3] } else { USER[p] };
+                let was = if kernel { self.kernel.get(&addr) } else { self.user[space].get(&addr) }.copied();
+                let ok = self.on(space, |t, frames| t.map(addr, data(f), kernel, frames));
+                assert_eq!(ok, was.is_none(), "map {addr:#x} in {space}");
+                if ok {
+                    if kernel { self.kernel.insert(addr, f) } else { self.user[space].insert(addr, f) };
+                }
+            }
+            Op::Unmap { space, kernel, page: p } => {
+                let addr = if kernel { KERN[p % 3] } else { USER[p] };
+                let was = if kernel { self.kernel.remove(&addr) } else { self.user[space].remove(&addr) };
+                let got = self.on(space, |t, _| t.unmap(addr));
+                assert_eq!(got, was.map(data), "unmap {addr:#x} in {space}");
+            }
+            Op::Switch { space } => {
+                if space != self.active {
+                    let target = self.spaces[space].take().unwrap();
+                    // SAFETY: emulated machine.
+                    let previous = unsafe { self.table.switch_to(target) }.unwrap();
+                    self.spaces[self.active] = Some(previous);
+                    self.active = space;
+                }
+            }
+            Op::Recreate { space } => {
+                if space != self.active && space != 0 {
+                    let shared: BTreeSet<u64> = self.shared_tables();
+                    let own: BTreeSet<u64> = {
+                        let view = self.table.edit(self.spaces[space].as_ref().unwrap()).unwrap();
+                        view.page_tables()
+                            .map(|t| t.frame.start_address().as_u64())
+                            .filter(|f| !shared.contains(f))
+                            .collect()
+                    };
+                    let target = self.spaces[space].take().unwrap();
+                    let before = self.frames.out.clone();
+                    let mut leaves = BTreeSet::new();
+                    // SAFETY: own tables only.
+                    let freed = unsafe {
+                        self.table.destroy_space(target, &mut self.frames, |m| {
+                            leaves.insert((m.start.as_u64(), m.frame.as_u64()));
+                        })
+                    }
+                    .unwrap();
+                    assert_eq!(freed, own.len());
+                    assert_eq!(before.difference(&self.frames.out).copied().collect::<BTreeSet<_>>(), own);
+                    let expected: BTreeSet<_> = self.user[space].iter().map(|(&a, &f)| (a, data(f))).collect();
+                    assert_eq!(leaves, expected);
+                    self.user[space].clear();
+                    self.spaces[space] = Some(self.table.create_space(slot(), &small_half(), &mut self.frames).unwrap());
+                }
+            }
+            Op::CleanUp { space } => {
+                self.on(space, |t, frames| t.clean_user(frames));
+            }
+        }
+    }
+
+    /// The shared level-3 tables and everything below them.
+    fn shared_tables(&self) -> BTreeSet<u64> {
+        // Read from physical memory: the kernel space's entries 256.. are the
+        // shared ones in every space.
+        let memory = self.table.backend().memory();
+        let l4 = frame(LEVEL_4);
+        let mut out = BTreeSet::new();
+        let mut stack: Vec<(PhysFrame, usize)> = (256..256 + SMALL_HALF)
+            .map(|i| (frame(memory.read_entry(l4, PageTableIndex::new(i)) & 0x000f_ffff_ffff_f000), 3))
+            .collect();
+        while let Some((table, level)) = stack.pop() {
+            out.insert(table.start_address().as_u64());
+            if level > 1 {
+                for i in 0..512 {
+                    let e = memory.read_entry(table, PageTableIndex::new(i));
+                    if e & 1 != 0 && e & 0x80 == 0 {
+                        stack.push((frame(e & 0x000f_ffff_ffff_f000), level - 1));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn check(&mut self) {
+        let mut tables = BTreeSet::new();
+        for k in 0..self.spaces.len() {
+            let user = self.user[k].clone();
+            let kernel = self.kernel.clone();
+            let active = k == self.active;
+            let found = self.on(k, |t, _| {
+                let mut seen = BTreeSet::new();
+                for &addr in USER.iter().chain(KERN.iter()) {
+                    let want = user.get(&addr).or_else(|| kernel.get(&addr)).map(|&f| data(f));
+                    assert_eq!(t.lookup(addr, active), want, "space {k} at {addr:#x}");
+                }
+                t.tables(&mut seen);
+                seen
+            });
+            tables.extend(found);
+        }
+        tables.remove(&LEVEL_4);
+        assert_eq!(tables, self.frames.out, "frame accounting");
+    }
+}
+
+/// The operations the property test runs on the active table and on views
+/// alike.
+trait SpaceOps {
+    fn map(&mut self, addr: u64, frame: u64, kernel: bool, frames: &mut TableFrames) -> bool;
+    fn unmap(&mut self, addr: u64) -> Option<u64>;
+    fn clean_user(&mut self, frames: &mut TableFrames);
+    /// The physical address `addr` maps to: through the TLB with a read if
+    /// `active`, by a table walk through the slot otherwise.
+    fn lookup(&self, addr: u64, active: bool) -> Option<u64>;
+    fn tables(&self, into: &mut BTreeSet<u64>);
+}
+
+impl<B: framealloc::paging::Backend + TlbRead> SpaceOps for RecursivePageTable<B> {
+    fn map(&mut self, addr: u64, data: u64, kernel: bool, frames: &mut TableFrames) -> bool {
+        let flags = if kernel { F::PRESENT | F::WRITABLE } else { F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE };
+        // SAFETY: emulated memory.
+        match unsafe { self.map_to(page(addr), frame(data), flags, frames) } {
+            Ok(flush) => {
+                flush.flush();
+                true
+            }
+            Err(MapToError::PageAlreadyMapped(_)) => false,
+            Err(e) => panic!("map failed: {e:?}"),
+        }
+    }
+
+    fn unmap(&mut self, addr: u64) -> Option<u64> {
+        self.unmap(page(addr)).ok().map(|(f, flush)| {
+            flush.flush();
+            f.start_address().as_u64()
+        })
+    }
+
+    fn clean_user(&mut self, frames: &mut TableFrames) {
+        // SAFETY: the user half is never shared.
+        unsafe { self.clean_up_addr_range(Page::range_inclusive(page(0), page(0x7fff_ffff_f000)), frames) };
+    }
+
+    fn lookup(&self, addr: u64, active: bool) -> Option<u64> {
+        if active {
+            self.backend().tlb_read(addr)
+        } else {
+            match self.translate(VirtAddr::new(addr)) {
+                TranslateResult::Mapped { frame, offset, .. } => Some(frame.start_address().as_u64() + offset),
+                _ => None,
+            }
+        }
+    }
+
+    fn tables(&self, into: &mut BTreeSet<u64>) {
+        into.extend(self.page_tables().map(|t| t.frame.start_address().as_u64()));
+    }
+}
+
+/// A read through the active TLB.
+trait TlbRead {
+    fn tlb_read(&self, addr: u64) -> Option<u64>;
+}
+
+impl TlbRead for Machine {
+    fn tlb_read(&self, addr: u64) -> Option<u64> {
+        let phys = self.translate(VirtAddr::new(addr), Access::KERNEL_READ).ok()?;
+        // The data frame holds its number + 1 in its first word.
+        let value = self.read_u64(VirtAddr::new(addr)).unwrap();
+        assert_eq!(value, (phys.as_u64() - DATA_START) / 0x1000 + 1);
+        Some(phys.as_u64())
+    }
+}
+
+impl TlbRead for framealloc::paging::SlotBackend<'_, Machine> {
+    fn tlb_read(&self, _: u64) -> Option<u64> {
+        unreachable!("a view is never the active space")
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn spaces_agree_with_the_model(count in 2..=4usize, ops in proptest::collection::vec(op(4), 1..40), caches in any::<bool>()) {
+        let mut world = World::new(count);
+        world.table.backend_mut().set_paging_structure_caches(caches);
+        world.check();
+        for op in &ops {
+            let op = match *op {
+                Op::Map { space, kernel, page, frame } => Op::Map { space: space % count, kernel, page, frame },
+                Op::Unmap { space, kernel, page } => Op::Unmap { space: space % count, kernel, page },
+                Op::Switch { space } => Op::Switch { space: space % count },
+                Op::Recreate { space } => Op::Recreate { space: space % count },
+                Op::CleanUp { space } => Op::CleanUp { space: space % count },
+            };
+            world.step(&op);
+            world.check();
+        }
+        // Every process space returns every table it owns.
+        if world.active != 0 {
+            world.step(&Op::Switch { space: 0 });
+        }
+        for k in 1..count {
+            world.user[k].clear();
+            let target = world.spaces[k].take().unwrap();
+            // SAFETY: own tables only.
+            unsafe { world.table.destroy_space(target, &mut world.frames, |_| ()) }.unwrap();
+        }
+        let shared = world.shared_tables();
+        let mut rest = world.frames.out.clone();
+        // The kernel space's own tables (user half of space 0) remain.
+        let mut own = BTreeSet::new();
+        world.table.tables(&mut own);
+        own.remove(&LEVEL_4);
+        rest.retain(|f| !own.contains(f));
+        prop_assert!(rest.is_empty(), "leaked {rest:x?}");
+        prop_assert!(shared.is_subset(&world.frames.out));
+    }
+}
