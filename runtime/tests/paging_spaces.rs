@@ -8,11 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use framealloc::emu::{Access, Machine};
 use framealloc::paging::{AddressSpace, EntrySet, RecursivePageTable, SpaceError};
 use framealloc::x86_64::VirtAddr;
-use framealloc::x86_64::structures::paging::mapper::{MapToError, TranslateResult};
 use framealloc::x86_64::structures::paging::PhysFrame;
-use framealloc::x86_64::structures::paging::{
-    Page, PageTableFlags as F, PageTableIndex, Size4KiB,
-};
+use framealloc::x86_64::structures::paging::mapper::{MapToError, TranslateResult};
+use framealloc::x86_64::structures::paging::{Page, PageTableFlags as F, PageTableIndex, Size4KiB};
 use paging_support::{DATA_START, LEVEL_4, TableFrames, frame, table_at};
 use proptest::prelude::*;
 
@@ -50,9 +48,16 @@ fn kernel() -> (RecursivePageTable<Machine>, TableFrames) {
         .write_u64(data.start_address(), 0x6b)
         .unwrap();
     // SAFETY: emulated memory.
-    unsafe { table.map_to(page(KERNEL), data, F::PRESENT | F::WRITABLE | F::GLOBAL, &mut frames) }
-        .unwrap()
-        .flush();
+    unsafe {
+        table.map_to(
+            page(KERNEL),
+            data,
+            F::PRESENT | F::WRITABLE | F::GLOBAL,
+            &mut frames,
+        )
+    }
+    .unwrap()
+    .flush();
     (table, frames)
 }
 
@@ -66,7 +71,9 @@ fn create_edit_switch_destroy() {
     let before = frames.out.clone();
     let memory_before = table.backend().memory().clone();
     assert_eq!(read(&table, KERNEL), Some(0x6b)); // caches the global page
-    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let b = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
     assert_eq!(frames.out.len(), before.len() + 1);
     // The active table changed only in the new frame (and accessed bits).
     for changed in table.backend().memory().differing_frames(&memory_before) {
@@ -76,31 +83,57 @@ fn create_edit_switch_destroy() {
         for i in 0..512 {
             let i = PageTableIndex::new(i);
             let now = table.backend().memory().read_entry(changed, i);
-            assert_eq!(now & !F::ACCESSED.bits(), memory_before.read_entry(changed, i) & !F::ACCESSED.bits());
+            assert_eq!(
+                now & !F::ACCESSED.bits(),
+                memory_before.read_entry(changed, i) & !F::ACCESSED.bits()
+            );
         }
     }
 
     let user = 0x40_0000;
     let data = frame(DATA_START + 0x1000);
-    table.backend_mut().memory_mut().write_u64(data.start_address(), 7).unwrap();
+    table
+        .backend_mut()
+        .memory_mut()
+        .write_u64(data.start_address(), 7)
+        .unwrap();
     {
         let mut view = table.edit(&b).unwrap();
         // SAFETY: emulated memory.
-        unsafe { view.map_to(page(user), data, F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE, &mut frames) }
-            .unwrap()
-            .flush();
-        assert!(matches!(view.translate(VirtAddr::new(user)), TranslateResult::Mapped { .. }));
+        unsafe {
+            view.map_to(
+                page(user),
+                data,
+                F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE,
+                &mut frames,
+            )
+        }
+        .unwrap()
+        .flush();
+        assert!(matches!(
+            view.translate(VirtAddr::new(user)),
+            TranslateResult::Mapped { .. }
+        ));
         // The kernel half is seen through the view too.
-        assert!(matches!(view.translate(VirtAddr::new(KERNEL)), TranslateResult::Mapped { .. }));
+        assert!(matches!(
+            view.translate(VirtAddr::new(KERNEL)),
+            TranslateResult::Mapped { .. }
+        ));
         let tables: Vec<_> = view.page_tables().map(|t| t.frame).collect();
         assert_eq!(tables[0], b.level_4_frame());
         let dump = view.dump().to_string();
         assert!(dump.contains("0x0000000000400000 "), "{dump}");
     }
     // Not in the active space.
-    assert!(matches!(table.translate(VirtAddr::new(user)), TranslateResult::NotMapped));
+    assert!(matches!(
+        table.translate(VirtAddr::new(user)),
+        TranslateResult::NotMapped
+    ));
     assert_eq!(read(&table, user), None);
-    assert_eq!(table.backend().counters().tlb_hits, table.backend().counters().tlb_hits);
+    assert_eq!(
+        table.backend().counters().tlb_hits,
+        table.backend().counters().tlb_hits
+    );
 
     // SAFETY: emulated machine.
     let a = unsafe { table.switch_to(b) }.unwrap();
@@ -165,11 +198,25 @@ fn refusals_change_nothing() {
 #[test]
 fn switch_refuses_a_space_without_its_recursive_entry() {
     let (mut table, mut frames) = kernel();
-    let mut b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let mut b = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
     let l4 = b.level_4_frame();
-    let good = table.backend().memory().read_entry(l4, PageTableIndex::new(R));
-    for wrong in [0, good | F::USER_ACCESSIBLE.bits(), good & !F::WRITABLE.bits(), good | F::GLOBAL.bits(), frame(LEVEL_4).start_address().as_u64() | 3] {
-        table.backend_mut().memory_mut().write_entry(l4, PageTableIndex::new(R), wrong);
+    let good = table
+        .backend()
+        .memory()
+        .read_entry(l4, PageTableIndex::new(R));
+    for wrong in [
+        0,
+        good | F::USER_ACCESSIBLE.bits(),
+        good & !F::WRITABLE.bits(),
+        good | F::GLOBAL.bits(),
+        frame(LEVEL_4).start_address().as_u64() | 3,
+    ] {
+        table
+            .backend_mut()
+            .memory_mut()
+            .write_entry(l4, PageTableIndex::new(R), wrong);
         let memory = table.backend().memory().clone();
         // SAFETY: refused before CR3 is written.
         let (back, error) = unsafe { table.switch_to(b) }.unwrap_err();
@@ -178,10 +225,19 @@ fn switch_refuses_a_space_without_its_recursive_entry() {
         assert_eq!(b.level_4_frame(), l4);
         assert_eq!(table.backend().cr3(), frame(LEVEL_4));
         assert_eq!(table.backend().memory(), &memory);
-        assert!(matches!(table.edit(&b), Err(SpaceError::NotRecursive { .. })));
+        assert!(matches!(
+            table.edit(&b),
+            Err(SpaceError::NotRecursive { .. })
+        ));
     }
-    table.backend_mut().memory_mut().write_entry(l4, PageTableIndex::new(R), good);
-    table.backend_mut().memory_mut().write_entry(l4, slot(), 0x5003);
+    table
+        .backend_mut()
+        .memory_mut()
+        .write_entry(l4, PageTableIndex::new(R), good);
+    table
+        .backend_mut()
+        .memory_mut()
+        .write_entry(l4, slot(), 0x5003);
     // SAFETY: refused.
     let (_, error) = unsafe { table.switch_to(b) }.unwrap_err();
     assert_eq!(error, SpaceError::SlotNotEmpty { entry: 0x5003 });
@@ -190,7 +246,9 @@ fn switch_refuses_a_space_without_its_recursive_entry() {
 #[test]
 fn the_active_space_is_refused() {
     let (mut table, mut frames) = kernel();
-    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let b = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
     table.backend_mut().set_cr3(b.level_4_frame());
     assert!(matches!(table.edit(&b), Err(SpaceError::Active)));
     // SAFETY: refused.
@@ -204,43 +262,74 @@ fn the_active_space_is_refused() {
 #[test]
 fn the_view_keeps_the_spaces_recursive_entry() {
     let (mut table, mut frames) = kernel();
-    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let b = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
     let l4 = b.level_4_frame();
-    let entry = table.backend().memory().read_entry(l4, PageTableIndex::new(R));
+    let entry = table
+        .backend()
+        .memory()
+        .read_entry(l4, PageTableIndex::new(R));
     {
         let mut view = table.edit(&b).unwrap();
         let inside = (u64::from(R) << 39) | 0xffff_0000_0000_0000 | 0x4000;
         // SAFETY: emulated memory (refused anyway).
-        let err = unsafe { view.map_to(page(inside), frame(DATA_START), F::PRESENT, &mut frames) }.unwrap_err();
+        let err = unsafe { view.map_to(page(inside), frame(DATA_START), F::PRESENT, &mut frames) }
+            .unwrap_err();
         assert!(matches!(err, MapToError::ParentEntryHugePage));
         assert!(view.unmap(page(inside)).is_err());
-        assert!(matches!(view.translate(VirtAddr::new(inside)), TranslateResult::NotMapped));
+        assert!(matches!(
+            view.translate(VirtAddr::new(inside)),
+            TranslateResult::NotMapped
+        ));
         // Its tables: the level-4 table and the 254 shared level-3 tables, the
         // kernel page's level-2 and level-1 tables; nothing through `R`.
         assert_eq!(view.page_tables().count(), 1 + 254 + 2);
         assert_eq!(view.mappings().count(), 1);
         // SAFETY: only B's own user half, which is empty.
         let freed = unsafe {
-            view.clean_up_addr_range(Page::range_inclusive(page(0), page(0x7fff_ffff_f000)), &mut frames)
+            view.clean_up_addr_range(
+                Page::range_inclusive(page(0), page(0x7fff_ffff_f000)),
+                &mut frames,
+            )
         };
         assert_eq!(freed, 0);
     }
-    assert_eq!(table.backend().memory().read_entry(l4, PageTableIndex::new(R)), entry);
+    assert_eq!(
+        table
+            .backend()
+            .memory()
+            .read_entry(l4, PageTableIndex::new(R)),
+        entry
+    );
     assert_eq!(table.backend().memory().read_entry(l4, slot()), 0);
-    assert_eq!(table.backend().memory().read_entry(frame(LEVEL_4), slot()), 0);
+    assert_eq!(
+        table.backend().memory().read_entry(frame(LEVEL_4), slot()),
+        0
+    );
 }
 
 #[test]
 fn kernel_half_added_later_is_seen_by_every_space() {
     let (mut table, mut frames) = kernel();
-    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
-    let c = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let b = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
+    let c = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
     // A kernel mapping in a level-4 entry never used before the spaces existed.
     let late = 0xffff_9000_0000_0000 | (300 << 39) & 0x0000_ff80_0000_0000;
     let data = frame(DATA_START + 0x5000);
-    table.backend_mut().memory_mut().write_u64(data.start_address(), 99).unwrap();
+    table
+        .backend_mut()
+        .memory_mut()
+        .write_u64(data.start_address(), 99)
+        .unwrap();
     // SAFETY: emulated memory.
-    unsafe { table.map_to(page(late), data, F::PRESENT | F::WRITABLE, &mut frames) }.unwrap().flush();
+    unsafe { table.map_to(page(late), data, F::PRESENT | F::WRITABLE, &mut frames) }
+        .unwrap()
+        .flush();
     for space in [&b, &c] {
         let view = table.edit(space).unwrap();
         let found: PhysFrame<Size4KiB> = view.translate_page(page(late)).unwrap();
@@ -254,7 +343,8 @@ fn kernel_half_added_later_is_seen_by_every_space() {
     let before = frames.out.len();
     for space in [b, c] {
         // SAFETY: own tables only; the kernel half is shared and kept.
-        assert_eq!(unsafe { table.destroy_space(space, &mut frames, |_| ()) }, Ok(1));
+        let freed = unsafe { table.destroy_space(space, &mut frames, |_| ()) };
+        assert_eq!(freed, Ok(1));
     }
     assert_eq!(frames.out.len(), before - 2);
     assert_eq!(read(&table, late), Some(99));
@@ -267,12 +357,20 @@ fn kernel_half_added_later_is_seen_by_every_space() {
 fn the_slot_is_invalidated_between_spaces() {
     let (mut table, mut frames) = kernel();
     table.backend_mut().set_paging_structure_caches(true);
-    let b = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
-    let c = table.create_space(slot(), &kernel_half(), &mut frames).unwrap();
+    let b = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
+    let c = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
     let user = 0x7000_0000;
     for (space, value) in [(&b, 1u64), (&c, 2)] {
         let data = frame(DATA_START + value * 0x1000);
-        table.backend_mut().memory_mut().write_u64(data.start_address(), value).unwrap();
+        table
+            .backend_mut()
+            .memory_mut()
+            .write_u64(data.start_address(), value)
+            .unwrap();
         let mut view = table.edit(space).unwrap();
         // SAFETY: emulated memory.
         unsafe { view.map_to(page(user), data, F::PRESENT | F::WRITABLE, &mut frames) }
@@ -292,7 +390,8 @@ fn the_slot_is_invalidated_between_spaces() {
         // SAFETY: emulated machine.
         let space = unsafe { table.switch_to(a) }.unwrap();
         // SAFETY: own tables.
-        assert_eq!(unsafe { table.destroy_space(space, &mut frames, |_| ()) }, Ok(4));
+        let freed = unsafe { table.destroy_space(space, &mut frames, |_| ()) };
+        assert_eq!(freed, Ok(4));
     }
 }
 
@@ -300,21 +399,50 @@ fn the_slot_is_invalidated_between_spaces() {
 
 /// User pages (spread over level-4, -3, -2 and -1 tables) and kernel pages
 /// (in the shared half).
-const USER: [u64; 6] = [0x1000, 0x2000, 0x20_0000, 0x4000_0000, 0x80_0000_0000, 0x100_0000_3000];
-const KERN: [u64; 3] = [KERNEL + 0x1000, KERNEL + 0x4000_0000, KERNEL + 0x80_0000_0000];
+const USER: [u64; 6] = [
+    0x1000,
+    0x2000,
+    0x20_0000,
+    0x4000_0000,
+    0x80_0000_0000,
+    0x100_0000_3000,
+];
+const KERN: [u64; 3] = [
+    KERNEL + 0x1000,
+    KERNEL + 0x4000_0000,
+    KERNEL + 0x80_0000_0000,
+];
 const SMALL_HALF: u16 = 4;
 
 fn small_half() -> EntrySet {
-    EntrySet::range(PageTableIndex::new(256), PageTableIndex::new(256 + SMALL_HALF - 1))
+    EntrySet::range(
+        PageTableIndex::new(256),
+        PageTableIndex::new(256 + SMALL_HALF - 1),
+    )
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Map { space: usize, kernel: bool, page: usize, frame: u64 },
-    Unmap { space: usize, kernel: bool, page: usize },
-    Switch { space: usize },
-    Recreate { space: usize },
-    CleanUp { space: usize },
+    Map {
+        space: usize,
+        kernel: bool,
+        page: usize,
+        frame: u64,
+    },
+    Unmap {
+        space: usize,
+        kernel: bool,
+        page: usize,
+    },
+    Switch {
+        space: usize,
+    },
+    Recreate {
+        space: usize,
+    },
+    CleanUp {
+        space: usize,
+    },
 }
 
 fn op(spaces: usize) -> impl Strategy<Value = Op> {
@@ -350,13 +478,28 @@ impl World {
         // SAFETY: emulated memory.
         unsafe { table.prepare_shared(&small_half(), &mut frames) }.unwrap();
         for f in 0..8 {
-            table.backend_mut().memory_mut().write_u64(frame(data(f)).start_address(), f + 1).unwrap();
+            table
+                .backend_mut()
+                .memory_mut()
+                .write_u64(frame(data(f)).start_address(), f + 1)
+                .unwrap();
         }
         let mut spaces = vec![None];
         for _ in 1..count {
-            spaces.push(Some(table.create_space(slot(), &small_half(), &mut frames).unwrap()));
+            spaces.push(Some(
+                table
+                    .create_space(slot(), &small_half(), &mut frames)
+                    .unwrap(),
+            ));
         }
-        World { table, frames, spaces, active: 0, user: vec![BTreeMap::new(); count], kernel: BTreeMap::new() }
+        World {
+            table,
+            frames,
+            spaces,
+            active: 0,
+            user: vec![BTreeMap::new(); count],
+            kernel: BTreeMap::new(),
+        }
     }
 
     /// Runs `f` on space `k`'s table: the active one, or a view.
@@ -372,18 +515,40 @@ impl World {
 
     fn step(&mut self, op: &Op) {
         match *op {
-            Op::Map { space, kernel, page: p, frame: f } => {
+            Op::Map {
+                space,
+                kernel,
+                page: p,
+                frame: f,
+            } => {
                 let addr = if kernel { KERN[p % 3] } else { USER[p] };
-                let was = if kernel { self.kernel.get(&addr) } else { self.user[space].get(&addr) }.copied();
+                let was = if kernel {
+                    self.kernel.get(&addr)
+                } else {
+                    self.user[space].get(&addr)
+                }
+                .copied();
                 let ok = self.on(space, |t, frames| t.map(addr, data(f), kernel, frames));
                 assert_eq!(ok, was.is_none(), "map {addr:#x} in {space}");
                 if ok {
-                    if kernel { self.kernel.insert(addr, f) } else { self.user[space].insert(addr, f) };
+                    if kernel {
+                        self.kernel.insert(addr, f)
+                    } else {
+                        self.user[space].insert(addr, f)
+                    };
                 }
             }
-            Op::Unmap { space, kernel, page: p } => {
+            Op::Unmap {
+                space,
+                kernel,
+                page: p,
+            } => {
                 let addr = if kernel { KERN[p % 3] } else { USER[p] };
-                let was = if kernel { self.kernel.remove(&addr) } else { self.user[space].remove(&addr) };
+                let was = if kernel {
+                    self.kernel.remove(&addr)
+                } else {
+                    self.user[space].remove(&addr)
+                };
                 let got = self.on(space, |t, _| t.unmap(addr));
                 assert_eq!(got, was.map(data), "unmap {addr:#x} in {space}");
             }
@@ -400,7 +565,10 @@ impl World {
                 if space != self.active && space != 0 {
                     let shared: BTreeSet<u64> = self.shared_tables();
                     let own: BTreeSet<u64> = {
-                        let view = self.table.edit(self.spaces[space].as_ref().unwrap()).unwrap();
+                        let view = self
+                            .table
+                            .edit(self.spaces[space].as_ref().unwrap())
+                            .unwrap();
                         view.page_tables()
                             .map(|t| t.frame.start_address().as_u64())
                             .filter(|f| !shared.contains(f))
@@ -417,11 +585,24 @@ impl World {
                     }
                     .unwrap();
                     assert_eq!(freed, own.len());
-                    assert_eq!(before.difference(&self.frames.out).copied().collect::<BTreeSet<_>>(), own);
-                    let expected: BTreeSet<_> = self.user[space].iter().map(|(&a, &f)| (a, data(f))).collect();
+                    assert_eq!(
+                        before
+                            .difference(&self.frames.out)
+                            .copied()
+                            .collect::<BTreeSet<_>>(),
+                        own
+                    );
+                    let expected: BTreeSet<_> = self.user[space]
+                        .iter()
+                        .map(|(&a, &f)| (a, data(f)))
+                        .collect();
                     assert_eq!(leaves, expected);
                     self.user[space].clear();
-                    self.spaces[space] = Some(self.table.create_space(slot(), &small_half(), &mut self.frames).unwrap());
+                    self.spaces[space] = Some(
+                        self.table
+                            .create_space(slot(), &small_half(), &mut self.frames)
+                            .unwrap(),
+                    );
                 }
             }
             Op::CleanUp { space } => {
@@ -438,7 +619,12 @@ impl World {
         let l4 = frame(LEVEL_4);
         let mut out = BTreeSet::new();
         let mut stack: Vec<(PhysFrame, usize)> = (256..256 + SMALL_HALF)
-            .map(|i| (frame(memory.read_entry(l4, PageTableIndex::new(i)) & 0x000f_ffff_ffff_f000), 3))
+            .map(|i| {
+                (
+                    frame(memory.read_entry(l4, PageTableIndex::new(i)) & 0x000f_ffff_ffff_f000),
+                    3,
+                )
+            })
             .collect();
         while let Some((table, level)) = stack.pop() {
             out.insert(table.start_address().as_u64());
@@ -463,7 +649,10 @@ impl World {
             let found = self.on(k, |t, _| {
                 let mut seen = BTreeSet::new();
                 for &addr in USER.iter().chain(KERN.iter()) {
-                    let want = user.get(&addr).or_else(|| kernel.get(&addr)).map(|&f| data(f));
+                    let want = user
+                        .get(&addr)
+                        .or_else(|| kernel.get(&addr))
+                        .map(|&f| data(f));
                     assert_eq!(t.lookup(addr, active), want, "space {k} at {addr:#x}");
                 }
                 t.tables(&mut seen);
@@ -490,7 +679,11 @@ trait SpaceOps {
 
 impl<B: framealloc::paging::Backend + TlbRead> SpaceOps for RecursivePageTable<B> {
     fn map(&mut self, addr: u64, data: u64, kernel: bool, frames: &mut TableFrames) -> bool {
-        let flags = if kernel { F::PRESENT | F::WRITABLE } else { F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE };
+        let flags = if kernel {
+            F::PRESENT | F::WRITABLE
+        } else {
+            F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE
+        };
         // SAFETY: emulated memory.
         match unsafe { self.map_to(page(addr), frame(data), flags, frames) } {
             Ok(flush) => {
@@ -511,7 +704,12 @@ impl<B: framealloc::paging::Backend + TlbRead> SpaceOps for RecursivePageTable<B
 
     fn clean_user(&mut self, frames: &mut TableFrames) {
         // SAFETY: the user half is never shared.
-        unsafe { self.clean_up_addr_range(Page::range_inclusive(page(0), page(0x7fff_ffff_f000)), frames) };
+        unsafe {
+            self.clean_up_addr_range(
+                Page::range_inclusive(page(0), page(0x7fff_ffff_f000)),
+                frames,
+            )
+        };
     }
 
     fn lookup(&self, addr: u64, active: bool) -> Option<u64> {
@@ -519,7 +717,9 @@ impl<B: framealloc::paging::Backend + TlbRead> SpaceOps for RecursivePageTable<B
             self.backend().tlb_read(addr)
         } else {
             match self.translate(VirtAddr::new(addr)) {
-                TranslateResult::Mapped { frame, offset, .. } => Some(frame.start_address().as_u64() + offset),
+                TranslateResult::Mapped { frame, offset, .. } => {
+                    Some(frame.start_address().as_u64() + offset)
+                }
                 _ => None,
             }
         }
@@ -537,7 +737,9 @@ trait TlbRead {
 
 impl TlbRead for Machine {
     fn tlb_read(&self, addr: u64) -> Option<u64> {
-        let phys = self.translate(VirtAddr::new(addr), Access::KERNEL_READ).ok()?;
+        let phys = self
+            .translate(VirtAddr::new(addr), Access::KERNEL_READ)
+            .ok()?;
         // The data frame holds its number + 1 in its first word.
         let value = self.read_u64(VirtAddr::new(addr)).unwrap();
         assert_eq!(value, (phys.as_u64() - DATA_START) / 0x1000 + 1);

@@ -233,7 +233,10 @@ impl fmt::Display for SpaceError {
                 "slot index {slot} is 0, 511 or the recursive index; choose a free level-4 index"
             ),
             Self::SlotInUse { entry } => {
-                write!(f, "the active level-4 entry at the slot is in use ({entry:#x})")
+                write!(
+                    f,
+                    "the active level-4 entry at the slot is in use ({entry:#x})"
+                )
             }
             Self::RecursiveEntryGlobal { entry } => write!(
                 f,
@@ -354,7 +357,10 @@ impl<B: Backend> RecursivePageTable<B> {
     /// The slot is open, and the value keeps the target a valid hierarchy.
     unsafe fn write_target_entry(&mut self, at: SlotAddresses, index: usize, value: u64) {
         // SAFETY: as in `target_entry`; the caller vouches for the value.
-        unsafe { self.backend_mut().write_entry(at.target_page, index & 511, value) };
+        unsafe {
+            self.backend_mut()
+                .write_entry(at.target_page, index & 511, value);
+        }
     }
 
     /// Creates level-3 tables (empty, present, writable, supervisor-only)
@@ -397,7 +403,8 @@ impl<B: Backend> RecursivePageTable<B> {
             // whose recursive address is invalidated before it is zeroed
             // through it, as for any new table.
             unsafe {
-                self.backend_mut().write_entry(l4, i as usize, table_entry(frame));
+                self.backend_mut()
+                    .write_entry(l4, i as usize, table_entry(frame));
                 self.backend_mut().flush_page(table);
                 self.backend_mut().zero_table(table);
             }
@@ -584,7 +591,9 @@ impl<B: Backend> RecursivePageTable<B> {
                 }
                 // SAFETY: the caller's contract: these tables are the
                 // space's own.
-                freed += unsafe { free_below(&mut view, 4, sign_extend(i << 39), deallocator, &mut leaves) };
+                freed += unsafe {
+                    free_below(&mut view, 4, sign_extend(i << 39), deallocator, &mut leaves)
+                };
             }
         }
         // SAFETY: closing the slot (which also drops `B[s]`'s translations).
@@ -639,7 +648,13 @@ where
         // SAFETY: forwarded contract; `v`'s entry at `level` is a present
         // table pointer, so the child's entries may be read.
         freed += unsafe {
-            free_below(view, child, sign_extend(base + j * span), deallocator, leaves)
+            free_below(
+                view,
+                child,
+                sign_extend(base + j * span),
+                deallocator,
+                leaves,
+            )
         };
     }
     let table = view.table(child, v);
@@ -782,7 +797,11 @@ unsafe impl<B: Backend> Backend for SlotBackend<'_, B> {
     unsafe fn read_entry_at(&self, entry: VirtAddr) -> u64 {
         // SAFETY: forwarded contract.
         let value = unsafe { self.active.read_entry_at(entry) };
-        if entry == self.hidden { value | HUGE } else { value }
+        if entry == self.hidden {
+            value | HUGE
+        } else {
+            value
+        }
     }
 
     unsafe fn write_entry_at(&mut self, entry: VirtAddr, value: u64) {

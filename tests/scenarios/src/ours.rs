@@ -309,13 +309,21 @@ fn translation(result: TranslateResult) -> Translation {
 }
 
 impl<B: SwitchSpace, M: Memory<B>> Spaces for Ours<B, M> {
-    fn prepare_shared(&mut self, shared: &EntrySet, frames: &mut Frames) -> Result<usize, SpaceError> {
+    fn prepare_shared(
+        &mut self,
+        shared: &EntrySet,
+        frames: &mut Frames,
+    ) -> Result<usize, SpaceError> {
         // SAFETY: the shared entries are the scenario's region and the
         // kernel's entry 0, used by this table only.
         unsafe { self.table.prepare_shared(shared, frames) }
     }
 
-    fn create(&mut self, shared: &EntrySet, frames: &mut Frames) -> Result<AddressSpace, SpaceError> {
+    fn create(
+        &mut self,
+        shared: &EntrySet,
+        frames: &mut Frames,
+    ) -> Result<AddressSpace, SpaceError> {
         self.table
             .create_space(PageTableIndex::new(crate::SLOT), shared, frames)
     }

@@ -25,14 +25,22 @@ pub trait Spaces {
     /// # Errors
     ///
     /// What the table reports.
-    fn prepare_shared(&mut self, shared: &EntrySet, frames: &mut Frames) -> Result<usize, SpaceError>;
+    fn prepare_shared(
+        &mut self,
+        shared: &EntrySet,
+        frames: &mut Frames,
+    ) -> Result<usize, SpaceError>;
 
     /// `RecursivePageTable::create_space` with slot [`SLOT`].
     ///
     /// # Errors
     ///
     /// What the table reports.
-    fn create(&mut self, shared: &EntrySet, frames: &mut Frames) -> Result<AddressSpace, SpaceError>;
+    fn create(
+        &mut self,
+        shared: &EntrySet,
+        frames: &mut Frames,
+    ) -> Result<AddressSpace, SpaceError>;
 
     /// Maps a 4 KiB page in the inactive `space`, through a view.
     ///
@@ -53,7 +61,11 @@ pub trait Spaces {
     /// # Errors
     ///
     /// Why the view could not be opened.
-    fn translate_inactive(&mut self, space: &AddressSpace, addr: VirtAddr) -> Result<Translation, SpaceError>;
+    fn translate_inactive(
+        &mut self,
+        space: &AddressSpace,
+        addr: VirtAddr,
+    ) -> Result<Translation, SpaceError>;
 
     /// `RecursivePageTable::switch_to`.
     ///
@@ -76,7 +88,8 @@ pub trait Spaces {
 }
 
 fn spaces<P: Platform>(p: &mut P) -> Result<&mut dyn Spaces, Failure> {
-    p.spaces().ok_or(Failure::new("the platform has no address spaces"))
+    p.spaces()
+        .ok_or(Failure::new("the platform has no address spaces"))
 }
 
 fn space_error<T>(result: Result<T, SpaceError>, what: &'static str) -> Result<T, Failure> {
@@ -112,14 +125,20 @@ fn user_page(env: &Env<'_>, offset: u64) -> Page<Size4KiB> {
 /// checks that its frames came back and its leaves were reported.
 pub(crate) fn space_build_switch_destroy<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
     let half = kernel_half(p, env);
-    space_error(spaces(p)?.prepare_shared(&half, env.frames), "prepare the kernel half")?;
-    let k = page::<Size4KiB>(env, 0x1000);
+    space_error(
+        spaces(p)?.prepare_shared(&half, env.frames),
+        "prepare the kernel half",
+    )?;
+    let kernel = page::<Size4KiB>(env, 0x1000);
     let fk = frame(env)?;
-    paging(p.map_4k(k, fk, RW | Flags::GLOBAL, env.frames), "map the global kernel page")?;
-    write(p, k.start_address(), 0x6b, "write the kernel page")?;
+    paging(
+        p.map_4k(kernel, fk, RW | Flags::GLOBAL, env.frames),
+        "map the global kernel page",
+    )?;
+    write(p, kernel.start_address(), 0x6b, "write the kernel page")?;
 
     let before = env.frames.used();
-    let b = space_error(spaces(p)?.create(&half, env.frames), "create space B")?;
+    let space_b = space_error(spaces(p)?.create(&half, env.frames), "create space B")?;
     ensure(env.frames.used() == before + 1, "creating B took one frame")?;
     let (u1, u2) = (user_page(env, 0x1000), user_page(env, 0x20_0000));
     let (f1, f2) = (frame(env)?, frame(env)?);
@@ -127,33 +146,86 @@ pub(crate) fn space_build_switch_destroy<P: Platform>(p: &mut P, env: &mut Env<'
     p.write_phys(f2.start_address(), 0x22);
     for (u, f) in [(u1, f1), (u2, f2)] {
         paging(
-            spaces(p)?.map_inactive(&b, u, f, RW | Flags::USER_ACCESSIBLE, env.frames),
+            spaces(p)?.map_inactive(&space_b, u, f, RW | Flags::USER_ACCESSIBLE, env.frames),
             "map a user page into inactive B",
         )?;
     }
     ensure(
-        matches!(spaces(p)?.translate_inactive(&b, u1.start_address()), Ok(Translation::Mapped { addr, .. }) if addr == f1.start_address()),
+        matches!(spaces(p)?.translate_inactive(&space_b, u1.start_address()), Ok(Translation::Mapped { addr, .. }) if addr == f1.start_address()),
         "B translates its user page through the slot",
     )?;
-    faults(p.read_u64(u1.start_address()), u1.start_address(), "B's user page reads in A")?;
-    ensure(p.translate(u1.start_address()) == Translation::NotMapped, "B's user page translates in A")?;
+    faults(
+        p.read_u64(u1.start_address()),
+        u1.start_address(),
+        "B's user page reads in A",
+    )?;
+    ensure(
+        p.translate(u1.start_address()) == Translation::NotMapped,
+        "B's user page translates in A",
+    )?;
 
     let home = p.cr3();
-    let a = spaces(p)?.switch(b).map_err(|_| Failure::new("switch to B"))?;
-    ensure(a.level_4_frame() == home, "the switch returned A")?;
+    let home_space = spaces(p)?
+        .switch(space_b)
+        .map_err(|_| Failure::new("switch to B"))?;
+    ensure(home_space.level_4_frame() == home, "the switch returned A")?;
     expect(p, u1.start_address(), 0x11, "B's first user page in B")?;
     expect(p, u2.start_address(), 0x22, "B's second user page in B")?;
-    expect(p, k.start_address(), 0x6b, "the global kernel page in B")?;
-    write(p, k.start_address(), 0x6c, "write the kernel page in B")?;
-    let b = spaces(p)?.switch(a).map_err(|_| Failure::new("switch back to A"))?;
+    expect(
+        p,
+        kernel.start_address(),
+        0x6b,
+        "the global kernel page in B",
+    )?;
+    write(
+        p,
+        kernel.start_address(),
+        0x6c,
+        "write the kernel page in B",
+    )?;
+    let space_b = spaces(p)?
+        .switch(home_space)
+        .map_err(|_| Failure::new("switch back to A"))?;
     ensure(p.cr3() == home, "A is active again")?;
-    expect(p, k.start_address(), 0x6c, "the kernel write made in B, in A")?;
-    faults(p.read_u64(u2.start_address()), u2.start_address(), "B's user page after switching back")?;
+    expect(
+        p,
+        kernel.start_address(),
+        0x6c,
+        "the kernel write made in B, in A",
+    )?;
+    faults(
+        p.read_u64(u2.start_address()),
+        u2.start_address(),
+        "B's user page after switching back",
+    )?;
 
+    destroy_b(p, env, space_b, [(u1, f1), (u2, f2)])?;
+    ensure(env.frames.used() == before, "every frame of B came back")?;
+    expect(
+        p,
+        kernel.start_address(),
+        0x6c,
+        "the kernel page after destroying B",
+    )?;
+    ensure(p.unmap_4k(kernel) == Ok(fk), "unmap the kernel page")?;
+    // SAFETY: unmapped.
+    unsafe { env.frames.deallocate_frame(fk) };
+    Ok("")
+}
+
+/// Destroys B and checks the tables freed and the leaves reported, then
+/// frees B's data frames.
+fn destroy_b<P: Platform>(
+    p: &mut P,
+    env: &mut Env<'_>,
+    space_b: AddressSpace,
+    pages: [(Page<Size4KiB>, PhysFrame<Size4KiB>); 2],
+) -> Result<(), Failure> {
+    let [(u1, f1), (u2, f2)] = pages;
     let mut leaves = [None; 4];
     let mut n = 0;
     let freed = spaces(p)?
-        .destroy(b, env.frames, &mut |m| {
+        .destroy(space_b, env.frames, &mut |m| {
             if n < leaves.len() {
                 leaves[n] = Some((m.start, m.frame));
             }
@@ -161,7 +233,10 @@ pub(crate) fn space_build_switch_destroy<P: Platform>(p: &mut P, env: &mut Env<'
         })
         .map_err(|_| Failure::new("destroy B"))?;
     if freed != 5 {
-        return Err(Failure::with("B's level-4, -3 and -2 tables and two level-1 tables freed", freed as u64));
+        return Err(Failure::with(
+            "B's level-4, -3 and -2 tables and two level-1 tables freed",
+            freed as u64,
+        ));
     }
     ensure(
         n == 2
@@ -174,12 +249,7 @@ pub(crate) fn space_build_switch_destroy<P: Platform>(p: &mut P, env: &mut Env<'
         env.frames.deallocate_frame(f1);
         env.frames.deallocate_frame(f2);
     }
-    ensure(env.frames.used() == before, "every frame of B came back")?;
-    expect(p, k.start_address(), 0x6c, "the kernel page after destroying B")?;
-    ensure(p.unmap_4k(k) == Ok(fk), "unmap the kernel page")?;
-    // SAFETY: unmapped.
-    unsafe { env.frames.deallocate_frame(fk) };
-    Ok("")
+    Ok(())
 }
 
 /// Edits two inactive spaces one after the other through the same slot
@@ -187,38 +257,59 @@ pub(crate) fn space_build_switch_destroy<P: Platform>(p: &mut P, env: &mut Env<'
 /// addresses), then reads each space's page after switching to it. Without
 /// the invalidation of the slot's window when it is re-pointed, the second
 /// edit writes through translations of the first space's tables.
-pub(crate) fn space_slot_reused_for_another_space<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+pub(crate) fn space_slot_reused_for_another_space<P: Platform>(
+    p: &mut P,
+    env: &mut Env<'_>,
+) -> Outcome {
     let half = kernel_half(p, env);
-    space_error(spaces(p)?.prepare_shared(&half, env.frames), "prepare the kernel half")?;
+    space_error(
+        spaces(p)?.prepare_shared(&half, env.frames),
+        "prepare the kernel half",
+    )?;
     let before = env.frames.used();
-    let b = space_error(spaces(p)?.create(&half, env.frames), "create space B")?;
-    let c = space_error(spaces(p)?.create(&half, env.frames), "create space C")?;
-    let u = user_page(env, 0x4000_0000);
-    let v = user_page(env, 0x4000_1000);
+    let space_b = space_error(spaces(p)?.create(&half, env.frames), "create space B")?;
+    let space_c = space_error(spaces(p)?.create(&half, env.frames), "create space C")?;
+    let first = user_page(env, 0x4000_0000);
+    let second = user_page(env, 0x4000_1000);
     let (fb, fc) = (frame(env)?, frame(env)?);
     p.write_phys(fb.start_address(), 0xb);
     p.write_phys(fc.start_address(), 0xc);
-    for (space, f) in [(&b, fb), (&c, fc)] {
-        for pg in [u, v] {
-            paging(spaces(p)?.map_inactive(space, pg, f, RW, env.frames), "map into an inactive space")?;
+    for (space, f) in [(&space_b, fb), (&space_c, fc)] {
+        for pg in [first, second] {
+            paging(
+                spaces(p)?.map_inactive(space, pg, f, RW, env.frames),
+                "map into an inactive space",
+            )?;
         }
     }
-    for (space, f) in [(&b, fb), (&c, fc)] {
+    for (space, f) in [(&space_b, fb), (&space_c, fc)] {
         ensure(
-            matches!(spaces(p)?.translate_inactive(space, v.start_address()), Ok(Translation::Mapped { addr, .. }) if addr == f.start_address()),
+            matches!(spaces(p)?.translate_inactive(space, second.start_address()), Ok(Translation::Mapped { addr, .. }) if addr == f.start_address()),
             "each space translates its own page through the slot",
         )?;
     }
     let mut rest = [None, None];
-    for (i, (space, want)) in [(b, 0xb), (c, 0xc)].into_iter().enumerate() {
-        let a = spaces(p)?.switch(space).map_err(|_| Failure::new("switch to the space"))?;
-        let got = (p.read_u64(u.start_address()), p.read_u64(v.start_address()));
-        let space = spaces(p)?.switch(a).map_err(|_| Failure::new("switch back"))?;
+    for (i, (space, want)) in [(space_b, 0xb), (space_c, 0xc)].into_iter().enumerate() {
+        let home_space = spaces(p)?
+            .switch(space)
+            .map_err(|_| Failure::new("switch to the space"))?;
+        let got = (
+            p.read_u64(first.start_address()),
+            p.read_u64(second.start_address()),
+        );
+        let space = spaces(p)?
+            .switch(home_space)
+            .map_err(|_| Failure::new("switch back"))?;
         rest[i] = Some(space);
-        ensure(got.0 == Ok(want) && got.1 == Ok(want), "the space's own page after edits of two spaces")?;
+        ensure(
+            got.0 == Ok(want) && got.1 == Ok(want),
+            "the space's own page after edits of two spaces",
+        )?;
     }
     for space in rest.into_iter().flatten() {
-        let freed = spaces(p)?.destroy(space, env.frames, &mut |_| ()).map_err(|_| Failure::new("destroy"))?;
+        let freed = spaces(p)?
+            .destroy(space, env.frames, &mut |_| ())
+            .map_err(|_| Failure::new("destroy"))?;
         ensure(freed == 4, "each space freed its four tables")?;
     }
     // SAFETY: both spaces are gone.
@@ -232,30 +323,50 @@ pub(crate) fn space_slot_reused_for_another_space<P: Platform>(p: &mut P, env: &
 
 /// A space whose recursive entry was damaged is refused by switch (CR3
 /// stays, nothing changed) and by destroy; repaired, it works again.
-pub(crate) fn space_bad_recursive_entry_refused<P: Platform>(p: &mut P, env: &mut Env<'_>) -> Outcome {
+pub(crate) fn space_bad_recursive_entry_refused<P: Platform>(
+    p: &mut P,
+    env: &mut Env<'_>,
+) -> Outcome {
     let half = kernel_half(p, env);
-    space_error(spaces(p)?.prepare_shared(&half, env.frames), "prepare the kernel half")?;
+    space_error(
+        spaces(p)?.prepare_shared(&half, env.frames),
+        "prepare the kernel half",
+    )?;
     let before = env.frames.used();
-    let b = space_error(spaces(p)?.create(&half, env.frames), "create space B")?;
-    let entry = b.level_4_frame().start_address() + u64::from(crate::RECURSIVE_INDEX) * 8;
+    let space_b = space_error(spaces(p)?.create(&half, env.frames), "create space B")?;
+    let entry = space_b.level_4_frame().start_address() + u64::from(crate::RECURSIVE_INDEX) * 8;
     let good = p.read_phys(entry);
     let home = p.cr3();
     p.write_phys(entry, 0);
-    let b = match spaces(p)?.switch(b) {
-        Ok(_) => return Err(Failure::new("switched to a space without its recursive entry")),
-        Err((b, SpaceError::NotRecursive { entry: 0 })) => b,
+    let refused = match spaces(p)?.switch(space_b) {
+        Ok(_) => {
+            return Err(Failure::new(
+                "switched to a space without its recursive entry",
+            ));
+        }
+        Err((space, SpaceError::NotRecursive { entry: 0 })) => space,
         Err(_) => return Err(Failure::new("the wrong refusal")),
     };
     ensure(p.cr3() == home, "CR3 unchanged after the refusal")?;
-    let b = match spaces(p)?.destroy(b, env.frames, &mut |_| ()) {
-        Err((b, SpaceError::NotRecursive { .. })) => b,
-        _ => return Err(Failure::new("destroy accepted a damaged space")),
+    let Err((refused, SpaceError::NotRecursive { .. })) =
+        spaces(p)?.destroy(refused, env.frames, &mut |_| ())
+    else {
+        return Err(Failure::new("destroy accepted a damaged space"));
     };
-    ensure(env.frames.used() == before + 1, "nothing freed by the refusals")?;
+    ensure(
+        env.frames.used() == before + 1,
+        "nothing freed by the refusals",
+    )?;
     p.write_phys(entry, good);
-    let a = spaces(p)?.switch(b).map_err(|_| Failure::new("switch to the repaired space"))?;
-    let b = spaces(p)?.switch(a).map_err(|_| Failure::new("switch back"))?;
-    let freed = spaces(p)?.destroy(b, env.frames, &mut |_| ()).map_err(|_| Failure::new("destroy"))?;
+    let home_space = spaces(p)?
+        .switch(refused)
+        .map_err(|_| Failure::new("switch to the repaired space"))?;
+    let repaired = spaces(p)?
+        .switch(home_space)
+        .map_err(|_| Failure::new("switch back"))?;
+    let freed = spaces(p)?
+        .destroy(repaired, env.frames, &mut |_| ())
+        .map_err(|_| Failure::new("destroy"))?;
     ensure(freed == 1, "only the level-4 table to free")?;
     Ok("")
 }
