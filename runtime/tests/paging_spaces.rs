@@ -150,7 +150,7 @@ fn create_edit_switch_destroy() {
 
     let mut leaves = Vec::new();
     // SAFETY: B's own tables are used by B only.
-    let freed = unsafe { table.destroy_space(b, &mut frames, |m| leaves.push(m)) }.unwrap();
+    let freed = unsafe { table.destroy_space(b, &mut frames, |m, _| leaves.push(m)) }.unwrap();
     assert_eq!(freed, 4); // level 4, 3, 2, 1
     assert_eq!(leaves.len(), 1);
     assert_eq!(leaves[0].start.as_u64(), user);
@@ -252,7 +252,7 @@ fn the_active_space_is_refused() {
     table.backend_mut().set_cr3(b.level_4_frame());
     assert!(matches!(table.edit(&b), Err(SpaceError::Active)));
     // SAFETY: refused.
-    let (b, error) = unsafe { table.destroy_space(b, &mut frames, |_| ()) }.unwrap_err();
+    let (b, error) = unsafe { table.destroy_space(b, &mut frames, |_, _| ()) }.unwrap_err();
     assert_eq!(error, SpaceError::Active);
     // SAFETY: refused.
     let (_, error) = unsafe { table.switch_to(b) }.unwrap_err();
@@ -343,7 +343,7 @@ fn kernel_half_added_later_is_seen_by_every_space() {
     let before = frames.out.len();
     for space in [b, c] {
         // SAFETY: own tables only; the kernel half is shared and kept.
-        let freed = unsafe { table.destroy_space(space, &mut frames, |_| ()) };
+        let freed = unsafe { table.destroy_space(space, &mut frames, |_, _| ()) };
         assert_eq!(freed, Ok(1));
     }
     assert_eq!(frames.out.len(), before - 2);
@@ -390,7 +390,7 @@ fn the_slot_is_invalidated_between_spaces() {
         // SAFETY: emulated machine.
         let space = unsafe { table.switch_to(a) }.unwrap();
         // SAFETY: own tables.
-        let freed = unsafe { table.destroy_space(space, &mut frames, |_| ()) };
+        let freed = unsafe { table.destroy_space(space, &mut frames, |_, _| ()) };
         assert_eq!(freed, Ok(4));
     }
 }
@@ -579,7 +579,7 @@ impl World {
                     let mut leaves = BTreeSet::new();
                     // SAFETY: own tables only.
                     let freed = unsafe {
-                        self.table.destroy_space(target, &mut self.frames, |m| {
+                        self.table.destroy_space(target, &mut self.frames, |m, _| {
                             leaves.insert((m.start.as_u64(), m.frame.as_u64()));
                         })
                     }
@@ -780,7 +780,7 @@ proptest! {
             world.user[k].clear();
             let target = world.spaces[k].take().unwrap();
             // SAFETY: own tables only.
-            unsafe { world.table.destroy_space(target, &mut world.frames, |_| ()) }.unwrap();
+            unsafe { world.table.destroy_space(target, &mut world.frames, |_, _| ()) }.unwrap();
         }
         let shared = world.shared_tables();
         let mut rest = world.frames.out.clone();

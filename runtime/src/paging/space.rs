@@ -563,7 +563,7 @@ impl<B: Backend> RecursivePageTable<B> {
     ) -> Result<usize, (AddressSpace, SpaceError)>
     where
         D: FrameDeallocator<Size4KiB> + ?Sized,
-        L: FnMut(Mapping),
+        L: FnMut(Mapping, &mut D),
     {
         let at = match self.open(&space) {
             Ok(at) => at,
@@ -622,7 +622,7 @@ unsafe fn free_below<B, D, L>(
 where
     B: Backend,
     D: FrameDeallocator<Size4KiB> + ?Sized,
-    L: FnMut(Mapping),
+    L: FnMut(Mapping, &mut D),
 {
     let entry = view.read(level, v);
     if entry & PRESENT == 0 {
@@ -631,12 +631,15 @@ where
     if level == 1 || entry & HUGE != 0 {
         if level < 4 {
             let size = 1u64 << (12 + 9 * (level - 1));
-            leaves(Mapping {
-                start: VirtAddr::new_truncate(v),
-                frame: PhysAddr::new(entry & ADDR_MASK & !(size - 1)),
-                size,
-                flags: PageTableFlags::from_bits_truncate(entry),
-            });
+            leaves(
+                Mapping {
+                    start: VirtAddr::new_truncate(v),
+                    frame: PhysAddr::new(entry & ADDR_MASK & !(size - 1)),
+                    size,
+                    flags: PageTableFlags::from_bits_truncate(entry),
+                },
+                deallocator,
+            );
         }
         return 0;
     }

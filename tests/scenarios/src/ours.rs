@@ -372,6 +372,6 @@ impl<B: SwitchSpace, M: Memory<B>> Spaces for Ours<B, M> {
         leaves: &mut dyn FnMut(Mapping),
     ) -> Result<usize, (AddressSpace, SpaceError)> {
         // SAFETY: the space's own tables belong to it alone.
-        unsafe { self.table.destroy_space(space, frames, leaves) }
+        unsafe { self.table.destroy_space(space, frames, |m, _| leaves(m)) }
     }
 }
