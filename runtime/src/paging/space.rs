@@ -64,6 +64,59 @@
 //! level-3 tables must stay: do not run `clean_up` over a shared range
 //! (restrict it with `clean_up_addr_range` to the unshared part); the flags
 //! of a shared level-4 entry are copied at creation, not propagated.
+//!
+//! # Example
+//!
+//! On the emulator (feature `emu`); `runtime/examples/address_space.rs`
+//! builds a kernel space and two processes.
+//!
+//! ```
+//! # #[cfg(feature = "emu")] {
+//! use framealloc::emu::Machine;
+//! use framealloc::paging::{EntrySet, RecursivePageTable};
+//! use framealloc::x86_64::structures::paging::{Page, PageTableFlags as F, PageTableIndex, PhysFrame, Size4KiB};
+//! use framealloc::x86_64::{PhysAddr, VirtAddr};
+//!
+//! let (r, slot) = (PageTableIndex::new(510), PageTableIndex::new(509));
+//! let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+//! let mut table = RecursivePageTable::new(Machine::with_recursive_table(r, l4).unwrap(), r).unwrap();
+//! let mut next = 0x10_0000u64;
+//! let mut freed_frames = 0;
+//! // SAFETY: every call yields a fresh frame (freed ones are only counted).
+//! let mut frames = unsafe {
+//!     framealloc::from_fns(
+//!         || { next += 4096; Some(PhysFrame::containing_address(PhysAddr::new(next))) },
+//!         |_| freed_frames += 1,
+//!     )
+//! };
+//! let kernel_half = EntrySet::range(PageTableIndex::new(256), PageTableIndex::new(300));
+//! // SAFETY: the entries are the kernel table's own.
+//! unsafe { table.prepare_shared(&kernel_half, &mut frames) }.unwrap();
+//! let process = table.create_space(slot, &kernel_half, &mut frames).unwrap();
+//!
+//! // Load a page into the process while the kernel space is active.
+//! let page = Page::<Size4KiB>::containing_address(VirtAddr::new(0x40_0000));
+//! let frame = PhysFrame::containing_address(PhysAddr::new(0x80_0000));
+//! table.backend_mut().memory_mut().write_u64(frame.start_address(), 7).unwrap();
+//! {
+//!     let mut view = table.edit(&process).unwrap();
+//!     // SAFETY: emulated memory.
+//!     unsafe { view.map_to(page, frame, F::PRESENT | F::USER_ACCESSIBLE, &mut frames) }.unwrap().flush();
+//! } // the slot is closed here
+//! assert!(table.backend().read_u64(page.start_address()).is_err()); // not in the kernel space
+//!
+//! // SAFETY: the emulated machine; the process shares the kernel half.
+//! let kernel = unsafe { table.switch_to(process) }.unwrap();
+//! assert_eq!(table.backend().read_u64(page.start_address()).unwrap(), 7);
+//! // SAFETY: as above.
+//! let process = unsafe { table.switch_to(kernel) }.unwrap();
+//! // SAFETY: the process's own tables belong to it alone.
+//! let freed = unsafe { table.destroy_space(process, &mut frames, |_, _| ()) }.unwrap();
+//! assert_eq!(freed, 4); // its level-4, -3, -2 and -1 tables
+//! drop(frames);
+//! assert_eq!(freed_frames, 4);
+//! # }
+//! ```
 
 use core::fmt;
 use core::ops::{Deref, DerefMut};
@@ -850,6 +903,11 @@ unsafe impl<B: Backend> Backend for SlotBackend<'_, B> {
 /// An inactive address space opened for editing: dereferences to a
 /// [`RecursivePageTable`] on it (recursive index: the slot), and closes
 /// the slot when dropped.
+///
+/// Frames that a failed map took from the allocator and kept as spares
+/// (see [`RecursivePageTable::spare_frames`]) belong to the view: hand them
+/// back with `clean_up_addr_range` over a non-empty range before the view
+/// is dropped, or they are lost.
 ///
 /// It borrows the active table mutably, so the active table cannot be used
 /// while it lives, and it cannot be used once the slot is closed:
