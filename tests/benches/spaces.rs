@@ -9,10 +9,16 @@
 //!   view opened per page (`inactive_view_per_page`); per page. The pages
 //!   are unmapped and the tables reclaimed outside the timed part.
 //!
-//! `cargo bench -p tests --bench spaces`. The emulator routes every table
+//! `cargo bench -p tests --bench spaces`; instruction counts: build with
+//! `cargo bench -p tests --bench spaces --no-run`, then run the binary with
+//! `BENCH_MODE=ir valgrind --tool=callgrind --collect-atstart=no` (one dump
+//! per case: `create`, `edit/<how>/512`). The emulator routes every table
 //! access through its TLB model, so absolute times are the emulator's; the
 //! ratios show what the view costs (opening and closing it: two slot writes
 //! and two full flushes, then TLB misses on the slot's addresses).
+
+#[path = "support/valgrind.rs"]
+mod valgrind;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -130,7 +136,57 @@ fn map(
         }
     }
     let took = start.elapsed();
-    // Undo, untimed.
+    undo(table, frames, space, how, n);
+    took
+}
+
+/// [`map`] without the timing and the undo.
+fn map_only(
+    table: &mut RecursivePageTable<Machine>,
+    frames: &mut Frames,
+    space: &AddressSpace,
+    how: How,
+    n: u64,
+) {
+    let flags = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+    match how {
+        How::Active => {
+            for i in 0..n {
+                // SAFETY: emulated memory.
+                unsafe { table.map_to(page(i), data(i), flags, frames) }
+                    .unwrap()
+                    .flush();
+            }
+        }
+        How::Inactive => {
+            let mut view = table.edit(space).unwrap();
+            for i in 0..n {
+                // SAFETY: emulated memory.
+                unsafe { view.map_to(page(i), data(i), flags, frames) }
+                    .unwrap()
+                    .flush();
+            }
+        }
+        How::ViewPerPage => {
+            for i in 0..n {
+                let mut view = table.edit(space).unwrap();
+                // SAFETY: emulated memory.
+                unsafe { view.map_to(page(i), data(i), flags, frames) }
+                    .unwrap()
+                    .flush();
+            }
+        }
+    }
+}
+
+/// Unmaps what [`map`] mapped and reclaims the tables.
+fn undo(
+    table: &mut RecursivePageTable<Machine>,
+    frames: &mut Frames,
+    space: &AddressSpace,
+    how: How,
+    n: u64,
+) {
     let undo = |t: &mut dyn FnMut(u64)| (0..n).for_each(t);
     match how {
         How::Active => {
@@ -145,10 +201,44 @@ fn map(
             unsafe { view.clean_up_addr_range(user_range(n), frames) };
         }
     }
-    took
+}
+
+/// One measured run of each case under callgrind.
+fn instruction_counts() {
+    valgrind::baseline();
+    let (mut table, mut frames) = kernel();
+    let half = kernel_half();
+    let slot = PageTableIndex::new(SLOT);
+    // Warm the allocator's free list and the emulator's memory once.
+    let warm = table.create_space(slot, &half, &mut frames).unwrap();
+    // SAFETY: the space's own tables only.
+    unsafe { table.destroy_space(warm, &mut frames, |_, _| ()) }.unwrap();
+    let mut made = None;
+    valgrind::measure("create", || {
+        made = Some(table.create_space(slot, &half, &mut frames).unwrap());
+    });
+    let space = made.unwrap();
+    for (name, how) in [
+        ("edit/active/512", How::Active),
+        ("edit/inactive/512", How::Inactive),
+        ("edit/inactive_view_per_page/512", How::ViewPerPage),
+    ] {
+        if !valgrind::selected(name) {
+            continue;
+        }
+        // Once unmeasured (tables and frames warm), once measured; `map`
+        // undoes its work outside the measured closure.
+        map(&mut table, &mut frames, &space, how, 512);
+        valgrind::measure(name, || map_only(&mut table, &mut frames, &space, how, 512));
+        undo(&mut table, &mut frames, &space, how, 512);
+    }
 }
 
 fn main() {
+    if valgrind::enabled() {
+        instruction_counts();
+        return;
+    }
     let mut c = Criterion::default()
         .configure_from_args()
         .warm_up_time(Duration::from_millis(500))
