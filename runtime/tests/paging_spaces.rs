@@ -793,3 +793,52 @@ proptest! {
         prop_assert!(shared.is_subset(&world.frames.out));
     }
 }
+
+#[test]
+fn clean_up_unshared_keeps_the_kernel_half() {
+    let (mut table, mut frames) = kernel();
+    let b = table
+        .create_space(slot(), &kernel_half(), &mut frames)
+        .unwrap();
+    let user = 0x40_0000;
+    {
+        let mut view = table.edit(&b).unwrap();
+        // SAFETY: emulated memory.
+        let flush = unsafe {
+            view.map_to(
+                page(user),
+                frame(DATA_START + 0x9000),
+                F::PRESENT,
+                &mut frames,
+            )
+        };
+        flush.unwrap().flush();
+        view.unmap(page(user)).unwrap().1.flush();
+        let tables = view.page_tables().count();
+        // SAFETY: the unshared tables are B's own.
+        let freed = unsafe { view.clean_up_unshared(&kernel_half(), &mut frames) };
+        assert_eq!(freed, 3); // the user level-3, -2 and -1 tables
+        assert_eq!(view.page_tables().count(), tables - 3);
+    }
+    // In the kernel space too: the prepared, empty level-3 tables stay,
+    // where a plain `clean_up` frees them (shared with B: B would then point
+    // at freed frames).
+    let before = frames.out.len();
+    // SAFETY: nothing unshared to free but spares.
+    assert_eq!(
+        unsafe { table.clean_up_unshared(&kernel_half(), &mut frames) },
+        0
+    );
+    assert_eq!(frames.out.len(), before);
+    let mut probe = frames.out.clone();
+    // SAFETY: emulated memory; this breaks B (its kernel half now points
+    // at freed frames), which is what is shown here; B is not used again.
+    let freed = unsafe { table.clean_up(&mut frames) };
+    assert_eq!(
+        freed,
+        254 - 1,
+        "every empty prepared level-3 table (one holds the kernel page)"
+    );
+    probe.retain(|f| !frames.out.contains(f));
+    assert_eq!(probe.len(), freed);
+}

@@ -62,8 +62,9 @@
 //! (empty) level-3 tables for every entry of the kernel half up front, and
 //! `create_space` refuses to share an entry that is not present. Shared
 //! level-3 tables must stay: do not run `clean_up` over a shared range
-//! (restrict it with `clean_up_addr_range` to the unshared part); the flags
-//! of a shared level-4 entry are copied at creation, not propagated.
+//! (use [`RecursivePageTable::clean_up_unshared`], or `clean_up_addr_range`
+//! over the unshared part); the flags of a shared level-4 entry are copied
+//! at creation, not propagated.
 //!
 //! # Example
 //!
@@ -464,6 +465,43 @@ impl<B: Backend> RecursivePageTable<B> {
             created += 1;
         }
         Ok(created)
+    }
+
+    /// [`clean_up`](Self::clean_up) restricted to the level-4 entries not
+    /// in `shared`: frees the empty tables of the unshared part (and hands
+    /// back spare frames), never a shared table, not even an empty one
+    /// (`clean_up` would free an empty level-3 table that
+    /// [`prepare_shared`](Self::prepare_shared) made for the kernel half,
+    /// which every space still points to). Returns how many tables were
+    /// freed.
+    ///
+    /// # Safety
+    ///
+    /// As [`clean_up`](Self::clean_up) for the tables below the entries
+    /// not in `shared`.
+    pub unsafe fn clean_up_unshared<D>(&mut self, shared: &EntrySet, deallocator: &mut D) -> usize
+    where
+        D: FrameDeallocator<Size4KiB> + ?Sized,
+    {
+        let r = self.recursive_index();
+        let mut freed = 0;
+        for i in 0..512u16 {
+            let index = PageTableIndex::new(i);
+            if index == r || shared.contains(index) {
+                continue;
+            }
+            let start = sign_extend(u64::from(i) << 39);
+            let range = x86_64::structures::paging::Page::range_inclusive(
+                x86_64::structures::paging::Page::containing_address(VirtAddr::new_truncate(start)),
+                x86_64::structures::paging::Page::containing_address(VirtAddr::new_truncate(
+                    start + ((1 << 39) - 1),
+                )),
+            );
+            // SAFETY: the caller's contract; the range covers one unshared
+            // level-4 entry.
+            freed += unsafe { self.clean_up_addr_range(range, deallocator) };
+        }
+        freed
     }
 
     /// Creates an address space: a level-4 table in a frame from
