@@ -825,10 +825,8 @@ fn clean_up_unshared_keeps_the_kernel_half() {
     // at freed frames).
     let before = frames.out.len();
     // SAFETY: nothing unshared to free but spares.
-    assert_eq!(
-        unsafe { table.clean_up_unshared(&kernel_half(), &mut frames) },
-        0
-    );
+    let freed = unsafe { table.clean_up_unshared(&kernel_half(), &mut frames) };
+    assert_eq!(freed, 0);
     assert_eq!(frames.out.len(), before);
     let mut probe = frames.out.clone();
     // SAFETY: emulated memory; this breaks B (its kernel half now points
