@@ -128,9 +128,30 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::table::{ADDR_MASK, GLOBAL, HUGE, PRESENT, USER, WRITABLE, sign_extend};
 use super::{Backend, Mapping, RecursivePageTable};
 
+// Entry bits (the module reads and writes raw entries through `Backend`).
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+const HUGE: u64 = 1 << 7;
+const GLOBAL: u64 = 1 << 8;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Sign-extends a 48-bit address to a canonical one.
+const fn sign_extend(addr: u64) -> u64 {
+    ((addr << 16).cast_signed() >> 16).cast_unsigned()
+}
+
+/// The `PageTableLevel` of a level number in `1..=4`.
+const fn level_of(level: usize) -> PageTableLevel {
+    match level {
+        1 => PageTableLevel::One,
+        2 => PageTableLevel::Two,
+        3 => PageTableLevel::Three,
+        _ => PageTableLevel::Four,
+    }
+}
 /// A set of level-4 indices (the entries an [`AddressSpace`] shares with
 /// the space it was created from).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -715,7 +736,12 @@ where
     D: FrameDeallocator<Size4KiB> + ?Sized,
     L: FnMut(Mapping, &mut D),
 {
-    let entry = view.read(level, v);
+    let table = view.table_address(level_of(level), VirtAddr::new_truncate(v));
+    let index = ((v >> (12 + 9 * (level - 1))) & 511) as usize;
+    // SAFETY: the table on `v`'s path at `level` exists: every entry above
+    // it was read as a present table pointer by the callers (level 4 needs
+    // nothing), and the view's slot is open.
+    let entry = unsafe { view.backend().read_entry(table, index) };
     if entry & PRESENT == 0 {
         return 0;
     }
@@ -751,7 +777,7 @@ where
             )
         };
     }
-    let table = view.table(child, v);
+    let table = view.table_address(level_of(child), VirtAddr::new_truncate(v));
     view.backend_mut().flush_page(table);
     let frame = PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK));
     // SAFETY: the caller's contract; the table was read for the last time
