@@ -1,11 +1,14 @@
 //! Builds a realistic kernel address space on the emulated MMU with
 //! `RecursivePageTable`'s range operations, reads through it, and prints the
-//! mapping dump and the TLB invalidations it took.
+//! mapping dump and the TLB invalidations it took. Then creates two process
+//! address spaces sharing the kernel half, loads pages into them while the
+//! kernel space is active, switches between them, prints each one's dump
+//! and destroys them.
 //!
 //! Run with `cargo run -p framealloc --example address_space --features emu`.
 
 use framealloc::emu::Machine;
-use framealloc::paging::{MaxPageSize, RecursivePageTable};
+use framealloc::paging::{AddressSpace, EntrySet, Mapping, MaxPageSize, RecursivePageTable};
 use framealloc::x86_64::structures::paging::frame::PhysFrameRange;
 use framealloc::x86_64::structures::paging::page::PageRange;
 use framealloc::x86_64::structures::paging::{
@@ -190,5 +193,99 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         counters.full_flushes,
         ram.free.len()
     );
+
+    processes(&mut table, &mut ram)
+}
+
+/// The level-4 index through which inactive spaces are edited.
+const SLOT: u16 = 509;
+
+/// Two process spaces sharing the kernel half: loaded while inactive,
+/// switched to, dumped and destroyed.
+fn processes(
+    table: &mut RecursivePageTable<Machine>,
+    ram: &mut Ram,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // The kernel half: level-4 entries 256..=511 except the recursive entry
+    // and the slot. Each gets a level-3 table now, so kernel mappings added
+    // later are seen by every space.
+    let mut kernel_half = EntrySet::range(PageTableIndex::new(256), PageTableIndex::new(511));
+    kernel_half.remove(PageTableIndex::new(510));
+    kernel_half.remove(PageTableIndex::new(SLOT));
+    // SAFETY: these entries belong to the kernel table only.
+    let prepared = unsafe { table.prepare_shared(&kernel_half, ram) }?;
+    println!("\nkernel half: {prepared} level-3 tables created for sharing");
+
+    let mut spaces: Vec<Option<AddressSpace>> = Vec::new();
+    for (n, text) in [(1u64, b"process one\0"), (2, b"process two\0")] {
+        let space = table.create_space(PageTableIndex::new(SLOT), &kernel_half, ram)?;
+        // Load the process while the kernel space is active: 16 KiB of code
+        // and 8 KiB of stack in frames from the allocator.
+        let mut view = table.edit(&space)?;
+        // SAFETY: the frames come fresh from the allocator.
+        unsafe {
+            view.map_range_allocated(
+                pages(0x40_0000, 16 * 1024),
+                F::PRESENT | F::USER_ACCESSIBLE,
+                ram,
+            )
+            .map_err(|e| format!("{e:?}"))?
+            .flush();
+            view.map_range_allocated(
+                pages(0x7fff_fff0_0000, 8 * 1024),
+                F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE | F::NO_EXECUTE,
+                ram,
+            )
+            .map_err(|e| format!("{e:?}"))?
+            .flush();
+        }
+        let code: PhysFrame<Size4KiB> = view
+            .translate_page(Page::containing_address(VirtAddr::new(0x40_0000)))
+            .map_err(|e| format!("{e:?}"))?;
+        let code = code.start_address();
+        println!(
+            "\nprocess {n} (inactive, through the slot):\n{}",
+            view.dump()
+        );
+        drop(view);
+        table.backend_mut().memory_mut().write_bytes(code, text)?;
+        spaces.push(Some(space));
+    }
+
+    // Switch to each process and read its code page through the TLB; the
+    // kernel's global pages stay readable.
+    for (n, space) in spaces.iter_mut().enumerate() {
+        let target = space.take().ok_or("every process has a space")?;
+        // SAFETY: the emulated machine; the process maps the kernel half.
+        let kernel = unsafe { table.switch_to(target) }.map_err(|(_, e)| e)?;
+        let mut text = [0u8; 12];
+        table
+            .backend()
+            .read_bytes(VirtAddr::new(0x40_0000), &mut text)?;
+        let kernel_word = table
+            .backend()
+            .read_u64(VirtAddr::new(0xffff_ffff_8040_0008))?;
+        println!(
+            "in process {}: code reads {:?}, kernel data {kernel_word:#x}",
+            n + 1,
+            String::from_utf8_lossy(&text[..11])
+        );
+        // SAFETY: as above; the kernel space maps everything.
+        let process = unsafe { table.switch_to(kernel) }.map_err(|(_, e)| e)?;
+        *space = Some(process);
+    }
+
+    for space in spaces.into_iter().flatten() {
+        let mut leaves = 0;
+        let free_leaf = |leaf: Mapping, ram: &mut Ram| {
+            leaves += 1;
+            // SAFETY: the frame came from `ram` through `map_range_allocated`
+            // and is mapped nowhere else.
+            unsafe { ram.deallocate_frame(PhysFrame::containing_address(leaf.frame)) };
+        };
+        // SAFETY: each process's own tables and frames belong to it alone.
+        let freed = unsafe { table.destroy_space(space, ram, free_leaf) }.map_err(|(_, e)| e)?;
+        println!("destroyed a process: {freed} page tables and {leaves} pages freed");
+    }
     Ok(())
 }

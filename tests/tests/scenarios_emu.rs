@@ -83,7 +83,7 @@ fn scenarios_on_the_emulator() {
         }
     });
     assert_eq!(count, scenarios::NAMES.len(), "every scenario ran");
-    assert!(count >= 22, "at least 22 scenarios, got {count}");
+    assert!(count >= 25, "at least 25 scenarios, got {count}");
     assert!(
         failures.is_empty(),
         "{} scenario(s) failed on the emulator:\n  {}",

@@ -20,6 +20,7 @@ mod hardware;
 mod range;
 mod reclaim;
 mod size;
+mod space;
 #[allow(
     clippy::inline_always,
     reason = "address arithmetic and the fast paths must inline into every walk"
@@ -34,6 +35,7 @@ pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
 pub use hardware::{Mmu, NoFlushMmu, PcidEnabled};
 pub use range::{MaxPageSize, RangeError};
 pub use size::EntrySize;
+pub use space::{AddressSpace, EntrySet, InactiveSpace, SlotBackend, SpaceError, SwitchSpace};
 #[cfg(feature = "emu")]
 pub(crate) use table::check_recursive_index;
 pub use table::{InvalidRecursiveTable, RecursivePageTable};

@@ -13,12 +13,14 @@ mod list;
 mod macros;
 mod ours;
 mod platform;
+mod spaces;
 
 pub use frames::{Frames, MAX_FRAMES};
 pub use list::{NAMES, Scenario, all};
 pub use ours::{Memory, Ours};
 
 pub use platform::{Fault, PagingError, Platform, Translation};
+pub use spaces::{SLOT, Spaces};
 
 use core::fmt;
 

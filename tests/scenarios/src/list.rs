@@ -9,6 +9,10 @@ use framealloc::x86_64::{PhysAddr, VirtAddr};
 use framealloc::{FramePool, NoAllocator};
 
 use crate::macros::{derive_frame_allocator, frame_allocator_macro};
+use crate::spaces::{
+    space_bad_recursive_entry_refused, space_build_switch_destroy,
+    space_slot_reused_for_another_space,
+};
 use crate::{Env, Failure, Fault, Outcome, PagingError, Platform, Translation};
 
 /// One named scenario.
@@ -61,6 +65,9 @@ scenarios![
     set_flags_p2_entry_drops_global_translations,
     unmap_under_read_only_parent,
     address_space_switch_global_kernel_pages,
+    space_build_switch_destroy,
+    space_slot_reused_for_another_space,
+    space_bad_recursive_entry_refused,
 ];
 
 pub(crate) const RW: Flags = Flags::PRESENT.union(Flags::WRITABLE);

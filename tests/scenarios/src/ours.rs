@@ -2,16 +2,20 @@
 
 use core::marker::PhantomData;
 
-use framealloc::paging::{Backend, EntrySize, RecursivePageTable};
+use framealloc::paging::{
+    AddressSpace, Backend, EntrySet, EntrySize, Mapping, RecursivePageTable, SpaceError,
+    SwitchSpace,
+};
 use framealloc::x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::page_table::PageTableLevel;
 use framealloc::x86_64::structures::paging::{
-    FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+    FrameAllocator, FrameDeallocator, Page, PageTableFlags, PageTableIndex, PhysFrame, Size1GiB,
+    Size2MiB, Size4KiB,
 };
 use framealloc::x86_64::{PhysAddr, VirtAddr};
 
-use crate::{Fault, PagingError, Platform, Translation};
+use crate::{Fault, Frames, PagingError, Platform, Spaces, Translation};
 
 /// How a machine performs recoverable accesses through its MMU.
 pub trait Memory<B> {
@@ -86,7 +90,7 @@ impl<B: Backend, M: Memory<B>> Ours<B, M> {
     }
 }
 
-impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
+impl<B: SwitchSpace, M: Memory<B>> Platform for Ours<B, M> {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -208,27 +212,7 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
     }
 
     fn translate(&mut self, addr: VirtAddr) -> Translation {
-        match self.table.translate(addr) {
-            TranslateResult::Mapped {
-                frame,
-                offset,
-                flags,
-            } => {
-                let (start, size) = match frame {
-                    MappedFrame::Size4KiB(f) => (f.start_address(), f.size()),
-                    MappedFrame::Size2MiB(f) => (f.start_address(), f.size()),
-                    MappedFrame::Size1GiB(f) => (f.start_address(), f.size()),
-                };
-                Translation::Mapped {
-                    addr: start + offset,
-                    flags,
-                    size,
-                }
-            }
-            TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
-                Translation::NotMapped
-            }
-        }
+        translation(self.table.translate(addr))
     }
 
     fn map_range_4k<A: FrameAllocator<Size4KiB> + ?Sized>(
@@ -292,5 +276,102 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
         // SAFETY: the scenario's region and its tables belong to it alone.
         unsafe { self.table.clean_up_addr_range(pages, tables) };
         Ok(())
+    }
+
+    fn spaces(&mut self) -> Option<&mut dyn Spaces> {
+        Some(self)
+    }
+}
+
+/// Converts a translation result.
+fn translation(result: TranslateResult) -> Translation {
+    match result {
+        TranslateResult::Mapped {
+            frame,
+            offset,
+            flags,
+        } => {
+            let (start, size) = match frame {
+                MappedFrame::Size4KiB(f) => (f.start_address(), f.size()),
+                MappedFrame::Size2MiB(f) => (f.start_address(), f.size()),
+                MappedFrame::Size1GiB(f) => (f.start_address(), f.size()),
+            };
+            Translation::Mapped {
+                addr: start + offset,
+                flags,
+                size,
+            }
+        }
+        TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
+            Translation::NotMapped
+        }
+    }
+}
+
+impl<B: SwitchSpace, M: Memory<B>> Spaces for Ours<B, M> {
+    fn prepare_shared(
+        &mut self,
+        shared: &EntrySet,
+        frames: &mut Frames,
+    ) -> Result<usize, SpaceError> {
+        // SAFETY: the shared entries are the scenario's region and the
+        // kernel's entry 0, used by this table only.
+        unsafe { self.table.prepare_shared(shared, frames) }
+    }
+
+    fn create(
+        &mut self,
+        shared: &EntrySet,
+        frames: &mut Frames,
+    ) -> Result<AddressSpace, SpaceError> {
+        self.table
+            .create_space(PageTableIndex::new(crate::SLOT), shared, frames)
+    }
+
+    fn map_inactive(
+        &mut self,
+        space: &AddressSpace,
+        page: Page<Size4KiB>,
+        frame: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+        frames: &mut Frames,
+    ) -> Result<(), PagingError> {
+        let mut view = self
+            .table
+            .edit(space)
+            .map_err(|_| PagingError::Other("the space could not be opened"))?;
+        // SAFETY: scenarios map frames they own into their own spaces.
+        match unsafe { view.map_to(page, frame, flags, frames) } {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn translate_inactive(
+        &mut self,
+        space: &AddressSpace,
+        addr: VirtAddr,
+    ) -> Result<Translation, SpaceError> {
+        let view = self.table.edit(space)?;
+        Ok(translation(view.translate(addr)))
+    }
+
+    fn switch(&mut self, space: AddressSpace) -> Result<AddressSpace, (AddressSpace, SpaceError)> {
+        // SAFETY: every space the scenarios create shares the kernel's
+        // entry 0 (its code, stack and data under QEMU).
+        unsafe { self.table.switch_to(space) }
+    }
+
+    fn destroy(
+        &mut self,
+        space: AddressSpace,
+        frames: &mut Frames,
+        leaves: &mut dyn FnMut(Mapping),
+    ) -> Result<usize, (AddressSpace, SpaceError)> {
+        // SAFETY: the space's own tables belong to it alone.
+        unsafe { self.table.destroy_space(space, frames, |m, _| leaves(m)) }
     }
 }

@@ -276,4 +276,10 @@ pub trait Platform {
         pages: PageRangeInclusive<Size4KiB>,
         tables: &mut D,
     ) -> Result<(), PagingError>;
+
+    /// framealloc's address-space operations, where the platform's table
+    /// has them (`None`: the space scenarios fail there).
+    fn spaces(&mut self) -> Option<&mut dyn crate::Spaces> {
+        None
+    }
 }
