@@ -9,23 +9,48 @@
 //!   tables ([`PageTables`]), and implements `x86_64`'s `Mapper`,
 //!   `Translate` and `CleanUp` (`Mapper` on the hardware backend only).
 
+#[allow(
+    clippy::inline_always,
+    reason = "address arithmetic must inline into every walk"
+)]
+mod addr;
 pub mod backend;
 mod dump;
+#[allow(
+    clippy::inline_always,
+    reason = "entry predicates are single bit tests meant to inline into every walk"
+)]
+mod entry;
 mod flush;
 #[allow(
     clippy::inline_always,
     reason = "entry accesses are single loads and stores meant to inline into every walk"
 )]
 mod hardware;
+#[allow(
+    clippy::inline_always,
+    reason = "the fast path of a map must inline into every walk"
+)]
+mod map;
 mod range;
 mod reclaim;
+#[allow(
+    clippy::inline_always,
+    reason = "the fast paths of the single-page operations must inline into every caller"
+)]
+mod single;
 mod size;
 #[allow(
     clippy::inline_always,
-    reason = "address arithmetic and the fast paths must inline into every walk"
+    reason = "entry accesses must inline into every walk"
 )]
 mod table;
 mod tables;
+#[allow(
+    clippy::inline_always,
+    reason = "parent walks must inline into every operation"
+)]
+mod walk;
 mod x86_64_impls;
 
 pub use backend::Backend;

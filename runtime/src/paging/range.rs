@@ -28,18 +28,11 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::addr::{HOLE, LOW_48, index, sign_extend};
+use super::entry::{ADDR_MASK, GLOBAL, HUGE, PRESENT, leaf_bits, leaf_frame_for_unmap, not_a_leaf};
 use super::flush::{FlushScope, RangeFlush};
-use super::table::{
-    ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_bits, leaf_frame_for_unmap, not_a_leaf,
-    sign_extend,
-};
+use super::map::{Allocated, Consecutive, DataFrames, MapFail, Split};
 use super::{Backend, EntrySize, RecursivePageTable};
-
-/// The canonical address space as 48-bit offsets.
-const LOW_48: u64 = (1 << 48) - 1;
-
-/// The first non-canonical address.
-const HOLE: u64 = 1 << 47;
 
 /// Why a range operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,87 +155,6 @@ pub(crate) fn pieces(
         pos += count << (12 + 9 * (level as u64 - 1));
         Some(piece)
     })
-}
-
-/// Where the frames of a mapped range come from.
-pub(crate) trait DataFrames<S: EntrySize> {
-    type Tables: FrameAllocator<Size4KiB> + ?Sized;
-    fn tables(&mut self) -> &mut Self::Tables;
-    /// The frame for page `i` of the run.
-    fn data(&mut self, i: u64) -> Option<u64>;
-    /// `Some(base)` when the frame of page `i + j` is `base + j * S::SIZE`
-    /// for every `j` and [`data`](Self::data) has no effect (frames are not
-    /// taken from anywhere), so a run can be filled without calling it.
-    #[inline]
-    fn consecutive(&self, _i: u64) -> Option<u64> {
-        None
-    }
-}
-
-/// Consecutive frames from `first`.
-struct Consecutive<'a, A: ?Sized> {
-    first: u64,
-    tables: &'a mut A,
-}
-
-impl<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Consecutive<'_, A> {
-    type Tables = A;
-    #[inline]
-    fn tables(&mut self) -> &mut A {
-        self.tables
-    }
-    #[inline]
-    fn data(&mut self, i: u64) -> Option<u64> {
-        Some(self.first + i * S::SIZE)
-    }
-    #[inline]
-    fn consecutive(&self, i: u64) -> Option<u64> {
-        Some(self.first + i * S::SIZE)
-    }
-}
-
-/// Frames (and tables) from one allocator.
-pub(crate) struct Allocated<'a, A: ?Sized> {
-    pub(crate) allocator: &'a mut A,
-}
-
-/// Frames from one allocator, tables from another.
-pub(crate) struct Split<'a, D: ?Sized, T: ?Sized> {
-    pub(crate) data: &'a mut D,
-    pub(crate) tables: &'a mut T,
-}
-
-impl<S: EntrySize, D, T> DataFrames<S> for Split<'_, D, T>
-where
-    D: FrameAllocator<S> + ?Sized,
-    T: FrameAllocator<Size4KiB> + ?Sized,
-{
-    type Tables = T;
-    #[inline]
-    fn tables(&mut self) -> &mut T {
-        self.tables
-    }
-    #[inline]
-    fn data(&mut self, _: u64) -> Option<u64> {
-        self.data
-            .allocate_frame()
-            .map(|f| f.start_address().as_u64())
-    }
-}
-
-impl<S: EntrySize, A> DataFrames<S> for Allocated<'_, A>
-where
-    A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
-{
-    type Tables = A;
-    #[inline]
-    fn tables(&mut self) -> &mut A {
-        self.allocator
-    }
-    #[inline]
-    fn data(&mut self, _: u64) -> Option<u64> {
-        <A as FrameAllocator<S>>::allocate_frame(self.allocator).map(|f| f.start_address().as_u64())
-    }
 }
 
 /// Start (as a 48-bit offset) and length in pages of a page range, or the
@@ -456,7 +368,7 @@ impl<B: Backend> RecursivePageTable<B> {
         let mut i = 0;
         while i < count {
             let v = sign_extend(start48 + i * S::SIZE);
-            let first = Self::index(S::LEVEL, v);
+            let first = index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let plan = self.plan_parents::<S>(v, want).map_err(|f| (i, f))?;
             let needed = plan.tables_needed::<S>();
@@ -763,7 +675,7 @@ impl<B: Backend> RecursivePageTable<B> {
         let mut i = 0;
         while i < done {
             let v = sign_extend(start48 + i * S::SIZE);
-            let first = Self::index(S::LEVEL, v);
+            let first = index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(done - i);
             let table = self.table(S::LEVEL, v);
             for j in 0..chunk as usize {
@@ -815,7 +727,7 @@ impl<B: Backend> RecursivePageTable<B> {
             let writable = self
                 .walk_parents_for_write::<S>(v)
                 .map_err(|f| (i, f.into()))?;
-            let first = Self::index(S::LEVEL, v);
+            let first = index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
             let run = Run {
@@ -955,7 +867,7 @@ impl<B: Backend> RecursivePageTable<B> {
             let writable = self
                 .walk_parents_for_write::<S>(v)
                 .map_err(|f| (i, f.into()))?;
-            let first = Self::index(S::LEVEL, v);
+            let first = index(S::LEVEL, v);
             let chunk = (512 - first as u64).min(count - i);
             let table = self.table(S::LEVEL, v);
             let run = Run {
