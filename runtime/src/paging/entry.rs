@@ -6,10 +6,11 @@
 //! level-1 entry. A level-4 entry is always a table pointer.
 
 use x86_64::PhysAddr;
-use x86_64::structures::paging::mapper::{FlagUpdateError, UnmapError};
+use x86_64::structures::paging::mapper::UnmapError;
 use x86_64::structures::paging::{PageSize, PageTableFlags, PhysFrame};
 
 use super::EntrySize;
+use super::walk::WalkFail;
 
 pub(crate) const PRESENT: u64 = 1;
 pub(crate) const WRITABLE: u64 = 1 << 1;
@@ -88,19 +89,19 @@ pub(crate) fn leaf_bits<S: EntrySize>(flags: PageTableFlags) -> Option<u64> {
     }
 }
 
-/// Why an entry in use at level `S::LEVEL` is not a leaf of size `S`: a
-/// present one points to a table (`ParentEntryHugePage`, as in `x86_64`), a
-/// non-present one is an absent table (`PageNotMapped`). The rule of
+/// Why `entry`, at level `S::LEVEL`, does not map a page of size `S`: unused
+/// or an absent table (`NotMapped`), or a present table (`Huge`, as
+/// `x86_64`'s `ParentEntryHugePage`). The rule of
 /// [`RecursivePageTable::translate`](super::RecursivePageTable::translate).
 #[inline(always)]
-pub(crate) const fn not_a_leaf<S: EntrySize>(entry: u64) -> Option<FlagUpdateError> {
+pub(crate) const fn not_a_page<S: EntrySize>(entry: u64) -> Option<WalkFail> {
     let entry = Entry(entry);
-    if entry.leaf::<S>() {
+    if entry.is_unused() {
+        Some(WalkFail::NotMapped)
+    } else if entry.leaf::<S>() {
         None
-    } else if entry.is_present() {
-        Some(FlagUpdateError::ParentEntryHugePage)
     } else {
-        Some(FlagUpdateError::PageNotMapped)
+        Some(WalkFail::at(entry.0))
     }
 }
 

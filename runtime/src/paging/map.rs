@@ -34,10 +34,13 @@
 //! translations, so a `GLOBAL` page accessed while a parent lacked a right
 //! would keep its reduced rights; `flush_global` drops those too.
 
-use x86_64::PhysAddr;
 use x86_64::structures::paging::mapper::MapToError;
-use x86_64::structures::paging::{FrameAllocator, PageSize, PageTableFlags, PhysFrame, Size4KiB};
+use x86_64::structures::paging::{
+    FrameAllocator, PageSize, PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
 
+use super::addr::{LOW_48, sign_extend};
 use super::entry::{Entry, HUGE, PARENT_IGNORED, PRESENT, WRITABLE};
 use super::{Backend, EntrySize, RecursivePageTable};
 
@@ -210,6 +213,68 @@ where
     }
 }
 
+/// The largest page size [`map_range_mixed`](RecursivePageTable::map_range_mixed) may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MaxPageSize {
+    /// 4 KiB pages only.
+    Size4KiB,
+    /// 2 MiB pages where virtual and physical alignment allow.
+    Size2MiB,
+    /// 1 GiB and 2 MiB pages where alignment allows.
+    Size1GiB,
+}
+
+/// How [`map_range_mixed`](RecursivePageTable::map_range_mixed) splits a
+/// range: `(start, level, count)` runs of `count` pages of the size mapped at
+/// `level`, largest first wherever the virtual and physical addresses are
+/// both aligned and the rest of the range is long enough.
+pub(crate) fn pieces(
+    start: VirtAddr,
+    end: VirtAddr,
+    phys: PhysAddr,
+    largest: MaxPageSize,
+) -> impl Iterator<Item = (VirtAddr, usize, u64)> {
+    let end48 = end.as_u64() & LOW_48;
+    let end48 = if end48 == 0 && end.as_u64() != 0 {
+        1 << 48
+    } else {
+        end48
+    };
+    let delta = phys.as_u64().wrapping_sub(start.as_u64() & LOW_48);
+    let fits = |size: u64| delta & (size - 1) == 0;
+    let gib = largest >= MaxPageSize::Size1GiB && fits(Size1GiB::SIZE);
+    let mib = largest >= MaxPageSize::Size2MiB && fits(Size2MiB::SIZE);
+    let mut pos = start.as_u64() & LOW_48;
+    core::iter::from_fn(move || {
+        if pos >= end48 {
+            return None;
+        }
+        let left = end48 - pos;
+        let aligned = |size: u64| pos & (size - 1) == 0 && left >= size;
+        let next_boundary = |size: u64| ((pos | (size - 1)) + 1 - pos).min(left);
+        let (level, count) = if gib && aligned(Size1GiB::SIZE) {
+            (3, left / Size1GiB::SIZE)
+        } else if mib && aligned(Size2MiB::SIZE) {
+            let span = if gib {
+                next_boundary(Size1GiB::SIZE)
+            } else {
+                left
+            };
+            (2, span / Size2MiB::SIZE)
+        } else {
+            let span = if mib {
+                next_boundary(Size2MiB::SIZE)
+            } else {
+                left
+            };
+            (1, span / Size4KiB::SIZE)
+        };
+        let piece = (VirtAddr::new_truncate(sign_extend(pos)), level, count);
+        pos += count << (12 + 9 * (level as u64 - 1));
+        Some(piece)
+    })
+}
+
 impl<B: Backend> RecursivePageTable<B> {
     /// The bits every parent entry on a mapped path must carry: the
     /// requested ones plus `PRESENT | WRITABLE` (see
@@ -246,14 +311,10 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         A: FrameAllocator<Size4KiB> + ?Sized,
     {
-        // The window test compares the level-4 entry address, which the
-        // walk computes anyway, with the recursive entry's address: the
-        // same test as `in_window`, with three instructions fewer per page.
-        let top = self.entry_address(4, v);
-        debug_assert_eq!(top.as_u64() == self.window_entry, self.in_window(v));
-        if top.as_u64() == self.window_entry {
+        if self.in_window(v) {
             return Err(MapFail::Huge);
         }
+        let top = self.entry_address(4, v);
         let check = want | HUGE;
         // SAFETY: `top` is the address of `v`'s level-4 entry (the invariant
         // of `read`: level 4 needs nothing above it).

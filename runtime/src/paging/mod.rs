@@ -36,6 +36,11 @@ mod range;
 mod reclaim;
 #[allow(
     clippy::inline_always,
+    reason = "the range walker must inline into each operation"
+)]
+mod runs;
+#[allow(
+    clippy::inline_always,
     reason = "the fast paths of the single-page operations must inline into every caller"
 )]
 mod single;
@@ -57,7 +62,8 @@ pub use backend::Backend;
 pub use dump::{Dump, Mapping, Mappings};
 pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
 pub use hardware::{Mmu, NoFlushMmu, PcidEnabled};
-pub use range::{MaxPageSize, RangeError};
+pub use map::MaxPageSize;
+pub use range::RangeError;
 pub use size::EntrySize;
 #[cfg(feature = "emu")]
 pub(crate) use table::check_recursive_index;

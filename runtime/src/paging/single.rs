@@ -11,8 +11,8 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::entry::{
-    ADDR_MASK, Entry, HUGE, PARENT_IGNORED, PRESENT, WRITABLE, leaf_bits, leaf_frame_for_unmap,
-    not_a_leaf,
+    ADDR_MASK, Entry, HUGE, PARENT_IGNORED, PRESENT, WRITABLE, frame_of, leaf_bits,
+    leaf_frame_for_unmap, not_a_page,
 };
 use super::map::{Allocated, DataFrames, MapFail, Split};
 use super::walk::WalkFail;
@@ -67,28 +67,14 @@ impl<B: Backend> RecursivePageTable<B> {
     /// [`map_to`](Self::map_to) with explicit flags for parent entries.
     ///
     /// Every parent entry on the path, new or existing, ends up with
-    /// `parent_table_flags | PRESENT | WRITABLE` set (other bits of an
-    /// existing entry are kept; `GLOBAL`, `HUGE_PAGE` and address bits of
-    /// `parent_table_flags` are ignored).
-    ///
-    /// `GLOBAL` is stripped because in a recursive hierarchy every parent
-    /// entry is also the leaf entry of a page table's recursive address:
-    /// with CR4.PGE, a `GLOBAL` parent would make the recursive translations
-    /// of the tables below it global, they would survive the CR3 write of an
-    /// address-space switch, and the next address space's table code would
-    /// read and write the old space's tables through them. (The CPU ignores
-    /// `GLOBAL` in an entry that points to a table, so nothing is lost.)
-    ///
-    /// For new entries this is what
-    /// `x86_64` does. For existing entries `x86_64` adds only
-    /// `parent_table_flags`; this table also adds `WRITABLE`, because it
-    /// writes the child table through the recursive mapping, whose last
-    /// level is that very parent entry: without `WRITABLE` there the write
-    /// would fault (on hardware with CR0.WP set, as the emulator models).
-    /// Adding bits to an existing entry is followed by a full flush that
-    /// drops global entries too ([`Backend::flush_global`]), at any level:
-    /// the tables and data pages below it, `GLOBAL` ones included, may have
-    /// translations cached with the old, fewer rights.
+    /// `parent_table_flags | PRESENT | WRITABLE` set; other bits of an
+    /// existing entry are kept. `GLOBAL` is ignored (a global parent would
+    /// keep the recursive translations of the tables below it alive across
+    /// an address-space switch), as are `HUGE_PAGE` and address bits.
+    /// Unlike `x86_64`, `WRITABLE` is added to existing entries too: the
+    /// table below is written through that entry. Adding bits to an existing
+    /// entry is followed by a full flush, global entries included
+    /// ([`Backend::flush_global`]).
     ///
     /// # Errors
     ///
@@ -282,29 +268,43 @@ impl<B: Backend> RecursivePageTable<B> {
 
     #[inline(always)]
     pub(crate) fn unmap_entry<S: EntrySize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
-        if self.in_window(v) {
-            return Err(UnmapError::ParentEntryHugePage);
-        }
-        if !self.parents_writable::<S>(v) {
-            return self.unmap_entry_slow::<S>(v);
-        }
-        let entry = self.read(S::LEVEL, v);
-        let frame = leaf_frame_for_unmap::<S>(entry)?;
-        self.write(S::LEVEL, v, 0);
-        Ok(frame)
+        self.rewrite_leaf::<S, _, _>(v, |entry| Ok((0, leaf_frame_for_unmap::<S>(entry)?)))
     }
 
-    /// [`Self::unmap_entry`] when some parent entry is not a present,
+    /// Rewrites `v`'s level-`S` entry with what `new` makes of it, after the
+    /// checks of the single-page operations: the window, the parents (given
+    /// `WRITABLE` back if they lack it), then `new`'s own.
+    #[inline(always)]
+    fn rewrite_leaf<S: EntrySize, T, E: From<WalkFail>>(
+        &mut self,
+        v: u64,
+        new: impl FnOnce(u64) -> Result<(u64, T), E>,
+    ) -> Result<T, E> {
+        if self.in_window(v) {
+            return Err(WalkFail::Huge.into());
+        }
+        if !self.parents_writable::<S>(v) {
+            return self.rewrite_leaf_slow::<S, T, E>(v, new);
+        }
+        let (value, out) = new(self.read(S::LEVEL, v))?;
+        self.write(S::LEVEL, v, value);
+        Ok(out)
+    }
+
+    /// [`Self::rewrite_leaf`] when some parent entry is not a present,
     /// writable table pointer: the errors, or `WRITABLE` given back.
     #[cold]
     #[inline(never)]
-    fn unmap_entry_slow<S: EntrySize>(&mut self, v: u64) -> Result<PhysFrame<S>, UnmapError> {
+    fn rewrite_leaf_slow<S: EntrySize, T, E: From<WalkFail>>(
+        &mut self,
+        v: u64,
+        new: impl FnOnce(u64) -> Result<(u64, T), E>,
+    ) -> Result<T, E> {
         self.walk_parents::<S>(v)?;
-        let entry = self.read(S::LEVEL, v);
-        let frame = leaf_frame_for_unmap::<S>(entry)?;
+        let (value, out) = new(self.read(S::LEVEL, v))?;
         self.make_writable_above(S::LEVEL, v);
-        self.write(S::LEVEL, v, 0);
-        Ok(frame)
+        self.write(S::LEVEL, v, value);
+        Ok(out)
     }
 
     // ---------------------------------------------------------- flags
@@ -341,50 +341,17 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// Replaces the flags of `v`'s level-`S` entry with `bits` (leaf bits
-    /// from [`leaf_bits`]: `HUGE_PAGE` as the size needs, no address bits).
+    /// from [`leaf_bits`]).
     #[inline(always)]
     pub(crate) fn update_entry<S: EntrySize>(
         &mut self,
         v: u64,
         bits: u64,
     ) -> Result<(), FlagUpdateError> {
-        if self.in_window(v) {
-            return Err(FlagUpdateError::ParentEntryHugePage);
-        }
-        if !self.parents_writable::<S>(v) {
-            return self.update_entry_slow::<S>(v, bits);
-        }
-        let entry = self.read(S::LEVEL, v);
-        if entry == 0 {
-            return Err(FlagUpdateError::PageNotMapped);
-        }
-        if let Some(error) = not_a_leaf::<S>(entry) {
-            return Err(error);
-        }
-        self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
-        Ok(())
-    }
-
-    /// [`Self::update_entry`] when some parent entry is not a present,
-    /// writable table pointer: the errors, or `WRITABLE` given back.
-    #[cold]
-    #[inline(never)]
-    fn update_entry_slow<S: EntrySize>(
-        &mut self,
-        v: u64,
-        bits: u64,
-    ) -> Result<(), FlagUpdateError> {
-        self.walk_parents::<S>(v)?;
-        let entry = self.read(S::LEVEL, v);
-        if entry == 0 {
-            return Err(FlagUpdateError::PageNotMapped);
-        }
-        if let Some(error) = not_a_leaf::<S>(entry) {
-            return Err(error);
-        }
-        self.make_writable_above(S::LEVEL, v);
-        self.write(S::LEVEL, v, (entry & ADDR_MASK) | bits);
-        Ok(())
+        self.rewrite_leaf::<S, _, _>(v, |entry| match not_a_page::<S>(entry) {
+            Some(fail) => Err(fail.into()),
+            None => Ok(((entry & ADDR_MASK) | bits, ())),
+        })
     }
 
     /// Replaces the flags of the parent entry at `level` (2 to 4) on the
@@ -483,21 +450,10 @@ impl<B: Backend> RecursivePageTable<B> {
         let v = page.start_address().as_u64();
         self.walk_parents::<S>(v)?;
         let entry = self.read(S::LEVEL, v);
-        if entry == 0 {
-            return Err(TranslateError::PageNotMapped);
+        if let Some(fail) = not_a_page::<S>(entry) {
+            return Err(fail.into());
         }
-        if let Some(error) = not_a_leaf::<S>(entry) {
-            return Err(match error {
-                FlagUpdateError::PageNotMapped => TranslateError::PageNotMapped,
-                FlagUpdateError::ParentEntryHugePage => TranslateError::ParentEntryHugePage,
-            });
-        }
-        let addr = entry & ADDR_MASK;
-        if addr & (S::SIZE - 1) != 0 {
-            return Err(TranslateError::InvalidFrameAddress(PhysAddr::new(addr)));
-        }
-        // SAFETY: `addr` is aligned to `S` and below 2^52.
-        Ok(unsafe { PhysFrame::from_start_address_unchecked(PhysAddr::new_unsafe(addr)) })
+        frame_of::<S>(entry & ADDR_MASK).map_err(TranslateError::InvalidFrameAddress)
     }
 
     /// What `addr` translates to: frame, offset in it and the leaf entry's
@@ -520,26 +476,14 @@ impl<B: Backend> RecursivePageTable<B> {
         }
         let l3 = self.read(3, v);
         if l3 & HUGE != 0 {
-            return TranslateResult::Mapped {
-                frame: MappedFrame::Size1GiB(PhysFrame::<Size1GiB>::containing_address(
-                    PhysAddr::new(l3 & ADDR_MASK),
-                )),
-                offset: v & (Size1GiB::SIZE - 1),
-                flags: PageTableFlags::from_bits_truncate(l3),
-            };
+            return mapped::<Size1GiB>(l3, v, MappedFrame::Size1GiB);
         }
         if l3 & PRESENT == 0 {
             return TranslateResult::NotMapped;
         }
         let l2 = self.read(2, v);
         if l2 & HUGE != 0 {
-            return TranslateResult::Mapped {
-                frame: MappedFrame::Size2MiB(PhysFrame::<Size2MiB>::containing_address(
-                    PhysAddr::new(l2 & ADDR_MASK),
-                )),
-                offset: v & (Size2MiB::SIZE - 1),
-                flags: PageTableFlags::from_bits_truncate(l2),
-            };
+            return mapped::<Size2MiB>(l2, v, MappedFrame::Size2MiB);
         }
         if l2 & PRESENT == 0 {
             return TranslateResult::NotMapped;
@@ -548,12 +492,22 @@ impl<B: Backend> RecursivePageTable<B> {
         if l1 == 0 {
             return TranslateResult::NotMapped;
         }
-        TranslateResult::Mapped {
-            frame: MappedFrame::Size4KiB(PhysFrame::containing_address(PhysAddr::new(
-                l1 & ADDR_MASK,
-            ))),
-            offset: v & 0xfff,
-            flags: PageTableFlags::from_bits_truncate(l1),
-        }
+        mapped::<Size4KiB>(l1, v, MappedFrame::Size4KiB)
+    }
+}
+
+/// `translate`'s result for the leaf `entry` of a page of size `S` at `v`.
+#[inline(always)]
+fn mapped<S: PageSize>(
+    entry: u64,
+    v: u64,
+    frame: fn(PhysFrame<S>) -> MappedFrame,
+) -> TranslateResult {
+    TranslateResult::Mapped {
+        frame: frame(PhysFrame::containing_address(PhysAddr::new(
+            entry & ADDR_MASK,
+        ))),
+        offset: v & (S::SIZE - 1),
+        flags: PageTableFlags::from_bits_truncate(entry),
     }
 }

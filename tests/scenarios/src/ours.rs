@@ -3,7 +3,6 @@
 use core::marker::PhantomData;
 
 use framealloc::paging::{Backend, EntrySize, RecursivePageTable};
-use framealloc::x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::page_table::PageTableLevel;
 use framealloc::x86_64::structures::paging::{
@@ -208,27 +207,7 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
     }
 
     fn translate(&mut self, addr: VirtAddr) -> Translation {
-        match self.table.translate(addr) {
-            TranslateResult::Mapped {
-                frame,
-                offset,
-                flags,
-            } => {
-                let (start, size) = match frame {
-                    MappedFrame::Size4KiB(f) => (f.start_address(), f.size()),
-                    MappedFrame::Size2MiB(f) => (f.start_address(), f.size()),
-                    MappedFrame::Size1GiB(f) => (f.start_address(), f.size()),
-                };
-                Translation::Mapped {
-                    addr: start + offset,
-                    flags,
-                    size,
-                }
-            }
-            TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
-                Translation::NotMapped
-            }
-        }
+        self.table.translate(addr).into()
     }
 
     fn map_range_4k<A: FrameAllocator<Size4KiB> + ?Sized>(
@@ -246,10 +225,7 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.into_error().map_or(
-                PagingError::Other("range crosses the canonical hole"),
-                Into::into,
-            )),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -259,10 +235,7 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.into_error().map_or(
-                PagingError::Other("range crosses the canonical hole"),
-                Into::into,
-            )),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -277,10 +250,7 @@ impl<B: Backend, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.into_error().map_or(
-                PagingError::Other("range crosses the canonical hole"),
-                Into::into,
-            )),
+            Err(error) => Err(error.into()),
         }
     }
 
