@@ -217,14 +217,15 @@ pub(crate) unsafe fn translate(addr: u64) -> Option<u64> {
         let e3 = *entry(3, addr);
         if e3 & (PRESENT | HUGE) != PRESENT {
             return (e3 & PRESENT != 0)
-                .then(|| (e3 & ADDR_MASK & !0x3fff_ffff) | (addr & 0x3fff_ffff));
+                .then_some((e3 & ADDR_MASK & !0x3fff_ffff) | (addr & 0x3fff_ffff));
         }
         let e2 = *entry(2, addr);
         if e2 & (PRESENT | HUGE) != PRESENT {
-            return (e2 & PRESENT != 0).then(|| (e2 & ADDR_MASK & !0x1f_ffff) | (addr & 0x1f_ffff));
+            return (e2 & PRESENT != 0)
+                .then_some((e2 & ADDR_MASK & !0x1f_ffff) | (addr & 0x1f_ffff));
         }
         let e1 = *entry(1, addr);
-        (e1 & PRESENT != 0).then(|| (e1 & ADDR_MASK) | (addr & 0xfff))
+        (e1 & PRESENT != 0).then_some((e1 & ADDR_MASK) | (addr & 0xfff))
     }
 }
 
