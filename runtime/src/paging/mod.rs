@@ -9,52 +9,26 @@
 //!   tables ([`PageTables`]), and implements `x86_64`'s `Mapper`,
 //!   `Translate` and `CleanUp` (`Mapper` on the hardware backend only).
 
-#[allow(
+#![allow(
     clippy::inline_always,
-    reason = "address arithmetic must inline into every walk"
+    reason = "entry accesses, address arithmetic, walks and the fast paths are a few \
+              instructions each and must inline into every operation"
 )]
+
 mod addr;
 pub mod backend;
 mod dump;
-#[allow(
-    clippy::inline_always,
-    reason = "entry predicates are single bit tests meant to inline into every walk"
-)]
 mod entry;
 mod flush;
-#[allow(
-    clippy::inline_always,
-    reason = "entry accesses are single loads and stores meant to inline into every walk"
-)]
 mod hardware;
-#[allow(
-    clippy::inline_always,
-    reason = "the fast path of a map must inline into every walk"
-)]
 mod map;
 mod range;
 mod reclaim;
-#[allow(
-    clippy::inline_always,
-    reason = "the range walker must inline into each operation"
-)]
 mod runs;
-#[allow(
-    clippy::inline_always,
-    reason = "the fast paths of the single-page operations must inline into every caller"
-)]
 mod single;
 mod size;
-#[allow(
-    clippy::inline_always,
-    reason = "entry accesses must inline into every walk"
-)]
 mod table;
 mod tables;
-#[allow(
-    clippy::inline_always,
-    reason = "parent walks must inline into every operation"
-)]
 mod walk;
 mod x86_64_impls;
 

@@ -27,7 +27,7 @@ use super::map::SpareFrames;
 ///
 /// - generic over the [`Backend`], so the same code runs on the CPU
 ///   ([`Mmu`](super::Mmu)) and on the host under an emulated MMU and TLB;
-/// - flush tokens ([`Flush`]) that go through the backend;
+/// - flush tokens ([`Flush`](super::Flush)) that go through the backend;
 /// - a newly created table's recursive address is invalidated before the
 ///   table is zeroed through it, and [`clean_up`](Self::clean_up) invalidates
 ///   the recursive address of every table it frees *before* handing the
