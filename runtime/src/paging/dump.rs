@@ -143,12 +143,12 @@ impl<B: Backend> fmt::Debug for Dump<'_, B> {
 }
 
 /// A run of merged mappings.
-struct Run {
+struct MappingRun {
     first: Mapping,
     count: u64,
 }
 
-impl Run {
+impl MappingRun {
     fn extends(&self, next: &Mapping) -> bool {
         let len = self.count * self.first.size;
         // Accessed and dirty bits are the CPU's bookkeeping, not printed.
@@ -168,7 +168,7 @@ fn size_name(size: u64) -> &'static str {
     }
 }
 
-impl fmt::Display for Run {
+impl fmt::Display for MappingRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = &self.first;
         let end = m.start.as_u64().wrapping_add(self.count * m.size);
@@ -213,12 +213,12 @@ impl<B: Backend> fmt::Display for Dump<'_, B> {
             "{:<18}  {:<18}    {:<14}  {:>4}  {:>6}  flags",
             "virtual start", "virtual end", "physical start", "size", "pages"
         )?;
-        let mut run: Option<Run> = None;
+        let mut run: Option<MappingRun> = None;
         for m in self.table.mappings() {
             match &mut run {
                 Some(current) if current.extends(&m) => current.count += 1,
                 _ => {
-                    if let Some(done) = run.replace(Run { first: m, count: 1 }) {
+                    if let Some(done) = run.replace(MappingRun { first: m, count: 1 }) {
                         writeln!(f, "{done}")?;
                     }
                 }
