@@ -30,33 +30,20 @@ use framealloc::x86_64::structures::paging::{
 };
 use framealloc::x86_64::{PhysAddr, VirtAddr};
 use paging_model::{Level, Mapping, Model, Outcome, page_size};
+use paging_support::generators::{self, LARGEST, range_len};
 use paging_support::{LEVEL_4, TableFrames, table_at};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const RECURSIVE_INDEX: u16 = 510;
 
-/// Level-4, -3, -2 and -1 indices the generated addresses use: few enough
-/// that operations collide, spread over both halves and table edges.
+/// Level-4 indices the generated addresses use, in both halves (the lower
+/// levels: `generators::P3`, `P2`, `P1`).
 const P4: [u64; 3] = [0, 1, 300];
-const P3: [u64; 2] = [0, 511];
-const P2: [u64; 3] = [0, 1, 511];
-const P1: [u64; 3] = [0, 1, 511];
-
-fn sign_extend(va: u64) -> u64 {
-    ((va << 16).cast_signed() >> 16).cast_unsigned()
-}
 
 /// The address of a `level` page from generated indices.
-fn address(level: Level, [a, b, c, d]: [usize; 4]) -> u64 {
-    let mut va = P4[a % 3] << 39 | P3[b % 2] << 30;
-    if level <= 2 {
-        va |= P2[c % 3] << 21;
-    }
-    if level == 1 {
-        va |= P1[d % 3] << 12;
-    }
-    sign_extend(va)
+fn address(level: Level, at: [usize; 4]) -> u64 {
+    generators::address(&P4, level, at)
 }
 
 /// Every 4 KiB-page address the generator can produce (for fault checks).
@@ -195,16 +182,6 @@ enum Op {
     Switch,
 }
 
-/// Range lengths per level: enough to cross table boundaries from the
-/// generated starts (index 511 at every level).
-fn range_len() -> impl Strategy<Value = (Level, u64)> {
-    prop_oneof![
-        (1..=20u64).prop_map(|n| (1, n)),
-        (1..=6u64).prop_map(|n| (2, n)),
-        (1..=3u64).prop_map(|n| (3, n)),
-    ]
-}
-
 /// Mixed-map shapes: (length in 4 KiB pages, physical misalignment).
 const MIXED_SHAPES: [(u64, u64); 8] = [
     (1, 0),
@@ -215,12 +192,6 @@ const MIXED_SHAPES: [(u64, u64); 8] = [
     (262_145, 0),
     (262_144 + 513, 0),
     (3, 0x20_0000),
-];
-
-const LARGEST: [MaxPageSize; 3] = [
-    MaxPageSize::Size4KiB,
-    MaxPageSize::Size2MiB,
-    MaxPageSize::Size1GiB,
 ];
 
 fn op() -> impl Strategy<Value = Op> {

@@ -690,3 +690,194 @@ fn a_range_across_the_canonical_hole_is_rejected_up_front() {
         ]
     );
 }
+
+/// Moved from the unit tests of `runtime/src/paging/runs.rs` (the range
+/// walker): runs stop at the exact failing entry.
+mod run_edges {
+    use framealloc::emu::Machine;
+    use framealloc::paging::{RangeError, RecursivePageTable};
+    use framealloc::x86_64::structures::paging::PageTableIndex;
+    use framealloc::x86_64::structures::paging::mapper::Translate;
+    use framealloc::x86_64::structures::paging::mapper::{FlagUpdateError, MapToError, UnmapError};
+    use framealloc::x86_64::structures::paging::{
+        FrameAllocator, Page, PageSize, PageTableFlags, PhysFrame, Size2MiB, Size4KiB,
+    };
+    use framealloc::x86_64::{PhysAddr, VirtAddr};
+
+    const HUGE: u64 = PageTableFlags::HUGE_PAGE.bits();
+
+    const RW: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
+
+    fn setup() -> (RecursivePageTable<Machine>, impl FrameAllocator<Size4KiB>) {
+        let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
+        let machine = Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap();
+        let table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
+        let mut next = 0x10_0000u64;
+        // SAFETY: every call yields a fresh frame below the data frames.
+        let tables = unsafe {
+            framealloc::from_fn(move || {
+                next += 4096;
+                Some(PhysFrame::containing_address(PhysAddr::new(next)))
+            })
+        };
+        (table, tables)
+    }
+
+    fn page<S: PageSize>(addr: u64) -> Page<S> {
+        Page::containing_address(VirtAddr::new(addr))
+    }
+
+    fn frame<S: PageSize>(addr: u64) -> PhysFrame<S> {
+        PhysFrame::containing_address(PhysAddr::new(addr))
+    }
+
+    /// 2 MiB range operations over a run whose third entry points to a
+    /// 4 KiB table stop there, leave that table linked, and count exactly.
+    #[test]
+    fn huge_runs_stop_at_a_table_pointer() {
+        let (mut table, mut tables) = setup();
+        let base = 0x4000_0000u64;
+        let big = page::<Size2MiB>(base);
+        // SAFETY: emulated memory.
+        unsafe {
+            table
+                .map_range(
+                    Page::range(big, big + 2),
+                    PhysFrame::range(frame(0x4000_0000), frame(0x4000_0000) + 2),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+            table
+                .map_range(
+                    Page::range(
+                        page::<Size4KiB>(base + (4 << 20)),
+                        page(base + (4 << 20)) + 1,
+                    ),
+                    PhysFrame::range(frame(0x800_0000), frame(0x800_0000) + 1),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+            table
+                .map_range(
+                    Page::range(big + 3, big + 4),
+                    PhysFrame::range(frame(0x4060_0000), frame(0x4060_0000) + 1),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+        }
+        // SAFETY: emulated memory.
+        let update =
+            unsafe { table.update_flags_range(Page::range(big, big + 4), PageTableFlags::PRESENT) };
+        assert!(matches!(
+            update.err(),
+            Some(RangeError::Stopped {
+                done: 2,
+                error: FlagUpdateError::ParentEntryHugePage
+            })
+        ));
+        let mut seen = Vec::new();
+        let unmap = table.unmap_range(Page::range(big, big + 4), |f: PhysFrame<Size2MiB>| {
+            seen.push(f.start_address().as_u64());
+        });
+        assert!(matches!(
+            unmap.err(),
+            Some(RangeError::Stopped {
+                done: 2,
+                error: UnmapError::ParentEntryHugePage
+            })
+        ));
+        assert_eq!(seen, [0x4000_0000, 0x4020_0000]);
+        // The 4 KiB mapping and the 2 MiB page after it are intact.
+        assert_eq!(
+            table.translate_addr(VirtAddr::new(base + (4 << 20) + 5)),
+            Some(PhysAddr::new(0x800_0005))
+        );
+        assert_eq!(
+            table.translate_addr(VirtAddr::new(base + (3 << 20) * 2)),
+            Some(PhysAddr::new(0x4060_0000))
+        );
+        assert_eq!(table.translate_addr(VirtAddr::new(base)), None);
+    }
+
+    /// A 4 KiB run with bit 7 (PAT) set in one entry, or an entry that is
+    /// not present, stops there as the single-page `unmap` would.
+    #[test]
+    fn small_runs_stop_at_the_exact_failing_entry() {
+        let (mut table, mut tables) = setup();
+        let start = page::<Size4KiB>(0x7000_0000);
+        let first = frame::<Size4KiB>(0x900_0000);
+        // SAFETY: emulated memory.
+        unsafe {
+            table
+                .map_range(
+                    Page::range(start, start + 600),
+                    PhysFrame::range(first, first + 600),
+                    RW,
+                    &mut tables,
+                )
+                .unwrap()
+                .flush();
+        }
+        // Bit 7 (PAT) set by other code: this table refuses to write it.
+        let odd = (start + 520).start_address();
+        let l1 = table.table_address(
+            x86_64::structures::paging::page_table::PageTableLevel::One,
+            odd,
+        );
+        let index = usize::from(odd.p1_index());
+        let entry = table.backend().read_entry(l1, index);
+        table.backend_mut().write_entry(l1, index, entry | HUGE);
+        table.backend_mut().invlpg(odd);
+        let mut count = 0;
+        let unmap = table.unmap_range(Page::range(start, start + 600), |_| count += 1);
+        assert!(matches!(
+            unmap.err(),
+            Some(RangeError::Stopped {
+                done: 520,
+                error: UnmapError::ParentEntryHugePage
+            })
+        ));
+        assert_eq!(count, 520);
+        assert!(
+            table
+                .translate_addr((start + 519).start_address())
+                .is_none()
+        );
+        assert!(
+            table
+                .translate_addr((start + 521).start_address())
+                .is_some()
+        );
+        // Mapping over the range stops at the first entry still in use.
+        // SAFETY: emulated memory.
+        let map = unsafe {
+            table.map_range(
+                Page::range(start + 10, start + 600),
+                PhysFrame::range(first, first + 590),
+                RW,
+                &mut tables,
+            )
+        };
+        assert!(matches!(
+            map.err(),
+            Some(RangeError::Stopped { done: 510, error: MapToError::PageAlreadyMapped(f) }) if f == first + 510
+        ));
+        assert!(
+            table
+                .translate_addr((start + 519).start_address())
+                .is_some()
+        );
+        let mut count = 0;
+        table
+            .unmap_range(Page::range(start + 10, start + 520), |_| count += 1)
+            .unwrap()
+            .flush();
+        assert_eq!(count, 510);
+    }
+}

@@ -28,29 +28,19 @@ use framealloc::x86_64::{PhysAddr, VirtAddr};
 use proptest::prelude::*;
 use tests::{Arena, SequentialFrames};
 
+#[path = "../../runtime/tests/paging_support/generators.rs"]
+mod generators;
+use generators::{LARGEST, range_len};
+
 const RECURSIVE_INDEX: u16 = 510;
 /// Level-4 indices: ranges starting at the top of one of these cross into
 /// 1, 3 or 301, where no single-page operation is generated.
 const P4: [u64; 3] = [0, 2, 300];
-const P3: [u64; 2] = [0, 511];
-const P2: [u64; 3] = [0, 1, 511];
-const P1: [u64; 3] = [0, 1, 511];
 const HUGE: u64 = 1 << 7;
 const ADDR: u64 = 0x000f_ffff_ffff_f000;
 
-fn sign_extend(va: u64) -> u64 {
-    ((va << 16).cast_signed() >> 16).cast_unsigned()
-}
-
-fn address(level: u8, [a, b, c, d]: [usize; 4]) -> u64 {
-    let mut va = P4[a % 3] << 39 | P3[b % 2] << 30;
-    if level <= 2 {
-        va |= P2[c % 3] << 21;
-    }
-    if level == 1 {
-        va |= P1[d % 3] << 12;
-    }
-    sign_extend(va)
+fn address(level: u8, at: [usize; 4]) -> u64 {
+    generators::address(&P4, level, at)
 }
 
 const LEAF_FLAGS: [F; 4] = [
@@ -137,21 +127,6 @@ enum Op {
         flags: usize,
     },
 }
-
-/// Range lengths per level, enough to cross tables from index 511.
-fn range_len() -> impl Strategy<Value = (u8, u64)> {
-    prop_oneof![
-        (1..=20u64).prop_map(|n| (1, n)),
-        (1..=6u64).prop_map(|n| (2, n)),
-        (1..=3u64).prop_map(|n| (3, n)),
-    ]
-}
-
-const LARGEST: [MaxPageSize; 3] = [
-    MaxPageSize::Size4KiB,
-    MaxPageSize::Size2MiB,
-    MaxPageSize::Size1GiB,
-];
 
 /// The pages of a mixed map, page by page: the largest page (up to
 /// `largest`) whose virtual and physical starts are aligned and that fits.

@@ -169,7 +169,7 @@ pub unsafe trait Backend {
     unsafe fn read_level_4_entry(&self, index: usize) -> u64 {
         let r = index as u64 & 511;
         let addr = (r << 39) | (r << 30) | (r << 21) | (r << 12);
-        let table = VirtAddr::new_truncate(super::table::sign_extend(addr));
+        let table = VirtAddr::new_truncate(super::addr::sign_extend(addr));
         // SAFETY: the caller's contract and the trait's: reading entry `r`
         // of the level-4 table at its recursive address for `r`.
         unsafe { self.read_entry(table, index) }

@@ -6,7 +6,8 @@ use core::fmt;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::table::{ADDR_MASK, HUGE, PRESENT, sign_extend};
+use super::addr::{LOW_48, sign_extend};
+use super::entry::{ADDR_MASK, Entry};
 use super::{Backend, RecursivePageTable};
 
 /// One present leaf entry: a page of 4 KiB, 2 MiB or 1 GiB.
@@ -31,8 +32,6 @@ pub struct Mappings<'a, B: Backend> {
     pos: u64,
 }
 
-const END: u64 = 1 << 48;
-
 impl<B: Backend> fmt::Debug for Mappings<'_, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mappings")
@@ -47,7 +46,7 @@ impl<B: Backend> Iterator for Mappings<'_, B> {
 
     fn next(&mut self) -> Option<Mapping> {
         let r = u64::from(u16::from(self.table.recursive_index()));
-        while self.pos < END {
+        while self.pos <= LOW_48 {
             let v = sign_extend(self.pos);
             let skip = |pos: u64, level: u32| (pos | ((1u64 << (12 + 9 * level)) - 1)) + 1;
             if (self.pos >> 39) & 511 == r {
@@ -57,11 +56,12 @@ impl<B: Backend> Iterator for Mappings<'_, B> {
             let mut level = 4;
             let found = loop {
                 let entry = self.table.read(level, v);
-                if entry & PRESENT == 0 || (level == 4 && entry & HUGE != 0) {
+                let e = Entry(entry);
+                if !e.is_present() || (level == 4 && e.is_huge()) {
                     self.pos = skip(self.pos, level as u32 - 1);
                     break None;
                 }
-                if level == 1 || entry & HUGE != 0 {
+                if level == 1 || e.is_huge() {
                     break Some((level, entry));
                 }
                 level -= 1;
@@ -143,12 +143,12 @@ impl<B: Backend> fmt::Debug for Dump<'_, B> {
 }
 
 /// A run of merged mappings.
-struct Run {
+struct MappingRun {
     first: Mapping,
     count: u64,
 }
 
-impl Run {
+impl MappingRun {
     fn extends(&self, next: &Mapping) -> bool {
         let len = self.count * self.first.size;
         // Accessed and dirty bits are the CPU's bookkeeping, not printed.
@@ -168,7 +168,7 @@ fn size_name(size: u64) -> &'static str {
     }
 }
 
-impl fmt::Display for Run {
+impl fmt::Display for MappingRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = &self.first;
         let end = m.start.as_u64().wrapping_add(self.count * m.size);
@@ -213,12 +213,12 @@ impl<B: Backend> fmt::Display for Dump<'_, B> {
             "{:<18}  {:<18}    {:<14}  {:>4}  {:>6}  flags",
             "virtual start", "virtual end", "physical start", "size", "pages"
         )?;
-        let mut run: Option<Run> = None;
+        let mut run: Option<MappingRun> = None;
         for m in self.table.mappings() {
             match &mut run {
                 Some(current) if current.extends(&m) => current.count += 1,
                 _ => {
-                    if let Some(done) = run.replace(Run { first: m, count: 1 }) {
+                    if let Some(done) = run.replace(MappingRun { first: m, count: 1 }) {
                         writeln!(f, "{done}")?;
                     }
                 }

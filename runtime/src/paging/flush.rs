@@ -5,7 +5,7 @@ use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageSize};
 
 use super::Backend;
-use super::table::sign_extend;
+use super::addr::sign_extend;
 
 /// A changed mapping of one page whose old translation may still be cached
 /// in the TLB.

@@ -9,31 +9,36 @@
 //!   tables ([`PageTables`]), and implements `x86_64`'s `Mapper`,
 //!   `Translate` and `CleanUp` (`Mapper` on the hardware backend only).
 
+#![allow(
+    clippy::inline_always,
+    reason = "entry accesses, address arithmetic, walks and the fast paths are a few \
+              instructions each and must inline into every operation"
+)]
+
+mod addr;
 pub mod backend;
 mod dump;
+mod entry;
 mod flush;
-#[allow(
-    clippy::inline_always,
-    reason = "entry accesses are single loads and stores meant to inline into every walk"
-)]
 mod hardware;
+mod map;
 mod range;
 mod reclaim;
+mod runs;
+mod single;
 mod size;
 mod space;
-#[allow(
-    clippy::inline_always,
-    reason = "address arithmetic and the fast paths must inline into every walk"
-)]
 mod table;
 mod tables;
+mod walk;
 mod x86_64_impls;
 
 pub use backend::Backend;
 pub use dump::{Dump, Mapping, Mappings};
 pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
 pub use hardware::{Mmu, NoFlushMmu, PcidEnabled};
-pub use range::{MaxPageSize, RangeError};
+pub use map::MaxPageSize;
+pub use range::RangeError;
 pub use size::EntrySize;
 pub use space::{AddressSpace, EntrySet, InactiveSpace, SlotBackend, SpaceError, SwitchSpace};
 #[cfg(feature = "emu")]

@@ -28,18 +28,11 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::addr::{HOLE, LOW_48, sign_extend};
+use super::entry::{ADDR_MASK, GLOBAL, HUGE, leaf_bits};
 use super::flush::{FlushScope, RangeFlush};
-use super::table::{
-    ADDR_MASK, GLOBAL, HUGE, MapFail, PRESENT, leaf_bits, leaf_frame_for_unmap, not_a_leaf,
-    sign_extend,
-};
+use super::map::{Allocated, Consecutive, DataFrames, MapFail, MaxPageSize, Split, pieces};
 use super::{Backend, EntrySize, RecursivePageTable};
-
-/// The canonical address space as 48-bit offsets.
-const LOW_48: u64 = (1 << 48) - 1;
-
-/// The first non-canonical address.
-const HOLE: u64 = 1 << 47;
 
 /// Why a range operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,149 +94,6 @@ impl<E: fmt::Debug> fmt::Display for RangeError<E> {
 }
 
 impl<E: fmt::Debug> core::error::Error for RangeError<E> {}
-
-/// The largest page size [`map_range_mixed`](RecursivePageTable::map_range_mixed) may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MaxPageSize {
-    /// 4 KiB pages only.
-    Size4KiB,
-    /// 2 MiB pages where virtual and physical alignment allow.
-    Size2MiB,
-    /// 1 GiB and 2 MiB pages where alignment allows.
-    Size1GiB,
-}
-
-/// How [`map_range_mixed`](RecursivePageTable::map_range_mixed) splits a
-/// range: `(start, level, count)` runs of `count` pages of the size mapped at
-/// `level`, largest first wherever the virtual and physical addresses are
-/// both aligned and the rest of the range is long enough.
-pub(crate) fn pieces(
-    start: VirtAddr,
-    end: VirtAddr,
-    phys: PhysAddr,
-    largest: MaxPageSize,
-) -> impl Iterator<Item = (VirtAddr, usize, u64)> {
-    let end48 = end.as_u64() & LOW_48;
-    let end48 = if end48 == 0 && end.as_u64() != 0 {
-        1 << 48
-    } else {
-        end48
-    };
-    let delta = phys.as_u64().wrapping_sub(start.as_u64() & LOW_48);
-    let fits = |size: u64| delta & (size - 1) == 0;
-    let gib = largest >= MaxPageSize::Size1GiB && fits(Size1GiB::SIZE);
-    let mib = largest >= MaxPageSize::Size2MiB && fits(Size2MiB::SIZE);
-    let mut pos = start.as_u64() & LOW_48;
-    core::iter::from_fn(move || {
-        if pos >= end48 {
-            return None;
-        }
-        let left = end48 - pos;
-        let aligned = |size: u64| pos & (size - 1) == 0 && left >= size;
-        let next_boundary = |size: u64| ((pos | (size - 1)) + 1 - pos).min(left);
-        let (level, count) = if gib && aligned(Size1GiB::SIZE) {
-            (3, left / Size1GiB::SIZE)
-        } else if mib && aligned(Size2MiB::SIZE) {
-            let span = if gib {
-                next_boundary(Size1GiB::SIZE)
-            } else {
-                left
-            };
-            (2, span / Size2MiB::SIZE)
-        } else {
-            let span = if mib {
-                next_boundary(Size2MiB::SIZE)
-            } else {
-                left
-            };
-            (1, span / Size4KiB::SIZE)
-        };
-        let piece = (VirtAddr::new_truncate(sign_extend(pos)), level, count);
-        pos += count << (12 + 9 * (level as u64 - 1));
-        Some(piece)
-    })
-}
-
-/// Where the frames of a mapped range come from.
-pub(crate) trait DataFrames<S: EntrySize> {
-    type Tables: FrameAllocator<Size4KiB> + ?Sized;
-    fn tables(&mut self) -> &mut Self::Tables;
-    /// The frame for page `i` of the run.
-    fn data(&mut self, i: u64) -> Option<u64>;
-    /// `Some(base)` when the frame of page `i + j` is `base + j * S::SIZE`
-    /// for every `j` and [`data`](Self::data) has no effect (frames are not
-    /// taken from anywhere), so a run can be filled without calling it.
-    #[inline]
-    fn consecutive(&self, _i: u64) -> Option<u64> {
-        None
-    }
-}
-
-/// Consecutive frames from `first`.
-struct Consecutive<'a, A: ?Sized> {
-    first: u64,
-    tables: &'a mut A,
-}
-
-impl<S: EntrySize, A: FrameAllocator<Size4KiB> + ?Sized> DataFrames<S> for Consecutive<'_, A> {
-    type Tables = A;
-    #[inline]
-    fn tables(&mut self) -> &mut A {
-        self.tables
-    }
-    #[inline]
-    fn data(&mut self, i: u64) -> Option<u64> {
-        Some(self.first + i * S::SIZE)
-    }
-    #[inline]
-    fn consecutive(&self, i: u64) -> Option<u64> {
-        Some(self.first + i * S::SIZE)
-    }
-}
-
-/// Frames (and tables) from one allocator.
-pub(crate) struct Allocated<'a, A: ?Sized> {
-    pub(crate) allocator: &'a mut A,
-}
-
-/// Frames from one allocator, tables from another.
-pub(crate) struct Split<'a, D: ?Sized, T: ?Sized> {
-    pub(crate) data: &'a mut D,
-    pub(crate) tables: &'a mut T,
-}
-
-impl<S: EntrySize, D, T> DataFrames<S> for Split<'_, D, T>
-where
-    D: FrameAllocator<S> + ?Sized,
-    T: FrameAllocator<Size4KiB> + ?Sized,
-{
-    type Tables = T;
-    #[inline]
-    fn tables(&mut self) -> &mut T {
-        self.tables
-    }
-    #[inline]
-    fn data(&mut self, _: u64) -> Option<u64> {
-        self.data
-            .allocate_frame()
-            .map(|f| f.start_address().as_u64())
-    }
-}
-
-impl<S: EntrySize, A> DataFrames<S> for Allocated<'_, A>
-where
-    A: FrameAllocator<S> + FrameAllocator<Size4KiB> + ?Sized,
-{
-    type Tables = A;
-    #[inline]
-    fn tables(&mut self) -> &mut A {
-        self.allocator
-    }
-    #[inline]
-    fn data(&mut self, _: u64) -> Option<u64> {
-        <A as FrameAllocator<S>>::allocate_frame(self.allocator).map(|f| f.start_address().as_u64())
-    }
-}
 
 /// Start (as a 48-bit offset) and length in pages of a page range, or the
 /// error for a range that crosses the canonical hole.
@@ -443,120 +293,6 @@ impl<B: Backend> RecursivePageTable<B> {
         }
     }
 
-    /// Maps `count` pages of size `S` from the 48-bit offset `start48`,
-    /// one table at a time. On failure returns the pages done and why.
-    pub(crate) fn map_run<S: EntrySize, D: DataFrames<S>>(
-        &mut self,
-        start48: u64,
-        count: u64,
-        leaf_flags: u64,
-        want: u64,
-        source: &mut D,
-    ) -> Result<(), (u64, MapFail)> {
-        let mut i = 0;
-        while i < count {
-            let v = sign_extend(start48 + i * S::SIZE);
-            let first = Self::index(S::LEVEL, v);
-            let chunk = (512 - first as u64).min(count - i);
-            let plan = self.plan_parents::<S>(v, want).map_err(|f| (i, f))?;
-            let needed = plan.tables_needed::<S>();
-            let mut pending = None;
-            if needed > 0 || plan.has_flags_to_add() {
-                // Something above the leaf changes: make sure the first
-                // page will be mapped before changing anything.
-                if needed == 0 {
-                    let old = self.read(S::LEVEL, v);
-                    if old != 0 {
-                        return Err((i, MapFail::AlreadyMapped(old)));
-                    }
-                }
-                let tables = self
-                    .take_tables(needed, source.tables())
-                    .map_err(|f| (i, f))?;
-                let Some(frame) = source.data(i) else {
-                    self.return_tables(&tables[..needed]);
-                    return Err((i, MapFail::NoFrame));
-                };
-                pending = Some(frame);
-                self.commit_parents::<S>(v, plan, &tables, want);
-            }
-            let table = self.table(S::LEVEL, v);
-            let run = Run {
-                table,
-                first,
-                len: chunk,
-                done: i,
-                writable: true,
-                v,
-            };
-            // Check the whole run before writing anything: an OR over the
-            // entries with no early exit, which the compiler vectorises.
-            if self.or_entries(run) != 0 {
-                // Some entry is in use: map up to it and report it.
-                return self.map_entries_checked::<S, D>(run, leaf_flags, source, pending);
-            }
-            if let Some(base) = source.consecutive(i) {
-                // `pending`, if taken, is `base`: consecutive frames come
-                // from nowhere, so there is nothing to give back. The fill
-                // has no branch per entry.
-                for j in 0..chunk {
-                    let index = first + j as usize;
-                    self.write_in(table, index, (base + j * S::SIZE) | leaf_flags);
-                }
-            } else {
-                for j in 0..chunk {
-                    let frame = match pending.take() {
-                        Some(frame) => frame,
-                        None => source.data(i + j).ok_or((i + j, MapFail::NoFrame))?,
-                    };
-                    self.write_in(table, first + j as usize, frame | leaf_flags);
-                }
-            }
-            i += chunk;
-        }
-        Ok(())
-    }
-
-    /// The OR of the entries of `run`.
-    #[inline]
-    fn or_entries(&self, run: Run) -> u64 {
-        let mut any = 0;
-        for j in 0..run.len as usize {
-            any |= self.read_in(run.table, run.first + j);
-        }
-        any
-    }
-
-    /// The slow path of [`map_run`](Self::map_run) for a run in which some
-    /// entry is in use: maps the entries before the first one in use, one at
-    /// a time, and reports that one (or a frame the source could not give
-    /// before it).
-    #[cold]
-    #[inline(never)]
-    fn map_entries_checked<S: EntrySize, D: DataFrames<S>>(
-        &mut self,
-        run: Run,
-        leaf_flags: u64,
-        source: &mut D,
-        mut pending: Option<u64>,
-    ) -> Result<(), (u64, MapFail)> {
-        for j in 0..run.len {
-            let index = run.first + j as usize;
-            let old = self.read_in(run.table, index);
-            if old != 0 {
-                return Err((run.done + j, MapFail::AlreadyMapped(old)));
-            }
-            let frame = match pending.take() {
-                Some(frame) => frame,
-                None => source
-                    .data(run.done + j)
-                    .ok_or((run.done + j, MapFail::NoFrame))?,
-            };
-            self.write_in(run.table, index, frame | leaf_flags);
-        }
-        Ok(())
-    }
-
     /// Maps `pages` to `frames` with the largest pages (up to `largest`)
     /// that alignment allows: a 1 GiB page wherever the virtual and physical
     /// addresses are both 1 GiB aligned and at least 1 GiB remains, else
@@ -709,16 +445,8 @@ impl<B: Backend> RecursivePageTable<B> {
         let (start48, count) = span(pages)?;
         let start = VirtAddr::new_truncate(sign_extend(start48));
         let mut global = false;
-        match self.unmap_run::<S>(start48, count, false, &mut global, &mut on_frame) {
-            Ok(()) => Ok(RangeFlush::new(
-                self.backend_mut(),
-                FlushScope::for_pages(start, count, S::SIZE, global),
-            )),
-            Err((done, error)) => {
-                FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
-                Err(RangeError::Stopped { done, error })
-            }
-        }
+        let result = self.unmap_run::<S>(start48, count, false, &mut global, &mut on_frame);
+        self.finish_rewrite::<S, _>(start, count, global, result)
     }
 
     /// Unmaps every page of `pages`, invalidates the TLB (one decision for
@@ -760,22 +488,11 @@ impl<B: Backend> RecursivePageTable<B> {
             Err((done, _)) => done,
         };
         FlushScope::for_pages(start, done, S::SIZE, global).perform(self.backend_mut());
-        let mut i = 0;
-        while i < done {
-            let v = sign_extend(start48 + i * S::SIZE);
-            let first = Self::index(S::LEVEL, v);
-            let chunk = (512 - first as u64).min(done - i);
-            let table = self.table(S::LEVEL, v);
-            for j in 0..chunk as usize {
-                let entry = self.read_in(table, first + j);
-                self.write_in(table, first + j, 0);
-                let frame = PhysFrame::<S>::containing_address(PhysAddr::new(entry & ADDR_MASK));
-                // SAFETY: the page was unmapped and invalidated; the caller
-                // owns the frame.
-                unsafe { FrameDeallocator::<S>::deallocate_frame(deallocator, frame) };
-            }
-            i += chunk;
-        }
+        self.clear_runs::<S>(start48, done, &mut |frame| {
+            // SAFETY: the page was unmapped and invalidated; the caller owns
+            // the frame.
+            unsafe { FrameDeallocator::<S>::deallocate_frame(deallocator, frame) };
+        });
         let mut freed = 0;
         if reclaim && done > 0 {
             let first = Page::<Size4KiB>::containing_address(start);
@@ -794,110 +511,6 @@ impl<B: Backend> RecursivePageTable<B> {
             Ok(()) => Ok(freed),
             Err((done, error)) => Err(RangeError::Stopped { done, error }),
         }
-    }
-
-    /// Clears (or, with `mark`, makes non-present) the entries of `count`
-    /// pages from `start48`, reporting each frame.
-    fn unmap_run<S: EntrySize>(
-        &mut self,
-        start48: u64,
-        count: u64,
-        mark: bool,
-        global: &mut bool,
-        on_frame: &mut impl FnMut(PhysFrame<S>),
-    ) -> Result<(), (u64, UnmapError)> {
-        let mut i = 0;
-        while i < count {
-            let v = sign_extend(start48 + i * S::SIZE);
-            if self.in_window(v) {
-                return Err((i, UnmapError::ParentEntryHugePage));
-            }
-            let writable = self
-                .walk_parents_for_write::<S>(v)
-                .map_err(|f| (i, f.into()))?;
-            let first = Self::index(S::LEVEL, v);
-            let chunk = (512 - first as u64).min(count - i);
-            let table = self.table(S::LEVEL, v);
-            let run = Run {
-                table,
-                first,
-                len: chunk,
-                done: i,
-                writable,
-                v,
-            };
-            // Check the whole run first (AND and OR of the entries, no early
-            // exit), with the checks of `leaf_frame_for_unmap`: every entry
-            // present, with the huge bit of its level and an aligned address.
-            let (mut all, mut any) = (!0u64, 0u64);
-            for j in 0..chunk as usize {
-                let entry = self.read_in(table, first + j);
-                all &= entry;
-                any |= entry;
-            }
-            let huge_ok = if S::LEVEL > 1 {
-                all & HUGE != 0
-            } else {
-                any & HUGE == 0
-            };
-            if all & PRESENT == 0 || !huge_ok || any & ADDR_MASK & (S::SIZE - 1) != 0 {
-                // Some entry fails: unmap up to it and report it.
-                return self.unmap_entries_checked::<S>(run, mark, global, on_frame);
-            }
-            *global |= any & GLOBAL != 0;
-            if !run.writable {
-                self.make_writable_above(S::LEVEL, v);
-            }
-            for j in 0..chunk as usize {
-                let entry = self.read_in(table, first + j);
-                on_frame(PhysFrame::containing_address(PhysAddr::new(
-                    entry & ADDR_MASK,
-                )));
-            }
-            if mark {
-                for j in 0..chunk as usize {
-                    let entry = self.read_in(table, first + j);
-                    self.write_in(table, first + j, entry & !PRESENT);
-                }
-            } else {
-                // SAFETY: the table invariant of `write_in`, with
-                // `first + chunk <= 512`; every entry of the run maps a page
-                // of the range, which the caller asked to unmap.
-                unsafe {
-                    self.backend_mut()
-                        .zero_entries(table, first, chunk as usize);
-                }
-            }
-            i += chunk;
-        }
-        Ok(())
-    }
-
-    /// The slow path of [`unmap_run`](Self::unmap_run) for a run in which
-    /// some entry cannot be unmapped: unmaps the entries before it, one at a
-    /// time, and reports it.
-    #[cold]
-    #[inline(never)]
-    fn unmap_entries_checked<S: EntrySize>(
-        &mut self,
-        run: Run,
-        mark: bool,
-        global: &mut bool,
-        on_frame: &mut impl FnMut(PhysFrame<S>),
-    ) -> Result<(), (u64, UnmapError)> {
-        for j in 0..run.len {
-            let index = run.first + j as usize;
-            let entry = self.read_in(run.table, index);
-            let frame = leaf_frame_for_unmap::<S>(entry).map_err(|e| (run.done + j, e))?;
-            if j == 0 && !run.writable {
-                self.make_writable_above(S::LEVEL, run.v);
-            }
-            *global |= entry & GLOBAL != 0;
-            let new = if mark { entry & !PRESENT } else { 0 };
-            self.write_in(run.table, index, new);
-            on_frame(frame);
-        }
-        Ok(())
     }
 
     // ------------------------------------------------------------ flags
@@ -927,7 +540,20 @@ impl<B: Backend> RecursivePageTable<B> {
             });
         };
         let mut global = new & GLOBAL != 0;
-        match self.update_run::<S>(start48, count, new, &mut global) {
+        let result = self.update_run::<S>(start48, count, new, &mut global);
+        self.finish_rewrite::<S, _>(start, count, global, result)
+    }
+
+    /// The end of a range unmap or update: the flush token for the whole
+    /// range, or the flush of the part done and the error.
+    fn finish_rewrite<S: EntrySize, E>(
+        &mut self,
+        start: VirtAddr,
+        count: u64,
+        global: bool,
+        result: Result<(), (u64, E)>,
+    ) -> Result<RangeFlush<'_, B>, RangeError<E>> {
+        match result {
             Ok(()) => Ok(RangeFlush::new(
                 self.backend_mut(),
                 FlushScope::for_pages(start, count, S::SIZE, global),
@@ -938,105 +564,6 @@ impl<B: Backend> RecursivePageTable<B> {
             }
         }
     }
-
-    fn update_run<S: EntrySize>(
-        &mut self,
-        start48: u64,
-        count: u64,
-        flags: u64,
-        global: &mut bool,
-    ) -> Result<(), (u64, FlagUpdateError)> {
-        let mut i = 0;
-        while i < count {
-            let v = sign_extend(start48 + i * S::SIZE);
-            if self.in_window(v) {
-                return Err((i, FlagUpdateError::ParentEntryHugePage));
-            }
-            let writable = self
-                .walk_parents_for_write::<S>(v)
-                .map_err(|f| (i, f.into()))?;
-            let first = Self::index(S::LEVEL, v);
-            let chunk = (512 - first as u64).min(count - i);
-            let table = self.table(S::LEVEL, v);
-            let run = Run {
-                table,
-                first,
-                len: chunk,
-                done: i,
-                writable,
-                v,
-            };
-            // Check the whole run first (no early exit): no entry unused,
-            // and above level 1 none without `HUGE_PAGE` (a table, present
-            // or not: see `not_a_leaf`).
-            let (mut bad, mut any) = (false, 0u64);
-            for j in 0..chunk as usize {
-                let entry = self.read_in(table, first + j);
-                bad |= entry == 0;
-                bad |= S::LEVEL > 1 && entry & HUGE == 0;
-                any |= entry;
-            }
-            if bad {
-                // Some entry fails: update up to it and report it.
-                return self.update_entries_checked::<S>(run, flags, global);
-            }
-            *global |= any & GLOBAL != 0;
-            if !run.writable {
-                self.make_writable_above(S::LEVEL, v);
-            }
-            for j in 0..chunk as usize {
-                let entry = self.read_in(table, first + j);
-                self.write_in(table, first + j, (entry & ADDR_MASK) | flags);
-            }
-            i += chunk;
-        }
-        Ok(())
-    }
-
-    /// The slow path of [`update_run`](Self::update_run) for a run in which
-    /// some entry cannot be updated: updates the entries before it, one at a
-    /// time, and reports it.
-    #[cold]
-    #[inline(never)]
-    fn update_entries_checked<S: EntrySize>(
-        &mut self,
-        run: Run,
-        flags: u64,
-        global: &mut bool,
-    ) -> Result<(), (u64, FlagUpdateError)> {
-        for j in 0..run.len {
-            let index = run.first + j as usize;
-            let entry = self.read_in(run.table, index);
-            if entry == 0 {
-                return Err((run.done + j, FlagUpdateError::PageNotMapped));
-            }
-            if let Some(error) = not_a_leaf::<S>(entry) {
-                return Err((run.done + j, error));
-            }
-            if j == 0 && !run.writable {
-                self.make_writable_above(S::LEVEL, run.v);
-            }
-            *global |= entry & GLOBAL != 0;
-            self.write_in(run.table, index, (entry & ADDR_MASK) | flags);
-        }
-        Ok(())
-    }
-}
-
-/// Consecutive entries of one table: `len` entries from index `first` of the
-/// table at recursive address `table`, for the pages from page `done` of a
-/// range.
-#[derive(Clone, Copy)]
-struct Run {
-    table: VirtAddr,
-    first: usize,
-    len: u64,
-    done: u64,
-    /// Whether every parent entry above the table carries `WRITABLE`, so
-    /// the table can be written through its recursive address as it is.
-    writable: bool,
-    /// The address of the run's first page.
-    v: u64,
 }
 
 /// A `FrameDeallocator<S> + FrameDeallocator<Size4KiB>` seen as the latter,
@@ -1047,189 +574,5 @@ impl<D: FrameDeallocator<Size4KiB> + ?Sized> FrameDeallocator<Size4KiB> for Recl
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
         // SAFETY: forwarded contract.
         unsafe { self.0.deallocate_frame(frame) }
-    }
-}
-
-#[cfg(all(test, feature = "emu"))]
-mod tests {
-    use super::*;
-    use crate::emu::Machine;
-    use std::vec::Vec;
-    use x86_64::structures::paging::PageTableIndex;
-    use x86_64::structures::paging::mapper::Translate;
-
-    const RW: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
-
-    fn setup() -> (RecursivePageTable<Machine>, impl FrameAllocator<Size4KiB>) {
-        let l4 = PhysFrame::containing_address(PhysAddr::new(0x1000));
-        let machine = Machine::with_recursive_table(PageTableIndex::new(510), l4).unwrap();
-        let table = RecursivePageTable::new(machine, PageTableIndex::new(510)).unwrap();
-        let mut next = 0x10_0000u64;
-        // SAFETY: every call yields a fresh frame below the data frames.
-        let tables = unsafe {
-            crate::from_fn(move || {
-                next += 4096;
-                Some(PhysFrame::containing_address(PhysAddr::new(next)))
-            })
-        };
-        (table, tables)
-    }
-
-    fn page<S: PageSize>(addr: u64) -> Page<S> {
-        Page::containing_address(VirtAddr::new(addr))
-    }
-
-    fn frame<S: PageSize>(addr: u64) -> PhysFrame<S> {
-        PhysFrame::containing_address(PhysAddr::new(addr))
-    }
-
-    /// 2 MiB range operations over a run whose third entry points to a
-    /// 4 KiB table stop there, leave that table linked, and count exactly.
-    #[test]
-    fn huge_runs_stop_at_a_table_pointer() {
-        let (mut table, mut tables) = setup();
-        let base = 0x4000_0000u64;
-        let big = page::<Size2MiB>(base);
-        // SAFETY: emulated memory.
-        unsafe {
-            table
-                .map_range(
-                    Page::range(big, big + 2),
-                    PhysFrame::range(frame(0x4000_0000), frame(0x4000_0000) + 2),
-                    RW,
-                    &mut tables,
-                )
-                .unwrap()
-                .flush();
-            table
-                .map_range(
-                    Page::range(
-                        page::<Size4KiB>(base + (4 << 20)),
-                        page(base + (4 << 20)) + 1,
-                    ),
-                    PhysFrame::range(frame(0x800_0000), frame(0x800_0000) + 1),
-                    RW,
-                    &mut tables,
-                )
-                .unwrap()
-                .flush();
-            table
-                .map_range(
-                    Page::range(big + 3, big + 4),
-                    PhysFrame::range(frame(0x4060_0000), frame(0x4060_0000) + 1),
-                    RW,
-                    &mut tables,
-                )
-                .unwrap()
-                .flush();
-        }
-        // SAFETY: emulated memory.
-        let update =
-            unsafe { table.update_flags_range(Page::range(big, big + 4), PageTableFlags::PRESENT) };
-        assert!(matches!(
-            update.err(),
-            Some(RangeError::Stopped {
-                done: 2,
-                error: FlagUpdateError::ParentEntryHugePage
-            })
-        ));
-        let mut seen = Vec::new();
-        let unmap = table.unmap_range(Page::range(big, big + 4), |f: PhysFrame<Size2MiB>| {
-            seen.push(f.start_address().as_u64());
-        });
-        assert!(matches!(
-            unmap.err(),
-            Some(RangeError::Stopped {
-                done: 2,
-                error: UnmapError::ParentEntryHugePage
-            })
-        ));
-        assert_eq!(seen, [0x4000_0000, 0x4020_0000]);
-        // The 4 KiB mapping and the 2 MiB page after it are intact.
-        assert_eq!(
-            table.translate_addr(VirtAddr::new(base + (4 << 20) + 5)),
-            Some(PhysAddr::new(0x800_0005))
-        );
-        assert_eq!(
-            table.translate_addr(VirtAddr::new(base + (3 << 20) * 2)),
-            Some(PhysAddr::new(0x4060_0000))
-        );
-        assert_eq!(table.translate_addr(VirtAddr::new(base)), None);
-    }
-
-    /// A 4 KiB run with bit 7 (PAT) set in one entry, or an entry that is
-    /// not present, stops there as the single-page `unmap` would.
-    #[test]
-    fn small_runs_stop_at_the_exact_failing_entry() {
-        let (mut table, mut tables) = setup();
-        let start = page::<Size4KiB>(0x7000_0000);
-        let first = frame::<Size4KiB>(0x900_0000);
-        // SAFETY: emulated memory.
-        unsafe {
-            table
-                .map_range(
-                    Page::range(start, start + 600),
-                    PhysFrame::range(first, first + 600),
-                    RW,
-                    &mut tables,
-                )
-                .unwrap()
-                .flush();
-        }
-        // Bit 7 (PAT) set by other code: this table refuses to write it.
-        let odd = (start + 520).start_address();
-        let l1 = table.table_address(
-            x86_64::structures::paging::page_table::PageTableLevel::One,
-            odd,
-        );
-        let index = usize::from(odd.p1_index());
-        let entry = table.backend().read_entry(l1, index);
-        table.backend_mut().write_entry(l1, index, entry | HUGE);
-        table.backend_mut().invlpg(odd);
-        let mut count = 0;
-        let unmap = table.unmap_range(Page::range(start, start + 600), |_| count += 1);
-        assert!(matches!(
-            unmap.err(),
-            Some(RangeError::Stopped {
-                done: 520,
-                error: UnmapError::ParentEntryHugePage
-            })
-        ));
-        assert_eq!(count, 520);
-        assert!(
-            table
-                .translate_addr((start + 519).start_address())
-                .is_none()
-        );
-        assert!(
-            table
-                .translate_addr((start + 521).start_address())
-                .is_some()
-        );
-        // Mapping over the range stops at the first entry still in use.
-        // SAFETY: emulated memory.
-        let map = unsafe {
-            table.map_range(
-                Page::range(start + 10, start + 600),
-                PhysFrame::range(first, first + 590),
-                RW,
-                &mut tables,
-            )
-        };
-        assert!(matches!(
-            map.err(),
-            Some(RangeError::Stopped { done: 510, error: MapToError::PageAlreadyMapped(f) }) if f == first + 510
-        ));
-        assert!(
-            table
-                .translate_addr((start + 519).start_address())
-                .is_some()
-        );
-        let mut count = 0;
-        table
-            .unmap_range(Page::range(start + 10, start + 520), |_| count += 1)
-            .unwrap()
-            .flush();
-        assert_eq!(count, 510);
     }
 }

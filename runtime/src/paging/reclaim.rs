@@ -4,11 +4,9 @@ use x86_64::PhysAddr;
 use x86_64::structures::paging::page::PageRangeInclusive;
 use x86_64::structures::paging::{FrameDeallocator, PhysFrame, Size4KiB};
 
-use super::table::{ADDR_MASK, HUGE, PRESENT, sign_extend};
+use super::addr::{LOW_48, sign_extend};
+use super::entry::{ADDR_MASK, Entry};
 use super::{Backend, RecursivePageTable};
-
-/// The canonical address space as 48-bit offsets.
-const LOW_48: u64 = (1 << 48) - 1;
 
 impl<B: Backend> RecursivePageTable<B> {
     /// Frees every empty level-1, -2 and -3 table, handing its frame to
@@ -121,7 +119,7 @@ impl<B: Backend> RecursivePageTable<B> {
             let start = table_start | i << shift;
             let v = sign_extend(start);
             let entry = self.read(LEVEL, v);
-            if entry & (PRESENT | HUGE) != PRESENT {
+            if !Entry(entry).is_table() {
                 continue;
             }
             let child_empty = if LEVEL > 2 {

@@ -7,7 +7,8 @@ use x86_64::structures::paging::PhysFrame;
 use x86_64::structures::paging::page_table::PageTableLevel;
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::table::{ADDR_MASK, HUGE, PRESENT, sign_extend};
+use super::addr::sign_extend;
+use super::entry::{ADDR_MASK, Entry};
 use super::{Backend, RecursivePageTable};
 
 /// The size of the canonical address space (2^48 bytes), which the level-4
@@ -128,7 +129,7 @@ impl<B: Backend> Iterator for PageTables<'_, B> {
             // pointers this walk descended through, so the read is the
             // table's invariant access.
             let entry = self.table.read(level, v);
-            if entry & (PRESENT | HUGE) != PRESENT {
+            if !Entry(entry).is_table() {
                 continue;
             }
             let child = level - 1;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod generators;
+
 use std::collections::BTreeSet;
 
 use framealloc::emu::Machine;

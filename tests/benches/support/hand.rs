@@ -10,7 +10,8 @@ use std::ptr;
 use framealloc::x86_64::structures::paging::{FrameAllocator, PageSize, Size2MiB};
 
 use super::window::{
-    ADDR_MASK, FakeFrames, HUGE, PRESENT, REGION, WRITABLE, level_1, level_2, level_3, level_4,
+    ADDR_MASK, FakeFrames, HUGE, PRESENT, RECURSIVE, REGION, WRITABLE, level_1, level_2, level_3,
+    level_4, recursive,
 };
 
 #[inline(always)]
@@ -70,6 +71,41 @@ unsafe fn leaf_table_create<S: PageSize>(addr: u64, frames: &mut FakeFrames) -> 
         )?;
     }
     Some(level_1(i4, i3, i2))
+}
+
+/// The address of `addr`'s entry at `level`, in one shift and mask: the
+/// recursive address of its table with the index times 8 (lower half only,
+/// as the region is).
+#[inline(always)]
+const fn entry(level: u32, addr: u64) -> *mut u64 {
+    const R: u64 = RECURSIVE;
+    let base = match level {
+        1 => recursive(R, 0, 0, 0),
+        2 => recursive(R, R, 0, 0),
+        3 => recursive(R, R, R, 0),
+        _ => recursive(R, R, R, R),
+    };
+    let mask = ((1u64 << (9 * (5 - level))) - 1) << 3;
+    (base | ((addr >> (9 * level)) & mask)) as *mut u64
+}
+
+/// `addr`'s leaf entry if every entry above it is present.
+#[inline(always)]
+unsafe fn leaf_entry<S: PageSize>(addr: u64) -> Option<*mut u64> {
+    // SAFETY: each entry is read only after the entry above it was seen
+    // present, so its table is mapped at its recursive address.
+    unsafe {
+        if *entry(4, addr) & PRESENT == 0 || *entry(3, addr) & PRESENT == 0 {
+            return None;
+        }
+        if is_huge::<S>() {
+            return Some(entry(2, addr));
+        }
+        if *entry(2, addr) & PRESENT == 0 {
+            return None;
+        }
+    }
+    Some(entry(1, addr))
 }
 
 /// The leaf table for `addr` if every table on the way is present.
@@ -136,7 +172,7 @@ pub(crate) unsafe fn map<S: PageSize>(
 pub(crate) unsafe fn unmap<S: PageSize>(addr: u64) -> Option<u64> {
     // SAFETY: the caller owns the window; the leaf table is present.
     unsafe {
-        let entry = leaf_table::<S>(addr)?.add(leaf_index::<S>(addr));
+        let entry = leaf_entry::<S>(addr)?;
         let old = *entry;
         if old & PRESENT == 0 {
             return None;
@@ -155,7 +191,7 @@ pub(crate) unsafe fn unmap<S: PageSize>(addr: u64) -> Option<u64> {
 pub(crate) unsafe fn update_flags<S: PageSize>(addr: u64, flags: u64) -> Option<()> {
     // SAFETY: the caller owns the window; the leaf table is present.
     unsafe {
-        let entry = leaf_table::<S>(addr)?.add(leaf_index::<S>(addr));
+        let entry = leaf_entry::<S>(addr)?;
         let old = *entry;
         if old & PRESENT == 0 {
             return None;
@@ -172,37 +208,24 @@ pub(crate) unsafe fn update_flags<S: PageSize>(addr: u64, flags: u64) -> Option<
 /// As for [`map`].
 #[inline(always)]
 pub(crate) unsafe fn translate(addr: u64) -> Option<u64> {
-    let (i4, i3, i2, i1) = (
-        index(addr, 4),
-        index(addr, 3),
-        index(addr, 2),
-        index(addr, 1),
-    );
-    // SAFETY: each read is of a table whose parent entry was just seen present.
+    // SAFETY: each entry is read only after the entry above it was seen
+    // present, so its table is mapped at its recursive address.
     unsafe {
-        let e4 = *level_4().add(i4 as usize);
-        if e4 & PRESENT == 0 {
+        if *entry(4, addr) & PRESENT == 0 {
             return None;
         }
-        let e3 = *level_3(i4).add(i3 as usize);
-        if e3 & PRESENT == 0 {
-            return None;
+        let e3 = *entry(3, addr);
+        if e3 & (PRESENT | HUGE) != PRESENT {
+            return (e3 & PRESENT != 0)
+                .then_some((e3 & ADDR_MASK & !0x3fff_ffff) | (addr & 0x3fff_ffff));
         }
-        if e3 & HUGE != 0 {
-            return Some((e3 & ADDR_MASK & !0x3fff_ffff) | (addr & 0x3fff_ffff));
+        let e2 = *entry(2, addr);
+        if e2 & (PRESENT | HUGE) != PRESENT {
+            return (e2 & PRESENT != 0)
+                .then_some((e2 & ADDR_MASK & !0x1f_ffff) | (addr & 0x1f_ffff));
         }
-        let e2 = *level_2(i4, i3).add(i2 as usize);
-        if e2 & PRESENT == 0 {
-            return None;
-        }
-        if e2 & HUGE != 0 {
-            return Some((e2 & ADDR_MASK & !0x1f_ffff) | (addr & 0x1f_ffff));
-        }
-        let e1 = *level_1(i4, i3, i2).add(i1 as usize);
-        if e1 & PRESENT == 0 {
-            return None;
-        }
-        Some((e1 & ADDR_MASK) | (addr & 0xfff))
+        let e1 = *entry(1, addr);
+        (e1 & PRESENT != 0).then_some((e1 & ADDR_MASK) | (addr & 0xfff))
     }
 }
 

@@ -4,7 +4,7 @@
 use framealloc::x86_64::VirtAddr;
 use framealloc::x86_64::instructions::tlb;
 use framealloc::x86_64::structures::paging::mapper::{
-    CleanUp, MappedFrame, Mapper, MapperFlush, Translate, TranslateResult,
+    CleanUp, Mapper, MapperFlush, Translate,
 };
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::{
@@ -194,27 +194,7 @@ impl Platform for X86Table {
     }
 
     fn translate(&mut self, addr: VirtAddr) -> Translation {
-        match self.table.translate(addr) {
-            TranslateResult::Mapped {
-                frame,
-                offset,
-                flags,
-            } => {
-                let (start, size) = match frame {
-                    MappedFrame::Size4KiB(f) => (f.start_address(), f.size()),
-                    MappedFrame::Size2MiB(f) => (f.start_address(), f.size()),
-                    MappedFrame::Size1GiB(f) => (f.start_address(), f.size()),
-                };
-                Translation::Mapped {
-                    addr: start + offset,
-                    flags,
-                    size,
-                }
-            }
-            TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
-                Translation::NotMapped
-            }
-        }
+        self.table.translate(addr).into()
     }
 
     fn map_range_4k<A: FrameAllocator<Size4KiB> + ?Sized>(

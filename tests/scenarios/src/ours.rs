@@ -6,7 +6,6 @@ use framealloc::paging::{
     AddressSpace, Backend, EntrySet, EntrySize, Mapping, RecursivePageTable, SpaceError,
     SwitchSpace,
 };
-use framealloc::x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::page_table::PageTableLevel;
 use framealloc::x86_64::structures::paging::{
@@ -212,7 +211,7 @@ impl<B: SwitchSpace, M: Memory<B>> Platform for Ours<B, M> {
     }
 
     fn translate(&mut self, addr: VirtAddr) -> Translation {
-        translation(self.table.translate(addr))
+        self.table.translate(addr).into()
     }
 
     fn map_range_4k<A: FrameAllocator<Size4KiB> + ?Sized>(
@@ -230,10 +229,7 @@ impl<B: SwitchSpace, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.into_error().map_or(
-                PagingError::Other("range crosses the canonical hole"),
-                Into::into,
-            )),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -243,10 +239,7 @@ impl<B: SwitchSpace, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.into_error().map_or(
-                PagingError::Other("range crosses the canonical hole"),
-                Into::into,
-            )),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -261,10 +254,7 @@ impl<B: SwitchSpace, M: Memory<B>> Platform for Ours<B, M> {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => Err(error.into_error().map_or(
-                PagingError::Other("range crosses the canonical hole"),
-                Into::into,
-            )),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -280,31 +270,6 @@ impl<B: SwitchSpace, M: Memory<B>> Platform for Ours<B, M> {
 
     fn spaces(&mut self) -> Option<&mut dyn Spaces> {
         Some(self)
-    }
-}
-
-/// Converts a translation result.
-fn translation(result: TranslateResult) -> Translation {
-    match result {
-        TranslateResult::Mapped {
-            frame,
-            offset,
-            flags,
-        } => {
-            let (start, size) = match frame {
-                MappedFrame::Size4KiB(f) => (f.start_address(), f.size()),
-                MappedFrame::Size2MiB(f) => (f.start_address(), f.size()),
-                MappedFrame::Size1GiB(f) => (f.start_address(), f.size()),
-            };
-            Translation::Mapped {
-                addr: start + offset,
-                flags,
-                size,
-            }
-        }
-        TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
-            Translation::NotMapped
-        }
     }
 }
 
@@ -356,7 +321,7 @@ impl<B: SwitchSpace, M: Memory<B>> Spaces for Ours<B, M> {
         addr: VirtAddr,
     ) -> Result<Translation, SpaceError> {
         let view = self.table.edit(space)?;
-        Ok(translation(view.translate(addr)))
+        Ok(view.translate(addr).into())
     }
 
     fn switch(&mut self, space: AddressSpace) -> Result<AddressSpace, (AddressSpace, SpaceError)> {

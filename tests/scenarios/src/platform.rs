@@ -1,7 +1,10 @@
 //! [`Platform`]: what differs between the QEMU kernel and the emulator.
 
+use framealloc::paging::RangeError;
 use framealloc::x86_64::structures::paging::PageSize;
-use framealloc::x86_64::structures::paging::mapper::{FlagUpdateError, MapToError, UnmapError};
+use framealloc::x86_64::structures::paging::mapper::{
+    FlagUpdateError, MapToError, MappedFrame, TranslateResult, UnmapError,
+};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB,
@@ -73,6 +76,17 @@ impl From<FlagUpdateError> for PagingError {
     }
 }
 
+/// A range operation's error: the error of the page it stopped at, or
+/// `Other` for a range that crosses the canonical hole.
+impl<E: Into<PagingError>> From<RangeError<E>> for PagingError {
+    fn from(error: RangeError<E>) -> Self {
+        error.into_error().map_or(
+            PagingError::Other("range crosses the canonical hole"),
+            Into::into,
+        )
+    }
+}
+
 /// What `translate` found for an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Translation {
@@ -88,6 +102,34 @@ pub enum Translation {
     },
     /// Not mapped.
     NotMapped,
+}
+
+/// `x86_64`'s translation result: an address that maps to an invalid frame
+/// address counts as not mapped.
+impl From<TranslateResult> for Translation {
+    fn from(result: TranslateResult) -> Self {
+        match result {
+            TranslateResult::Mapped {
+                frame,
+                offset,
+                flags,
+            } => {
+                let (start, size) = match frame {
+                    MappedFrame::Size4KiB(f) => (f.start_address(), f.size()),
+                    MappedFrame::Size2MiB(f) => (f.start_address(), f.size()),
+                    MappedFrame::Size1GiB(f) => (f.start_address(), f.size()),
+                };
+                Translation::Mapped {
+                    addr: start + offset,
+                    flags,
+                    size,
+                }
+            }
+            TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
+                Translation::NotMapped
+            }
+        }
+    }
 }
 
 /// A page table on some machine, with accesses through that machine's MMU.
