@@ -16,6 +16,7 @@ mod closure;
 mod ctxt;
 mod expand;
 mod generics;
+mod manifest;
 mod names;
 mod reach;
 mod sizes;
