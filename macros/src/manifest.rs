@@ -36,9 +36,13 @@ const MAX_DEPTH: usize = 32;
 /// The Rust name of `framealloc` in the crate being compiled, if it is not
 /// `framealloc` (see the module docs); `None` when nothing usable is found.
 pub(crate) fn renamed_framealloc() -> Option<String> {
-    let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    renamed_in_dir(&PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?))
+}
+
+/// [`renamed_framealloc`] for the package whose manifest is in `dir`.
+fn renamed_in_dir(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-    renamed_in(&text, || workspace_manifest(&dir, &text))
+    renamed_in(&text, || workspace_manifest(dir, &text))
 }
 
 /// The manifest text of the workspace root of the package in `dir` whose
@@ -690,6 +694,40 @@ mod tests {
             .as_deref(),
             Some("fa")
         );
+    }
+
+    #[test]
+    fn the_workspace_root_is_found_on_disk() {
+        let base = std::env::temp_dir().join(format!("framealloc-manifest-{}", std::process::id()));
+        let member = base.join("crates").join("k");
+        let elsewhere = base.join("elsewhere");
+        std::fs::create_dir_all(&member).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let inherit = "[package]\nname = \"k\"\n[dependencies]\nfa = { workspace = true }\n";
+        std::fs::write(member.join("Cargo.toml"), inherit).unwrap();
+        // No workspace anywhere: the default.
+        assert_eq!(super::renamed_in_dir(&member), None);
+        // A directory between the member and the root without a manifest, and
+        // a root whose `[workspace]` table is only dotted keys.
+        let root = "workspace.members = [\"crates/k\"]\nworkspace.dependencies.fa = { package = \"framealloc\" }\n";
+        std::fs::write(base.join("Cargo.toml"), root).unwrap();
+        assert_eq!(super::renamed_in_dir(&member).as_deref(), Some("fa"));
+        // `package.workspace` names the root explicitly.
+        let named = "[workspace]\n[workspace.dependencies]\nfa = { package = \"framealloc\", path = \"r\" }\n";
+        std::fs::write(elsewhere.join("Cargo.toml"), named).unwrap();
+        std::fs::write(
+            base.join("Cargo.toml"),
+            "[workspace.dependencies]\nfa = \"1\"\n",
+        )
+        .unwrap();
+        assert_eq!(super::renamed_in_dir(&member), None);
+        let pointed = format!(
+            "[package]\nworkspace = \"../../elsewhere\"\n{}",
+            &inherit[10..]
+        );
+        std::fs::write(member.join("Cargo.toml"), pointed).unwrap();
+        assert_eq!(super::renamed_in_dir(&member).as_deref(), Some("fa"));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
