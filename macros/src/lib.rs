@@ -291,9 +291,16 @@ use proc_macro::TokenStream;
 /// the stand-in keeps the real bounds.
 ///
 /// If you depend on `framealloc` under another name
-/// (`fa = { package = "framealloc", … }`), the generated paths do not
-/// resolve (E0433, "cannot find `framealloc` in the crate root"): write
-/// `#[frame_allocator(crate = fa)]`.
+/// (`fa = { package = "framealloc", … }`), the derive finds that name in your
+/// `Cargo.toml` and writes `::fa`: it reads the `[dependencies]`,
+/// `[target.….dependencies]` and (when no ordinary dependency is
+/// `framealloc`) `[dev-dependencies]` tables, in any TOML form, and for
+/// `fa = { workspace = true }` the workspace root's
+/// `[workspace.dependencies]`. Where it cannot tell (a manifest it cannot
+/// read, two different names for the same dependency kind, a re-export
+/// through another crate) it writes `::framealloc`, and the paths fail with
+/// E0433, "cannot find `framealloc` in the crate root": then write
+/// `#[frame_allocator(crate = fa)]`, which always wins.
 ///
 /// [`TaggedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/tagged/trait.TaggedFrameAllocator.html
 #[proc_macro_derive(FrameAllocator, attributes(frame_allocator))]
@@ -320,10 +327,11 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 ///   by `&mut` cannot borrow-check; with `state` they share it;
 /// - `size = Size4KiB | Size2MiB | Size1GiB` fixes the page size where the
 ///   closure does not (it needs no import); otherwise it is inferred;
-/// - `crate = path` names `framealloc` for crates that re-export it, or that
-///   depend on it under another name (`fa = { package = "framealloc" }`:
-///   without `crate = fa`, the call fails with E0433, "cannot find
-///   `framealloc` in the crate root").
+/// - `crate = path` names `framealloc` for crates that re-export it. A
+///   dependency under another name (`fa = { package = "framealloc" }`) is
+///   found in your `Cargo.toml` as for the derive (see there); where it is
+///   not, the call fails with E0433, "cannot find `framealloc` in the crate
+///   root", and `crate = fa` fixes it.
 ///
 /// The named entries may come in any position. The macro expands to a call
 /// of the `unsafe fn`s `framealloc::from_fn` / `from_fns` (`from_state` /
