@@ -279,16 +279,20 @@ use proc_macro::TokenStream;
 ///
 /// After an error the derive still emits stand-in impls (`FrameAllocator`,
 /// `FrameDeallocator`, and `TaggedFrameAllocator` with the written tag type
-/// for a tagged type), so code using the type reports nothing further. Two
-/// limits: a field of a type that exists but is not an allocator (say a
-/// `Vec<u64>`) is reported at the field by a compile-time check, and uses of
-/// the type then report it too; fields that no crate could make an allocator
-/// (a primitive, a tuple, an array, a pointer) are caught by the derive
-/// itself and report nothing further. And where the error leaves the
-/// allocator field unknown (two unmarked fields, say), the stand-in covers
-/// every page size, so a use that leaves the size to inference (rare:
-/// `map_to` fixes it) asks for a type annotation; where the field is known,
-/// the stand-in keeps the real bounds.
+/// for a tagged type), so code using the type reports nothing further. A
+/// field of a type that exists but is not an allocator (say a `Vec<u64>`)
+/// cannot be told apart at expansion time; a compile-time check reports it
+/// at the field, and the impls' bounds go through that check, so uses of the
+/// type report nothing further either (for a valid field the bounds and the
+/// generated code are what they would be without the check). Fields that no
+/// crate could make an allocator (a primitive, a tuple, an array, a pointer)
+/// are caught by the derive itself. Limits: a field whose type names the
+/// type's own parameters (`inner: A`) is checked only where the type is
+/// used, by rustc, at each use, as for any generic bound. And where an error
+/// leaves the allocator field unknown (two unmarked fields, say), the
+/// stand-in covers every page size, so a use that leaves the size to
+/// inference (rare: `map_to` fixes it) asks for a type annotation; where the
+/// field is known, the stand-in keeps the real bounds.
 ///
 /// If you depend on `framealloc` under another name
 /// (`fa = { package = "framealloc", … }`), the derive finds that name in your
