@@ -247,19 +247,10 @@ fn field_check(target: &Target, name: Option<Ident>, p: &TokenStream) -> TokenSt
             }
         };
     };
-    match name {
-        Some(name) => quote! {
-            const #name: usize = {
-                #check
-                0
-            };
-        },
-        None => quote! {
-            const _: () = {
-                #check
-            };
-        },
-    }
+    name.map_or_else(
+        || quote!(const _: () = { #check };),
+        |name| quote!(const #name: usize = { #check 0 };),
+    )
 }
 
 fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStream {
