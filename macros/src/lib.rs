@@ -283,8 +283,10 @@ use proc_macro::TokenStream;
 /// field of a type that exists but is not an allocator (say a `Vec<u64>`)
 /// cannot be told apart at expansion time; a compile-time check reports it
 /// at the field, and the impls' bounds go through that check, so uses of the
-/// type report nothing further either (for a valid field the bounds and the
-/// generated code are what they would be without the check). Fields that no
+/// type report nothing further either (for a valid field the bounds
+/// normalise to the field type, and the impls are what they would be
+/// without the check; this relies on rustc not reporting obligations that
+/// involve an already-reported error, which the ui-tests pin). Fields that no
 /// crate could make an allocator (a primitive, a tuple, an array, a pointer)
 /// are caught by the derive itself. Limits: a field whose type names the
 /// type's own parameters (`inner: A`) is checked only where the type is
