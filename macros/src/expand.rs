@@ -89,9 +89,8 @@ fn forward_struct(
     let place = quote!(self.#member);
     let access = reach.access(&place, &place, &local("guard"));
     let (allocate, deallocate) = forwarding_calls(p, &forward.page_size, &reach.allocator, access);
-    let mut out = forwarding_impls(input, p, forward, &allocate, &deallocate);
-    out.extend(field_check(target, p));
-    out
+    let impls = forwarding_impls(input, p, forward, true, &allocate, &deallocate);
+    checked(forward, impls, [target], p)
 }
 
 fn forward_enum(
@@ -124,11 +123,49 @@ fn forward_enum(
             quote!(match self { #(#deallocate_arms)* }),
         )
     };
-    let mut out = forwarding_impls(input, p, forward, &allocate, &deallocate);
-    for (_, target) in targets {
-        out.extend(field_check(target, p));
+    let impls = forwarding_impls(input, p, forward, true, &allocate, &deallocate);
+    checked(forward, impls, targets.iter().map(|(_, target)| target), p)
+}
+
+/// The name of the constant holding the field check that bound `index` of
+/// the forwarding impls goes through.
+fn check_name(index: usize) -> Ident {
+    Ident::new(
+        &format!("__FRAMEALLOC_FIELD_CHECK_{index}"),
+        Span::mixed_site(),
+    )
+}
+
+/// The forwarding `impls` with the field checks of `targets`. A check that
+/// a bound goes through is a named constant, and then the impls and the
+/// constants sit together in an unnamed `const _` block (impls inside it
+/// apply everywhere; the names stay inside).
+fn checked<'t, 'a: 't>(
+    forward: &Forward,
+    impls: TokenStream,
+    targets: impl IntoIterator<Item = &'t Target<'a>>,
+    p: &TokenStream,
+) -> TokenStream {
+    let mut checks = TokenStream::new();
+    for (index, target) in targets.into_iter().enumerate() {
+        let bound = forward
+            .checks
+            .iter()
+            .position(|check| *check == Some(index));
+        checks.extend(field_check(target, bound.map(check_name), p));
     }
-    out
+    if forward.checks.iter().any(Option::is_some) {
+        quote! {
+            const _: () = {
+                #checks
+                #impls
+            };
+        }
+    } else {
+        let mut out = impls;
+        out.extend(checks);
+        out
+    }
 }
 
 /// The `FrameAllocator<S>` and `FrameDeallocator<S>` impls that forward to
@@ -137,6 +174,7 @@ fn forwarding_impls(
     input: &Input,
     p: &TokenStream,
     forward: &Forward,
+    guarded: bool,
     allocate: &TokenStream,
     deallocate: &TokenStream,
 ) -> TokenStream {
@@ -144,10 +182,19 @@ fn forwarding_impls(
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let s = &forward.page_size;
     let generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
-    let bounded = |bound: TokenStream| {
-        let bounds = forward.bounds.iter().map(|ty| quote!(#ty: #bound));
-        where_clause(input.generics, bounds)
-    };
+    let bounded =
+        |bound: TokenStream| {
+            let bounds = forward.bounds.iter().zip(&forward.checks).enumerate().map(
+                |(index, (ty, check))| match check {
+                    Some(_) if guarded => {
+                        let name = check_name(index);
+                        quote!(<#p::Checked<#name> as #p::Select<#ty>>::Field: #bound)
+                    }
+                    _ => quote!(#ty: #bound),
+                },
+            );
+            where_clause(input.generics, bounds)
+        };
     let alloc_where = bounded(quote!(#p::FrameAllocator<#s>));
     let dealloc_where = bounded(quote!(#p::FrameDeallocator<#s>));
     let frame = local("frame");
@@ -171,8 +218,9 @@ fn forwarding_impls(
 }
 
 /// A compile-time check that a concrete field type is a frame allocator for
-/// some page size, reported at the field's type.
-fn field_check(target: &Target, p: &TokenStream) -> TokenStream {
+/// some page size, reported at the field's type: the constant `name` (which
+/// is 0 when the check passes) if given, else an unnamed one.
+fn field_check(target: &Target, name: Option<Ident>, p: &TokenStream) -> TokenStream {
     let Some(ty) = &target.probe else {
         return TokenStream::new();
     };
@@ -190,17 +238,19 @@ fn field_check(target: &Target, p: &TokenStream) -> TokenStream {
     // none of the user's names in the field type.
     let receiver = group(Delimiter::Parenthesis, quote!(&&&#probe), first);
     let no_arguments = group(Delimiter::Parenthesis, TokenStream::new(), last);
-    quote! {
-        const _: () = {
-            let _ = || {
-                let #probe = #p::FieldProbe::<#ty>::NEW;
-                {
-                    use #p::probe::*;
-                    #p::require_allocator(&#probe, #receiver.probe #no_arguments);
-                }
-            };
+    let check = quote! {
+        let _ = || {
+            let #probe = #p::FieldProbe::<#ty>::NEW;
+            {
+                use #p::probe::*;
+                #p::require_allocator(&#probe, #receiver.probe #no_arguments);
+            }
         };
-    }
+    };
+    name.map_or_else(
+        || quote!(const _: () = { #check };),
+        |name| quote!(const #name: usize = { #check 0 };),
+    )
 }
 
 fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStream {
@@ -279,7 +329,7 @@ fn stand_in_forwarding(input: &Input, forward: &Forward, p: &TokenStream) -> Tok
         let _ = #frame;
         #never
     };
-    forwarding_impls(input, p, forward, &never, &deallocate)
+    forwarding_impls(input, p, forward, false, &never, &deallocate)
 }
 
 /// After an error: impls never run (the crate does not compile).

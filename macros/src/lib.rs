@@ -16,6 +16,7 @@ mod closure;
 mod ctxt;
 mod expand;
 mod generics;
+mod manifest;
 mod names;
 mod reach;
 mod sizes;
@@ -278,21 +279,34 @@ use proc_macro::TokenStream;
 ///
 /// After an error the derive still emits stand-in impls (`FrameAllocator`,
 /// `FrameDeallocator`, and `TaggedFrameAllocator` with the written tag type
-/// for a tagged type), so code using the type reports nothing further. Two
-/// limits: a field of a type that exists but is not an allocator (say a
-/// `Vec<u64>`) is reported at the field by a compile-time check, and uses of
-/// the type then report it too; fields that no crate could make an allocator
-/// (a primitive, a tuple, an array, a pointer) are caught by the derive
-/// itself and report nothing further. And where the error leaves the
-/// allocator field unknown (two unmarked fields, say), the stand-in covers
-/// every page size, so a use that leaves the size to inference (rare:
-/// `map_to` fixes it) asks for a type annotation; where the field is known,
-/// the stand-in keeps the real bounds.
+/// for a tagged type), so code using the type reports nothing further. A
+/// field of a type that exists but is not an allocator (say a `Vec<u64>`)
+/// cannot be told apart at expansion time; a compile-time check reports it
+/// at the field, and the impls' bounds go through that check, so uses of the
+/// type report nothing further either (for a valid field the bounds
+/// normalise to the field type, and the impls are what they would be
+/// without the check; this relies on rustc not reporting obligations that
+/// involve an already-reported error, which the ui-tests pin). Fields that no
+/// crate could make an allocator (a primitive, a tuple, an array, a pointer)
+/// are caught by the derive itself. Limits: a field whose type names the
+/// type's own parameters (`inner: A`) is checked only where the type is
+/// used, by rustc, at each use, as for any generic bound. And where an error
+/// leaves the allocator field unknown (two unmarked fields, say), the
+/// stand-in covers every page size, so a use that leaves the size to
+/// inference (rare: `map_to` fixes it) asks for a type annotation; where the
+/// field is known, the stand-in keeps the real bounds.
 ///
 /// If you depend on `framealloc` under another name
-/// (`fa = { package = "framealloc", … }`), the generated paths do not
-/// resolve (E0433, "cannot find `framealloc` in the crate root"): write
-/// `#[frame_allocator(crate = fa)]`.
+/// (`fa = { package = "framealloc", … }`), the derive finds that name in your
+/// `Cargo.toml` and writes `::fa`: it reads the `[dependencies]`,
+/// `[target.….dependencies]` and (when no ordinary dependency is
+/// `framealloc`) `[dev-dependencies]` tables, in any TOML form, and for
+/// `fa = { workspace = true }` the workspace root's
+/// `[workspace.dependencies]`. Where it cannot tell (a manifest it cannot
+/// read, two different names for the same dependency kind, a re-export
+/// through another crate) it writes `::framealloc`, and the paths fail with
+/// E0433, "cannot find `framealloc` in the crate root": then write
+/// `#[frame_allocator(crate = fa)]`, which always wins.
 ///
 /// [`TaggedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/tagged/trait.TaggedFrameAllocator.html
 #[proc_macro_derive(FrameAllocator, attributes(frame_allocator))]
@@ -319,10 +333,11 @@ pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
 ///   by `&mut` cannot borrow-check; with `state` they share it;
 /// - `size = Size4KiB | Size2MiB | Size1GiB` fixes the page size where the
 ///   closure does not (it needs no import); otherwise it is inferred;
-/// - `crate = path` names `framealloc` for crates that re-export it, or that
-///   depend on it under another name (`fa = { package = "framealloc" }`:
-///   without `crate = fa`, the call fails with E0433, "cannot find
-///   `framealloc` in the crate root").
+/// - `crate = path` names `framealloc` for crates that re-export it. A
+///   dependency under another name (`fa = { package = "framealloc" }`) is
+///   found in your `Cargo.toml` as for the derive (see there); where it is
+///   not, the call fails with E0433, "cannot find `framealloc` in the crate
+///   root", and `crate = fa` fixes it.
 ///
 /// The named entries may come in any position. The macro expands to a call
 /// of the `unsafe fn`s `framealloc::from_fn` / `from_fns` (`from_state` /

@@ -30,12 +30,14 @@ pub(crate) const STATE: &str = "state";
 const FRAMEALLOC: &str = "framealloc";
 
 /// `<root>::__private`, the hidden module the generated code goes through:
-/// `root` is `crate = path` if given, else `::framealloc` with its `::` at
-/// `colons`; the rest is at `span`.
+/// `root` is `crate = path` if given, else `::framealloc` (or `::fa` if the
+/// crate being compiled depends on it as `fa = { package = "framealloc" }`,
+/// see [`crate::manifest`]) with its `::` at `colons`; the rest is at `span`.
 pub(crate) fn private_path(krate: Option<&syn::Path>, colons: Span, span: Span) -> TokenStream {
     let root = krate.map_or_else(
         || {
-            let name = Ident::new(FRAMEALLOC, span);
+            let renamed = crate::manifest::renamed_framealloc();
+            let name = Ident::new(renamed.as_deref().unwrap_or(FRAMEALLOC), span);
             quote_spanned!(colons=> :: #name)
         },
         ToTokens::to_token_stream,

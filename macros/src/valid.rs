@@ -44,6 +44,10 @@ pub(crate) struct Forward {
     pub(crate) page_size: Ident,
     /// The allocator types the impls are bounded by, each once.
     pub(crate) bounds: Vec<TokenStream>,
+    /// Per bound: for a concrete allocator type, the index (among the
+    /// targets) of the field whose compile-time check the bound goes
+    /// through, so that uses add no errors when the check fails.
+    pub(crate) checks: Vec<Option<usize>>,
 }
 
 /// The allocator field of a struct or variant.
@@ -180,18 +184,20 @@ fn forward<'a, 'b: 'a>(
     input: &Input,
     targets: impl IntoIterator<Item = &'a Target<'b>>,
 ) -> Forward {
-    let (mut seen, mut bounds) = (Vec::new(), Vec::new());
-    for target in targets {
+    let (mut seen, mut bounds, mut checks) = (Vec::new(), Vec::new(), Vec::new());
+    for (index, target) in targets.into_iter().enumerate() {
         let ty = &target.reach.allocator;
         let key = ty.to_string();
         if !seen.contains(&key) {
             seen.push(key);
             bounds.push(ty.clone());
+            checks.push(target.probe.is_some().then_some(index));
         }
     }
     Forward {
         page_size: fresh_page_size_param(input.source),
         bounds,
+        checks,
     }
 }
 

@@ -133,3 +133,27 @@ pub const fn require_allocator<T: ?Sized, V: FieldIsAnAllocator<T>>(
     let _ = probe;
     core::mem::forget(verdict);
 }
+
+/// The verdict of a field check, as a type: `Checked<CHECK>` where `CHECK`
+/// is a constant whose initialiser contains the check of a concrete field
+/// type (see [`require_allocator`]); it is `Checked<0>` when the check
+/// type-checks.
+///
+/// The derive bounds its impls by `<Checked<CHECK> as Select<Field>>::Field:
+/// FrameAllocator<S>` rather than `Field: FrameAllocator<S>`. For a valid
+/// field the projection normalises to `Field` and the impls are exactly as
+/// before. When the check fails, the constant fails to evaluate, the
+/// projection becomes an error type, and rustc keeps quiet about every
+/// obligation that mentions it: uses of the type report nothing beyond the
+/// one error at the field.
+pub struct Checked<const CHECK: usize>;
+
+/// `Field` is `T` once the field check passed; see [`Checked`].
+pub trait Select<T: ?Sized> {
+    /// The field type.
+    type Field: ?Sized;
+}
+
+impl<T: ?Sized> Select<T> for Checked<0> {
+    type Field = T;
+}
