@@ -137,6 +137,14 @@ fn command_line(info: &StartInfo) -> &'static [u8] {
     &bytes[..len]
 }
 
+/// The command line's words (separated by spaces).
+pub fn command_line_words() -> impl Iterator<Item = &'static [u8]> {
+    start_info()
+        .map_or(&[][..], |(_, info)| command_line(&info))
+        .split(|&b| b == b' ')
+        .filter(|word| !word.is_empty())
+}
+
 /// Whether the command line asks for this boot.
 pub fn requested() -> bool {
     start_info().is_some_and(|(_, info)| {

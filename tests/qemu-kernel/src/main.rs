@@ -17,6 +17,7 @@ mod firmware;
 mod libc;
 mod probe;
 mod serial;
+mod smp;
 mod x86_table;
 
 use core::panic::PanicInfo;
@@ -33,10 +34,10 @@ use probe::Probes;
 use serial::{Exit, Serial, exit};
 
 #[derive(Default)]
-struct Tally {
-    passed: u32,
-    failed: u32,
-    observed: u32,
+pub(crate) struct Tally {
+    pub(crate) passed: u32,
+    pub(crate) failed: u32,
+    pub(crate) observed: u32,
 }
 
 /// Runs every scenario on `platform` and reports each on the serial port.
@@ -79,6 +80,10 @@ extern "C" fn kernel_main() -> ! {
     // `-append firmware-map`: the firmware-map boot instead of the scenarios.
     if firmware::requested() {
         firmware::run();
+    }
+    // `-append smp` (with `-smp 2`): the second CPU and the TLB shootdown.
+    if smp::requested() {
+        smp::run();
     }
     // Global pages on: a CR3 reload now keeps `GLOBAL` translations, so the
     // scenarios see whether each flush drops the global ones it must.

@@ -3,9 +3,7 @@
 
 use framealloc::x86_64::VirtAddr;
 use framealloc::x86_64::instructions::tlb;
-use framealloc::x86_64::structures::paging::mapper::{
-    CleanUp, Mapper, MapperFlush, Translate,
-};
+use framealloc::x86_64::structures::paging::mapper::{CleanUp, Mapper, MapperFlush, Translate};
 use framealloc::x86_64::structures::paging::page::{PageRange, PageRangeInclusive};
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageSize, PageTable, PageTableFlags, PhysFrame,

@@ -81,10 +81,26 @@ pub(crate) fn boot_with(
     memory: &str,
     append: Option<&str>,
 ) -> Result<Run, String> {
+    boot_cpus(qemu, kernel, timeout, memory, append, 1)
+}
+
+/// As [`boot_with`], with `cpus` virtual CPUs (QEMU's `-smp`; the option
+/// is left out for one, QEMU's default).
+pub(crate) fn boot_cpus(
+    qemu: &Qemu,
+    kernel: &Path,
+    timeout: Duration,
+    memory: &str,
+    append: Option<&str>,
+    cpus: u32,
+) -> Result<Run, String> {
     let start = Instant::now();
     let mut command = qemu.command();
     if let Some(append) = append {
         command.args(["-append", append]);
+    }
+    if cpus > 1 {
+        command.arg("-smp").arg(cpus.to_string());
     }
     let mut child = command
         .args([
