@@ -282,7 +282,7 @@ unsafe impl Shootdown for SingleCpu {
 /// cpus.cpu(1).unwrap().read_u64(page.start_address())?; // CPU 1 caches it
 ///
 /// let (first, mut others) = cpus.split(0).unwrap();
-/// let mut table = RecursivePageTable::new(cpu0, index)?;
+/// let mut table = RecursivePageTable::new(first, index)?;
 /// let mut freed = Freed(Vec::new());
 /// let mut gather: Gather<'_, _, _> = Gather::new(&mut others, &mut freed);
 /// // SAFETY: the frame is owned by this mapping only.
