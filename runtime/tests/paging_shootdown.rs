@@ -439,3 +439,72 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn invalidations_perform_on_a_backend() {
+    let mut cpus = cpus(1);
+    let mut tables = Bump(0x8_0000);
+    let mut t = table(cpus.cpu(0).unwrap());
+    for i in 0..3 {
+        let flags = if i == 2 {
+            Flags::PRESENT | Flags::GLOBAL
+        } else {
+            Flags::PRESENT
+        };
+        // SAFETY: emulated memory; each data frame is mapped once.
+        unsafe { t.map_to(page(i), frame(FRAMES + i * 0x1000), flags, &mut tables) }
+            .unwrap()
+            .ignore();
+    }
+    let m = cpus.cpu(0).unwrap();
+    let cache_all = |m: &mut Machine| {
+        for i in 0..3 {
+            m.read_u64(page(i).start_address()).unwrap();
+        }
+        m.reset_counters();
+    };
+    let cached = |m: &Machine| {
+        (0..3)
+            .filter(|&i| m.cached(page(i).start_address()).is_some())
+            .count()
+    };
+
+    cache_all(m);
+    let mut inv = Invalidations::new();
+    inv.add(FlushScope::Pages {
+        start: page(0).start_address(),
+        count: 2,
+        page_size: 4096,
+    });
+    inv.perform(m);
+    assert_eq!((m.counters().invlpg, m.counters().full_flushes), (2, 0));
+    assert_eq!(cached(m), 1);
+
+    cache_all(m);
+    let mut inv = Invalidations::new();
+    inv.add(FlushScope::All);
+    inv.perform(m);
+    assert_eq!((m.counters().invlpg, m.counters().full_flushes), (0, 1));
+    assert_eq!(cached(m), 1, "the global page survives a full flush");
+
+    cache_all(m);
+    let mut inv = Invalidations::new();
+    inv.add(FlushScope::Pages {
+        start: page(0).start_address(),
+        count: FLUSH_ALL_THRESHOLD,
+        page_size: 4096,
+    });
+    inv.add(FlushScope::Pages {
+        start: page(2).start_address(),
+        count: 1,
+        page_size: 4096,
+    });
+    assert!(inv.is_global_flush());
+    inv.perform(m);
+    assert_eq!((m.counters().invlpg, m.counters().full_flushes), (0, 1));
+    assert_eq!(
+        cached(m),
+        0,
+        "a flush of everything drops the global page too"
+    );
+}
