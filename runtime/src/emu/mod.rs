@@ -125,6 +125,7 @@
 
 mod backend;
 mod config;
+mod cpus;
 mod fault;
 mod hash;
 mod machine;
@@ -134,6 +135,7 @@ mod psc;
 mod tlb;
 
 pub use config::{CpuConfig, InvalidMaxPhysAddr};
+pub use cpus::{Cpus, NoCpus, OtherCpus};
 pub use fault::{Access, AccessKind, FaultCause, PageFault, Privilege};
 pub use machine::{Counters, Machine};
 pub use memory::{PhysMemory, PhysRangeError};

@@ -25,6 +25,7 @@ mod map;
 mod range;
 mod reclaim;
 mod runs;
+mod shootdown;
 mod single;
 mod size;
 mod space;
@@ -39,6 +40,7 @@ pub use flush::{FLUSH_ALL_THRESHOLD, Flush, FlushScope, RangeFlush};
 pub use hardware::{Mmu, NoFlushMmu, PcidEnabled};
 pub use map::MaxPageSize;
 pub use range::RangeError;
+pub use shootdown::{Gather, Invalidations, MAX_RUNS, PageRun, Shootdown, SingleCpu};
 pub use size::EntrySize;
 pub use space::{AddressSpace, EntrySet, InactiveSpace, SlotBackend, SpaceError, SwitchSpace};
 #[cfg(feature = "emu")]
