@@ -312,7 +312,7 @@ pub mod shared {
     pub fn uses(frames: &Frames<'_>, generic: &Generic<&Frames<'_>>) -> Option<PhysFrame> {
         let first: Option<PhysFrame> = frames.allocate_frame();
         let mut by_reference = frames;
-        let second: Option<PhysFrame> = by_reference.allocate_frame();
+        let second: Option<PhysFrame> = FrameAllocator::allocate_frame(&mut by_reference);
         let third: Option<PhysFrame> = SharedView::new(generic).allocate_frame();
         for frame in [first, second, third].into_iter().flatten() {
             // SAFETY: the frames were just allocated and are not used.
