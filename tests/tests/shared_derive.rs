@@ -155,11 +155,12 @@ fn map_to_takes_a_view_and_a_reference_of_the_derived_type() {
         let mut mapper = arena.mapper();
         for i in 0..8 {
             let data = PhysFrame::containing_address(PhysAddr::new(0x1_0000_0000 + i * 4096));
-            // SAFETY: data frames are never dereferenced; tables come from
-            // the allocator, which hands out unused arena frames only.
             let flush = if i % 2 == 0 {
+                // SAFETY: data frames are never dereferenced; tables come
+                // from the allocator, which hands out unused arena frames.
                 unsafe { mapper.map_to(page(i), data, FLAGS, &mut SharedView::new(&kernel)) }
             } else {
+                // SAFETY: as above.
                 unsafe { mapper.map_to(page(i), data, FLAGS, &mut &kernel) }
             };
             flush.expect("map_to").ignore();
