@@ -134,7 +134,8 @@ fn parse_field_keys(
                 "`shared` and `lock = …` do not go together: a shared allocator synchronises \
                  itself and is used through `&self`; remove one of them",
             );
-            *shared = None;
+            // Reported once: the field is then taken as shared.
+            *lock = None;
         }
         true
     });

@@ -565,6 +565,9 @@ mod tests {
         "#[frame_allocator] union U { a: A, b: B }",
         "struct V<const N: usize = { if A { 1 } else { 2 } }> { p: Pool<{ if B { 1 } else { 2 } }>, q: [u8; if C { 1 } else { 2 }], r: <T as Q<A, B>>::Out }",
         "enum W { A(&'a mut dyn FrameAllocator<Size4KiB>), B(Box<dyn X + 'b>), C { #[frame_allocator(lock = lock)] l: &'a Mutex<A>, d: [u8; { 1 }] }, D(#[frame_allocator(lock = a::b, lock = c)] Arc<R, (), A>) }",
+        "struct S<'a, A: ?Sized> where A: Sync { #[frame_allocator(shared)] a: &'a A, #[frame_allocator(shared, lock = l, shared = 1, shared(x))] b: u64 }",
+        "enum T<'a> { A(#[frame_allocator(shared)] Bitmap<'a>), B { #[frame_allocator(shared)] c: (u8, u16) }, C(#[frame_allocator] Pool), D(#[frame_allocator(shared)] A) }",
+        "#[frame_allocator(unsafe tagged(method = m, tag = u8))] struct U(#[frame_allocator(shared)] X);",
     ];
 
     #[test]
@@ -590,6 +593,18 @@ mod tests {
             ] {
                 let input = format!("#[frame_allocator({prefix})] {item}");
                 let parsed = syn::parse_str::<syn::DeriveInput>(&input).expect("item parses");
+                let _ = crate::expand::derive(&parsed);
+            }
+        }
+        // A field's arguments, every prefix, with `shared` among them.
+        for prefix in prefixes("shared, lock = l, shared = 1, shared(x), lock = m, colour") {
+            for item in [
+                format!("struct S(#[frame_allocator({prefix})] X);"),
+                format!(
+                    "enum E {{ A(#[frame_allocator({prefix})] X), B(#[frame_allocator(shared)] Y) }}"
+                ),
+            ] {
+                let parsed = syn::parse_str::<syn::DeriveInput>(&item).expect("item parses");
                 let _ = crate::expand::derive(&parsed);
             }
         }
@@ -663,6 +678,36 @@ mod tests {
             out.contains("FieldProbe :: < Tagged < '_ , Boot , Purpose > >"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn shared_fields_forward_every_shared_method_and_serve_references() {
+        let out =
+            derive("struct K<'a> { #[frame_allocator(shared)] frames: Bitmap<'a>, cpus: u32 }");
+        for method in [
+            "fn allocate_frame (& self)",
+            "fn allocate_frames (& self",
+            "fn allocate_frames_near (& self",
+            "unsafe fn deallocate_frame (& self",
+            "unsafe fn deallocate_frames (& self",
+            "FrameAllocator < __FrameallocPageSize > for & K < 'a >",
+            "FrameDeallocator < __FrameallocPageSize > for & K < 'a >",
+            "SharedFieldProbe :: < Bitmap < '_ > >",
+        ] {
+            assert!(out.contains(method), "{method}: {out}");
+        }
+        assert_eq!(out.matches("automatically_derived").count(), 4, "{out}");
+        // The field is used as it is, through `&self`.
+        assert!(out.contains("(& self . frames ,"), "{out}");
+        assert!(!out.contains("& mut self . frames"), "{out}");
+        // After an error: the shared impls, unbounded, bodies that never run.
+        let bad = derive("struct K { #[frame_allocator(shared)] frames: u64 }");
+        assert!(bad.contains("compile_error"), "{bad}");
+        assert!(
+            bad.contains("SharedFrameAllocator < __FrameallocPageSize > for K"),
+            "{bad}"
+        );
+        assert!(!bad.contains("u64 : "), "{bad}");
     }
 
     #[test]

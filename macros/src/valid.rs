@@ -104,6 +104,19 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Plan<'a> {
     let impls = match plan(input, errors) {
         Some(impls) if errors.is_empty() => impls,
         Some(Impls::Struct(forward, _) | Impls::Enum(forward, _)) => Impls::StandInForward(forward),
+        // A type meant to forward to a shared allocator: its shared impls,
+        // unbounded, so that no use of them adds an error.
+        _ if input.attrs.tagged.is_none()
+            && !input.attrs.tagged_attempted
+            && marks_shared(input) =>
+        {
+            Impls::StandInForward(Forward {
+                page_size: fresh_page_size_param(input.source),
+                bounds: Vec::new(),
+                checks: Vec::new(),
+                shared: true,
+            })
+        }
         _ => Impls::StandIn(match &input.attrs.tagged {
             None if !input.attrs.tagged_attempted => {
                 StandIn::AnySize(fresh_page_size_param(input.source))
@@ -115,6 +128,20 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Plan<'a> {
         }),
     };
     Plan { private, impls }
+}
+
+/// Whether a field of `input` is marked `#[frame_allocator(shared)]`.
+fn marks_shared(input: &Input) -> bool {
+    let shared = |fields: &[Field]| {
+        fields
+            .iter()
+            .any(|field| field.marker.as_ref().is_some_and(|m| m.shared.is_some()))
+    };
+    match &input.shape {
+        Shape::Struct(fields) => shared(fields),
+        Shape::Enum(variants) => variants.iter().any(|variant| shared(&variant.fields)),
+        Shape::Union(_) => false,
+    }
 }
 
 /// The plan if one could be made, which may be so even though an error was
