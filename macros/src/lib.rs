@@ -131,6 +131,65 @@ use proc_macro::TokenStream;
 /// assert!(FrameAllocator::<Size4KiB>::allocate_frame(&mut frames).is_none());
 /// ```
 ///
+/// # Shared allocators
+///
+/// A field marked `#[frame_allocator(shared)]` holds a
+/// [`SharedFrameAllocator`] (an allocator used through `&self` from several
+/// CPUs at once, such as [`AtomicBitmapAllocator`]). The derive then
+/// implements, for every page size `S` the field supports:
+///
+/// - `SharedFrameAllocator<S>` and `SharedFrameDeallocator<S>` for the type,
+///   forwarding every method to the field, the batch methods
+///   (`allocate_frames`, `allocate_frames_near`, `deallocate_frames`)
+///   included, so the field's own batch code runs;
+/// - `FrameAllocator<S>` and `FrameDeallocator<S>` for `&Type`, so that a
+///   shared reference is usable wherever `x86_64` wants an allocator:
+///   `map_to(page, frame, flags, &mut &frames)`. `&mut SharedView::new(&frames)`
+///   works as well, as it does for any shared allocator.
+///
+/// The field is used as it is, through `&self`: a field of type `&'a A` works
+/// because `&A` is a shared allocator when `A` is one, and so does
+/// `&'a dyn SharedFrameAllocator<Size4KiB>`. The type itself gets no
+/// `FrameAllocator` impl (that would take `&mut`, which a shared allocator
+/// does not need). On an enum, mark the field of every variant `shared`, or
+/// none. `shared` does not combine with `lock = …` (a shared allocator
+/// synchronises itself) nor with `unsafe tagged(…)`. A concrete field type
+/// that is no shared allocator is reported once, at the field.
+///
+/// ```
+/// use core::sync::atomic::AtomicU64;
+/// use framealloc::alloc::{AtomicBitmapAllocator, FirmwareRegion, MemoryRegion, RegionKind, normalize};
+/// use framealloc::{FrameAllocator, PhysFrame, SharedFrameAllocator, SharedView, Size4KiB};
+///
+/// /// What every CPU shares: the frames and a CPU count.
+/// #[derive(FrameAllocator)]
+/// struct Kernel<'a> {
+///     #[frame_allocator(shared)]
+///     frames: AtomicBitmapAllocator<'a>,
+///     cpus: u32,
+/// }
+///
+/// static STORAGE: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// static KERNEL: Kernel<'static> = Kernel { frames: AtomicBitmapAllocator::new(&STORAGE), cpus: 2 };
+///
+/// let firmware = [FirmwareRegion::new(0x20_0000, 0x40_0000, RegionKind::Usable)];
+/// let mut regions = [MemoryRegion::default(); 4];
+/// let (map, _) = normalize(&firmware, &mut regions, Default::default()).unwrap();
+/// // SAFETY: an example: the frames are never touched, and nothing else
+/// // manages them.
+/// unsafe { KERNEL.frames.load_map(&map) }.unwrap();
+///
+/// fn page_tables(frames: &mut impl FrameAllocator<Size4KiB>) -> Option<PhysFrame> {
+///     frames.allocate_frame() // as `map_to` would
+/// }
+/// // From any CPU: through `&Kernel`, through a view, or through `&self`.
+/// let a = page_tables(&mut &KERNEL).unwrap();
+/// let b = page_tables(&mut SharedView::new(&KERNEL)).unwrap();
+/// let c: PhysFrame<Size4KiB> = KERNEL.allocate_frame().unwrap();
+/// assert!(a != b && b != c && a != c);
+/// # let _ = KERNEL.cpus;
+/// ```
+///
 /// # A tagged allocation method
 ///
 /// An allocator whose allocation takes an argument (a bootloader's region
@@ -209,6 +268,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | field | `#[frame_allocator]` | the field to forward to (needed when there are several) |
 /// | field | `#[frame_allocator(lock = method)]` | the field is a lock: lock it with `field.method()` (or `path(&field)` for `lock = a::path`) on each call |
+/// | field | `#[frame_allocator(shared)]` | the field is a `SharedFrameAllocator`: implement the shared traits for the type, and `FrameAllocator`/`FrameDeallocator` for `&Type` |
 /// | type | `#[frame_allocator(crate = path)]` | `framealloc` is at `path` (for crates that re-export it) |
 /// | type | `#[frame_allocator(unsafe tagged(…))]` | implement from a tagged method (fields are then not used) |
 /// | in `tagged` | `method = name` (required) | `Self::name` (also `name::<Args>`), or a path to any function of that shape |
@@ -309,6 +369,8 @@ use proc_macro::TokenStream;
 /// `#[frame_allocator(crate = fa)]`, which always wins.
 ///
 /// [`TaggedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/tagged/trait.TaggedFrameAllocator.html
+/// [`SharedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/alloc/shared/trait.SharedFrameAllocator.html
+/// [`AtomicBitmapAllocator`]: https://docs.rs/framealloc/latest/framealloc/alloc/atomic_bitmap/struct.AtomicBitmapAllocator.html
 #[proc_macro_derive(FrameAllocator, attributes(frame_allocator))]
 pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
     match syn::parse2::<syn::DeriveInput>(verbatim::hide(input.into())) {
