@@ -26,15 +26,20 @@
 //! FrameAllocator`, `Box<A>`, `Box<dyn …>` (each derived form must equal its
 //! hand-written twin: +0 instructions) and a spin lock
 //! (`#[frame_allocator(lock = lock)]`: one lock and one unlock per call,
-//! like the hand-written impl, so again the same count as its twin).
+//! like the hand-written impl, so again the same count as its twin), and a
+//! shared allocator (`#[frame_allocator(shared)]`, through `SharedView` and
+//! through the derived impl for `&T`, against a hand-written forward).
 
 use std::cell::UnsafeCell;
 use std::hint::black_box;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use framealloc::x86_64::PhysAddr;
-use framealloc::{FrameAllocator, NoAllocator, PhysFrame, Size4KiB, frame_allocator};
+use framealloc::{
+    FrameAllocator, NoAllocator, PhysFrame, SharedFrameAllocator, SharedView, Size4KiB,
+    frame_allocator,
+};
 
 const N: usize = 100_000;
 
@@ -300,6 +305,42 @@ impl TaggedDerived {
     }
 }
 
+/// A shared allocator: a bump pointer moved by `fetch_add`.
+struct AtomicBump {
+    next: AtomicU64,
+}
+
+// SAFETY: `fetch_add` gives every caller a different frame.
+unsafe impl SharedFrameAllocator<Size4KiB> for AtomicBump {
+    #[inline]
+    fn allocate_frame(&self) -> Option<PhysFrame> {
+        let next = self.next.fetch_add(4096, Ordering::Relaxed);
+        Some(PhysFrame::containing_address(PhysAddr::new(next)))
+    }
+}
+
+/// Forwarding to a shared allocator, by hand.
+struct SharedByHand {
+    inner: AtomicBump,
+    _stats: u64,
+}
+
+// SAFETY: forwards to `AtomicBump`, which hands out each frame once.
+unsafe impl SharedFrameAllocator<Size4KiB> for SharedByHand {
+    #[inline]
+    fn allocate_frame(&self) -> Option<PhysFrame> {
+        self.inner.allocate_frame()
+    }
+}
+
+/// Forwarding to a shared allocator, derived.
+#[derive(FrameAllocator)]
+struct SharedDerived {
+    #[frame_allocator(shared)]
+    inner: AtomicBump,
+    _stats: u64,
+}
+
 /// `n` allocations; returns a checksum of the frames. Inlined into one
 /// out-of-line function per allocator (below), so that callgrind reports
 /// each allocator under its own name.
@@ -345,6 +386,9 @@ out_of_line! {
     drain_box_dyn_derived: BoxDynDerived;
     drain_lock_by_hand: LockByHand<'_>;
     drain_lock_derived: LockDerived<'_>;
+    drain_shared_by_hand: SharedView<'_, SharedByHand>;
+    drain_shared_derived: SharedView<'_, SharedDerived>;
+    drain_shared_derived_ref: &SharedDerived;
 }
 
 /// The closure's type cannot be named, so this one is generic; it is the
@@ -415,6 +459,7 @@ fn main() {
         }),
     ];
     results.extend(holders(start, n));
+    results.extend(shared(start, n));
     let reference = results[0].1;
     for (name, checksum) in results {
         println!("{name:28} checksum {checksum:#x}");
@@ -425,6 +470,37 @@ fn main() {
         DispatchDerived::Never(NoAllocator),
     );
     let _ = TaggedDerived(boot()).allocate_frame(Region::Kernel);
+}
+
+/// The shared rows: a hand-written forward through `SharedView`, the
+/// derived one through `SharedView`, and through the derived `&T` impl.
+fn shared(start: u64, n: usize) -> Vec<(&'static str, u64)> {
+    let by_hand = SharedByHand {
+        inner: AtomicBump {
+            next: AtomicU64::new(start),
+        },
+        _stats: 0,
+    };
+    let derived = |start| SharedDerived {
+        inner: AtomicBump {
+            next: AtomicU64::new(start),
+        },
+        _stats: 0,
+    };
+    vec![
+        (
+            "shared, by hand, view",
+            drain_shared_by_hand(&mut SharedView::new(&by_hand), n),
+        ),
+        (
+            "shared, derived, view",
+            drain_shared_derived(&mut SharedView::new(&derived(start)), n),
+        ),
+        (
+            "shared, derived, &T",
+            drain_shared_derived_ref(&mut &derived(start), n),
+        ),
+    ]
 }
 
 /// The holder pairs: references, boxes, `dyn`, a lock.

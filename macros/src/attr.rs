@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Meta, Token};
 
 use crate::ctxt::Errors;
-use crate::names::{CRATE, DEFAULT, FRAME_ALLOCATOR, LOCK, METHOD, SIZES, TAG, TAGGED};
+use crate::names::{CRATE, DEFAULT, FRAME_ALLOCATOR, LOCK, METHOD, SHARED, SIZES, TAG, TAGGED};
 use crate::sizes::{self, PageSizeName};
 
 /// The container attribute, i.e. `#[frame_allocator(…)]` on the type.
@@ -71,6 +71,8 @@ pub(crate) struct FieldMarker {
     pub(crate) span: Span,
     /// `lock = method` or `lock = path::to::function`.
     pub(crate) lock: Option<syn::Path>,
+    /// `shared`: the field is a `SharedFrameAllocator`, where written.
+    pub(crate) shared: Option<Span>,
 }
 
 /// Whether a field carries `#[frame_allocator]` (and with what), and where.
@@ -81,40 +83,61 @@ pub(crate) fn field_marker(attrs: &[Attribute], errors: &mut Errors) -> Option<F
             errors.spanned(attr, "duplicate `#[frame_allocator]` on this field");
             continue;
         }
-        let lock = match &attr.meta {
-            Meta::Path(_) => None,
+        let (mut lock, mut shared) = (None, None);
+        match &attr.meta {
+            Meta::Path(_) => {}
             Meta::List(_) => {
-                let mut lock = None;
                 parse_args(attr, errors, |input, errors| {
-                    parse_field_keys(input, &mut lock, errors);
+                    parse_field_keys(input, (&mut lock, &mut shared), errors);
                 });
-                lock
             }
             Meta::NameValue(_) => {
                 errors.spanned(
                     &attr.meta,
-                    "expected `#[frame_allocator]`, or `#[frame_allocator(lock = method)]` \
-                     for an allocator behind a lock",
+                    "expected `#[frame_allocator]`, `#[frame_allocator(lock = method)]` \
+                     for an allocator behind a lock, or `#[frame_allocator(shared)]` for a \
+                     shared allocator",
                 );
-                None
             }
-        };
+        }
         marker = Some(FieldMarker {
             span: attr.path().span(),
             lock,
+            shared,
         });
     }
     marker
 }
 
-fn parse_field_keys(input: ParseStream, lock: &mut Option<syn::Path>, errors: &mut Errors) {
+fn parse_field_keys(
+    input: ParseStream,
+    (lock, shared): (&mut Option<syn::Path>, &mut Option<Span>),
+    errors: &mut Errors,
+) {
     entries(input, errors, &FIELD_KEYS, |key, input, errors| {
-        let known = key == LOCK;
-        if known {
+        if key == LOCK {
             let path = syn::Path::parse_mod_style;
             set(lock, input, key, "method", path, errors);
+        } else if key == SHARED {
+            if input.peek(Token![=]) || input.peek(syn::token::Paren) {
+                errors.spanned(key, "`shared` takes no value: write `shared` alone");
+                skip_entry(input);
+            } else {
+                errors.set_once(shared, key, key.span());
+            }
+        } else {
+            return false;
         }
-        known
+        if let (Some(_), Some(span)) = (&*lock, *shared) {
+            errors.at(
+                span,
+                "`shared` and `lock = …` do not go together: a shared allocator synchronises \
+                 itself and is used through `&self`; remove one of them",
+            );
+            // Reported once: the field is then taken as shared.
+            *lock = None;
+        }
+        true
     });
 }
 
@@ -128,8 +151,8 @@ struct Keys {
 
 const FIELD_KEYS: Keys = Keys {
     what: "`frame_allocator` field argument",
-    expected: "`lock = method` (or write `#[frame_allocator]` alone)",
-    not_a_key: "expected `lock = method` (or write `#[frame_allocator]` alone)",
+    expected: "`lock = method` or `shared` (or write `#[frame_allocator]` alone)",
+    not_a_key: "expected `lock = method` or `shared` (or write `#[frame_allocator]` alone)",
 };
 
 const TAGGED_KEYS: Keys = Keys {

@@ -86,6 +86,15 @@ fn forward_struct(
     p: &TokenStream,
 ) -> TokenStream {
     let Target { member, reach, .. } = target;
+    if forward.shared {
+        let ty = &reach.allocator;
+        let s = &forward.page_size;
+        let bodies = shared_bodies(
+            |trait_name, method, args| quote!(<#ty as #p::#trait_name<#s>>::#method(&self.#member, #args)),
+        );
+        let impls = shared_impls(input, p, forward, true, &bodies);
+        return checked(forward, impls, [target], p);
+    }
     let place = quote!(self.#member);
     let access = reach.access(&place, &place, &local("guard"));
     let (allocate, deallocate) = forwarding_calls(p, &forward.page_size, &reach.allocator, access);
@@ -100,6 +109,26 @@ fn forward_enum(
     p: &TokenStream,
 ) -> TokenStream {
     let allocator = local("allocator");
+    if forward.shared {
+        let s = &forward.page_size;
+        let bodies = shared_bodies(|trait_name, method, args| {
+            if targets.is_empty() {
+                return quote!(match *self {});
+            }
+            let arms = targets
+                .iter()
+                .map(|(variant, Target { member, reach, .. })| {
+                    let ty = &reach.allocator;
+                    quote! {
+                        Self::#variant { #member: #allocator, .. } =>
+                            <#ty as #p::#trait_name<#s>>::#method(#allocator, #args),
+                    }
+                });
+            quote!(match self { #(#arms)* })
+        });
+        let impls = shared_impls(input, p, forward, true, &bodies);
+        return checked(forward, impls, targets.iter().map(|(_, target)| target), p);
+    }
     let guard = local("guard");
     let (allocate, deallocate) = if targets.is_empty() {
         (quote!(match *self {}), quote!(match *self {}))
@@ -182,19 +211,7 @@ fn forwarding_impls(
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let s = &forward.page_size;
     let generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
-    let bounded =
-        |bound: TokenStream| {
-            let bounds = forward.bounds.iter().zip(&forward.checks).enumerate().map(
-                |(index, (ty, check))| match check {
-                    Some(_) if guarded => {
-                        let name = check_name(index);
-                        quote!(<#p::Checked<#name> as #p::Select<#ty>>::Field: #bound)
-                    }
-                    _ => quote!(#ty: #bound),
-                },
-            );
-            where_clause(input.generics, bounds)
-        };
+    let bounded = |bound| bounded(input, p, forward, guarded, &bound);
     let alloc_where = bounded(quote!(#p::FrameAllocator<#s>));
     let dealloc_where = bounded(quote!(#p::FrameDeallocator<#s>));
     let frame = local("frame");
@@ -217,6 +234,162 @@ fn forwarding_impls(
     }
 }
 
+/// The `where` clause of a forwarding impl: the input's own, and `bound` on
+/// each of the plan's allocator types, through its field check if `guarded`.
+fn bounded(
+    input: &Input,
+    p: &TokenStream,
+    forward: &Forward,
+    guarded: bool,
+    bound: &TokenStream,
+) -> TokenStream {
+    let bounds =
+        forward
+            .bounds
+            .iter()
+            .zip(&forward.checks)
+            .enumerate()
+            .map(|(index, (ty, check))| match check {
+                Some(_) if guarded => {
+                    let name = check_name(index);
+                    quote!(<#p::Checked<#name> as #p::Select<#ty>>::Field: #bound)
+                }
+                _ => quote!(#ty: #bound),
+            });
+    where_clause(input.generics, bounds)
+}
+
+/// The bodies of the shared impls' methods, in the order of
+/// [`SharedBodies`], from `call(trait, method, arguments)`, which calls the
+/// method on the allocator field.
+fn shared_bodies(call: impl Fn(Ident, Ident, TokenStream) -> TokenStream) -> SharedBodies {
+    let name = |name: &str| Ident::new(name, Span::call_site());
+    let (alloc, dealloc) = (name("SharedFrameAllocator"), name("SharedFrameDeallocator"));
+    let (out, cursor, frame, frames) = (
+        local("out"),
+        local("cursor"),
+        local("frame"),
+        local("frames"),
+    );
+    let deallocate_frame = call(dealloc.clone(), name("deallocate_frame"), quote!(#frame));
+    let deallocate_frames = call(dealloc, name("deallocate_frames"), quote!(#frames));
+    SharedBodies {
+        allocate_frame: call(alloc.clone(), name("allocate_frame"), TokenStream::new()),
+        allocate_frames: call(alloc.clone(), name("allocate_frames"), quote!(#out)),
+        allocate_frames_near: call(alloc, name("allocate_frames_near"), quote!(#cursor, #out)),
+        deallocate_frame: quote!(unsafe { #deallocate_frame }),
+        deallocate_frames: quote!(unsafe { #deallocate_frames }),
+    }
+}
+
+/// The bodies of the five methods of `SharedFrameAllocator` and
+/// `SharedFrameDeallocator`.
+struct SharedBodies {
+    allocate_frame: TokenStream,
+    allocate_frames: TokenStream,
+    allocate_frames_near: TokenStream,
+    deallocate_frame: TokenStream,
+    deallocate_frames: TokenStream,
+}
+
+/// For fields marked `shared`: `SharedFrameAllocator<S>` and
+/// `SharedFrameDeallocator<S>` for the type, forwarding every method
+/// (the batch methods too, so the field's own batch code runs), and
+/// `FrameAllocator<S>` and `FrameDeallocator<S>` for `&Type`, so that a
+/// shared reference is usable wherever `x86_64` wants an allocator (as
+/// `SharedView::new(&value)` is). The reference impls are allowed in the
+/// user's crate: `&` is a fundamental type and the type is local.
+fn shared_impls(
+    input: &Input,
+    p: &TokenStream,
+    forward: &Forward,
+    guarded: bool,
+    bodies: &SharedBodies,
+) -> TokenStream {
+    let ident = input.ident;
+    let (_, ty_generics, _) = input.generics.split_for_impl();
+    let s = &forward.page_size;
+    let generics = impl_params(input.generics, Some(quote!(#s: #p::PageSize)));
+    let alloc_where = bounded(
+        input,
+        p,
+        forward,
+        guarded,
+        &quote!(#p::SharedFrameAllocator<#s>),
+    );
+    let dealloc_where = bounded(
+        input,
+        p,
+        forward,
+        guarded,
+        &quote!(#p::SharedFrameDeallocator<#s>),
+    );
+    let (out, cursor, frame, frames) = (
+        local("out"),
+        local("cursor"),
+        local("frame"),
+        local("frames"),
+    );
+    let SharedBodies {
+        allocate_frame,
+        allocate_frames,
+        allocate_frames_near,
+        deallocate_frame,
+        deallocate_frames,
+    } = bodies;
+    let slots = quote!(&mut [#p::core::mem::MaybeUninit<#p::PhysFrame<#s>>]);
+    let option = quote!(#p::core::option::Option<#p::PhysFrame<#s>>);
+    let this = quote!(#ident #ty_generics);
+    quote! {
+        #[automatically_derived]
+        unsafe impl #generics #p::SharedFrameAllocator<#s> for #this #alloc_where {
+            #[inline]
+            fn allocate_frame(&self) -> #option {
+                #allocate_frame
+            }
+
+            #[inline]
+            fn allocate_frames(&self, #out: #slots) -> usize {
+                #allocate_frames
+            }
+
+            #[inline]
+            fn allocate_frames_near(&self, #cursor: &mut usize, #out: #slots) -> usize {
+                #allocate_frames_near
+            }
+        }
+
+        #[automatically_derived]
+        impl #generics #p::SharedFrameDeallocator<#s> for #this #dealloc_where {
+            #[inline]
+            unsafe fn deallocate_frame(&self, #frame: #p::PhysFrame<#s>) {
+                #deallocate_frame
+            }
+
+            #[inline]
+            unsafe fn deallocate_frames(&self, #frames: &[#p::PhysFrame<#s>]) {
+                #deallocate_frames
+            }
+        }
+
+        #[automatically_derived]
+        unsafe impl #generics #p::FrameAllocator<#s> for &#this #alloc_where {
+            #[inline]
+            fn allocate_frame(&mut self) -> #option {
+                <#this as #p::SharedFrameAllocator<#s>>::allocate_frame(*self)
+            }
+        }
+
+        #[automatically_derived]
+        impl #generics #p::FrameDeallocator<#s> for &#this #dealloc_where {
+            #[inline]
+            unsafe fn deallocate_frame(&mut self, #frame: #p::PhysFrame<#s>) {
+                unsafe { <#this as #p::SharedFrameDeallocator<#s>>::deallocate_frame(*self, #frame) }
+            }
+        }
+    }
+}
+
 /// A compile-time check that a concrete field type is a frame allocator for
 /// some page size, reported at the field's type: the constant `name` (which
 /// is 0 when the check passes) if given, else an unnamed one.
@@ -230,6 +403,15 @@ fn field_check(target: &Target, name: Option<Ident>, p: &TokenStream) -> TokenSt
         .map_or_else(Span::call_site, |t| t.span());
     let last = field_tokens.last().map_or(first, |t| t.span());
     let probe = local("probe");
+    let (probe_type, probe_traits, require) = if target.shared.is_some() {
+        (
+            quote!(SharedFieldProbe),
+            quote!(shared_probe),
+            quote!(require_shared_allocator),
+        )
+    } else {
+        (quote!(FieldProbe), quote!(probe), quote!(require_allocator))
+    };
     // The probe's method call is the argument an unmet bound is reported
     // at: its receiver's parentheses carry the span of the field type's
     // first token and its argument list that of the last, so the error
@@ -240,10 +422,10 @@ fn field_check(target: &Target, name: Option<Ident>, p: &TokenStream) -> TokenSt
     let no_arguments = group(Delimiter::Parenthesis, TokenStream::new(), last);
     let check = quote! {
         let _ = || {
-            let #probe = #p::FieldProbe::<#ty>::NEW;
+            let #probe = #p::#probe_type::<#ty>::NEW;
             {
-                use #p::probe::*;
-                #p::require_allocator(&#probe, #receiver.probe #no_arguments);
+                use #p::#probe_traits::*;
+                #p::#require(&#probe, #receiver.probe #no_arguments);
             }
         };
     };
@@ -325,6 +507,15 @@ fn tagged_impls(input: &Input, plan: &TaggedPlan, p: &TokenStream) -> TokenStrea
 fn stand_in_forwarding(input: &Input, forward: &Forward, p: &TokenStream) -> TokenStream {
     let frame = local("frame");
     let never = quote!(#p::core::unreachable!());
+    if forward.shared {
+        let bodies = shared_bodies(|_, _, args| {
+            quote! {
+                let _ = (#args);
+                #never
+            }
+        });
+        return shared_impls(input, p, forward, false, &bodies);
+    }
     let deallocate = quote! {
         let _ = #frame;
         #never

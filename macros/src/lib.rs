@@ -131,6 +131,65 @@ use proc_macro::TokenStream;
 /// assert!(FrameAllocator::<Size4KiB>::allocate_frame(&mut frames).is_none());
 /// ```
 ///
+/// # Shared allocators
+///
+/// A field marked `#[frame_allocator(shared)]` holds a
+/// [`SharedFrameAllocator`] (an allocator used through `&self` from several
+/// CPUs at once, such as [`AtomicBitmapAllocator`]). The derive then
+/// implements, for every page size `S` the field supports:
+///
+/// - `SharedFrameAllocator<S>` and `SharedFrameDeallocator<S>` for the type,
+///   forwarding every method to the field, the batch methods
+///   (`allocate_frames`, `allocate_frames_near`, `deallocate_frames`)
+///   included, so the field's own batch code runs;
+/// - `FrameAllocator<S>` and `FrameDeallocator<S>` for `&Type`, so that a
+///   shared reference is usable wherever `x86_64` wants an allocator:
+///   `map_to(page, frame, flags, &mut &frames)`. `&mut SharedView::new(&frames)`
+///   works as well, as it does for any shared allocator.
+///
+/// The field is used as it is, through `&self`: a field of type `&'a A` works
+/// because `&A` is a shared allocator when `A` is one, and so does
+/// `&'a dyn SharedFrameAllocator<Size4KiB>`. The type itself gets no
+/// `FrameAllocator` impl (that would take `&mut`, which a shared allocator
+/// does not need). On an enum, mark the field of every variant `shared`, or
+/// none. `shared` does not combine with `lock = …` (a shared allocator
+/// synchronises itself) nor with `unsafe tagged(…)`. A concrete field type
+/// that is no shared allocator is reported once, at the field.
+///
+/// ```
+/// use core::sync::atomic::AtomicU64;
+/// use framealloc::alloc::{AtomicBitmapAllocator, FirmwareRegion, MemoryRegion, RegionKind, normalize};
+/// use framealloc::{FrameAllocator, PhysFrame, SharedFrameAllocator, SharedView, Size4KiB};
+///
+/// /// What every CPU shares: the frames and a CPU count.
+/// #[derive(FrameAllocator)]
+/// struct Kernel<'a> {
+///     #[frame_allocator(shared)]
+///     frames: AtomicBitmapAllocator<'a>,
+///     cpus: u32,
+/// }
+///
+/// static STORAGE: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// static KERNEL: Kernel<'static> = Kernel { frames: AtomicBitmapAllocator::new(&STORAGE), cpus: 2 };
+///
+/// let firmware = [FirmwareRegion::new(0x20_0000, 0x40_0000, RegionKind::Usable)];
+/// let mut regions = [MemoryRegion::default(); 4];
+/// let (map, _) = normalize(&firmware, &mut regions, Default::default()).unwrap();
+/// // SAFETY: an example: the frames are never touched, and nothing else
+/// // manages them.
+/// unsafe { KERNEL.frames.load_map(&map) }.unwrap();
+///
+/// fn page_tables(frames: &mut impl FrameAllocator<Size4KiB>) -> Option<PhysFrame> {
+///     frames.allocate_frame() // as `map_to` would
+/// }
+/// // From any CPU: through `&Kernel`, through a view, or through `&self`.
+/// let a = page_tables(&mut &KERNEL).unwrap();
+/// let b = page_tables(&mut SharedView::new(&KERNEL)).unwrap();
+/// let c: PhysFrame<Size4KiB> = KERNEL.allocate_frame().unwrap();
+/// assert!(a != b && b != c && a != c);
+/// # let _ = KERNEL.cpus;
+/// ```
+///
 /// # A tagged allocation method
 ///
 /// An allocator whose allocation takes an argument (a bootloader's region
@@ -209,6 +268,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | field | `#[frame_allocator]` | the field to forward to (needed when there are several) |
 /// | field | `#[frame_allocator(lock = method)]` | the field is a lock: lock it with `field.method()` (or `path(&field)` for `lock = a::path`) on each call |
+/// | field | `#[frame_allocator(shared)]` | the field is a `SharedFrameAllocator`: implement the shared traits for the type, and `FrameAllocator`/`FrameDeallocator` for `&Type` |
 /// | type | `#[frame_allocator(crate = path)]` | `framealloc` is at `path` (for crates that re-export it) |
 /// | type | `#[frame_allocator(unsafe tagged(…))]` | implement from a tagged method (fields are then not used) |
 /// | in `tagged` | `method = name` (required) | `Self::name` (also `name::<Args>`), or a path to any function of that shape |
@@ -309,6 +369,8 @@ use proc_macro::TokenStream;
 /// `#[frame_allocator(crate = fa)]`, which always wins.
 ///
 /// [`TaggedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/tagged/trait.TaggedFrameAllocator.html
+/// [`SharedFrameAllocator`]: https://docs.rs/framealloc/latest/framealloc/alloc/shared/trait.SharedFrameAllocator.html
+/// [`AtomicBitmapAllocator`]: https://docs.rs/framealloc/latest/framealloc/alloc/atomic_bitmap/struct.AtomicBitmapAllocator.html
 #[proc_macro_derive(FrameAllocator, attributes(frame_allocator))]
 pub fn derive_frame_allocator(input: TokenStream) -> TokenStream {
     match syn::parse2::<syn::DeriveInput>(verbatim::hide(input.into())) {
@@ -565,6 +627,9 @@ mod tests {
         "#[frame_allocator] union U { a: A, b: B }",
         "struct V<const N: usize = { if A { 1 } else { 2 } }> { p: Pool<{ if B { 1 } else { 2 } }>, q: [u8; if C { 1 } else { 2 }], r: <T as Q<A, B>>::Out }",
         "enum W { A(&'a mut dyn FrameAllocator<Size4KiB>), B(Box<dyn X + 'b>), C { #[frame_allocator(lock = lock)] l: &'a Mutex<A>, d: [u8; { 1 }] }, D(#[frame_allocator(lock = a::b, lock = c)] Arc<R, (), A>) }",
+        "struct S<'a, A: ?Sized> where A: Sync { #[frame_allocator(shared)] a: &'a A, #[frame_allocator(shared, lock = l, shared = 1, shared(x))] b: u64 }",
+        "enum T<'a> { A(#[frame_allocator(shared)] Bitmap<'a>), B { #[frame_allocator(shared)] c: (u8, u16) }, C(#[frame_allocator] Pool), D(#[frame_allocator(shared)] A) }",
+        "#[frame_allocator(unsafe tagged(method = m, tag = u8))] struct U(#[frame_allocator(shared)] X);",
     ];
 
     #[test]
@@ -590,6 +655,18 @@ mod tests {
             ] {
                 let input = format!("#[frame_allocator({prefix})] {item}");
                 let parsed = syn::parse_str::<syn::DeriveInput>(&input).expect("item parses");
+                let _ = crate::expand::derive(&parsed);
+            }
+        }
+        // A field's arguments, every prefix, with `shared` among them.
+        for prefix in prefixes("shared, lock = l, shared = 1, shared(x), lock = m, colour") {
+            for item in [
+                format!("struct S(#[frame_allocator({prefix})] X);"),
+                format!(
+                    "enum E {{ A(#[frame_allocator({prefix})] X), B(#[frame_allocator(shared)] Y) }}"
+                ),
+            ] {
+                let parsed = syn::parse_str::<syn::DeriveInput>(&item).expect("item parses");
                 let _ = crate::expand::derive(&parsed);
             }
         }
@@ -663,6 +740,36 @@ mod tests {
             out.contains("FieldProbe :: < Tagged < '_ , Boot , Purpose > >"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn shared_fields_forward_every_shared_method_and_serve_references() {
+        let out =
+            derive("struct K<'a> { #[frame_allocator(shared)] frames: Bitmap<'a>, cpus: u32 }");
+        for method in [
+            "fn allocate_frame (& self)",
+            "fn allocate_frames (& self",
+            "fn allocate_frames_near (& self",
+            "unsafe fn deallocate_frame (& self",
+            "unsafe fn deallocate_frames (& self",
+            "FrameAllocator < __FrameallocPageSize > for & K < 'a >",
+            "FrameDeallocator < __FrameallocPageSize > for & K < 'a >",
+            "SharedFieldProbe :: < Bitmap < '_ > >",
+        ] {
+            assert!(out.contains(method), "{method}: {out}");
+        }
+        assert_eq!(out.matches("automatically_derived").count(), 4, "{out}");
+        // The field is used as it is, through `&self`.
+        assert!(out.contains("(& self . frames ,"), "{out}");
+        assert!(!out.contains("& mut self . frames"), "{out}");
+        // After an error: the shared impls, unbounded, bodies that never run.
+        let bad = derive("struct K { #[frame_allocator(shared)] frames: u64 }");
+        assert!(bad.contains("compile_error"), "{bad}");
+        assert!(
+            bad.contains("SharedFrameAllocator < __FrameallocPageSize > for K"),
+            "{bad}"
+        );
+        assert!(!bad.contains("u64 : "), "{bad}");
     }
 
     #[test]

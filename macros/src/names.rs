@@ -21,6 +21,9 @@ pub(crate) const DEFAULT: &str = "default";
 pub(crate) const SIZES: &str = "sizes";
 /// `#[frame_allocator(lock = …)]` on a field: how to lock it.
 pub(crate) const LOCK: &str = "lock";
+/// `#[frame_allocator(shared)]` on a field: a `SharedFrameAllocator`,
+/// forwarded through `&self`.
+pub(crate) const SHARED: &str = "shared";
 /// `frame_allocator!(…, size = Size2MiB)`.
 pub(crate) const SIZE: &str = "size";
 /// `frame_allocator!(…, state = expr)`: a value passed as `&mut` to each closure.

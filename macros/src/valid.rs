@@ -48,6 +48,10 @@ pub(crate) struct Forward {
     /// targets) of the field whose compile-time check the bound goes
     /// through, so that uses add no errors when the check fails.
     pub(crate) checks: Vec<Option<usize>>,
+    /// The fields are marked `shared`: the impls are `SharedFrameAllocator`
+    /// and `SharedFrameDeallocator` for the type, and `FrameAllocator` and
+    /// `FrameDeallocator` for a shared reference to it.
+    pub(crate) shared: bool,
 }
 
 /// The allocator field of a struct or variant.
@@ -59,6 +63,8 @@ pub(crate) struct Target<'a> {
     /// A concrete allocator type (lifetimes elided), checked at compile time
     /// at the field; a generic one is left to the impls' `where` bounds.
     pub(crate) probe: Option<TokenStream>,
+    /// `shared` in the field's marker, where written.
+    pub(crate) shared: Option<Span>,
 }
 
 /// A checked `unsafe tagged(…)`.
@@ -98,6 +104,19 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Plan<'a> {
     let impls = match plan(input, errors) {
         Some(impls) if errors.is_empty() => impls,
         Some(Impls::Struct(forward, _) | Impls::Enum(forward, _)) => Impls::StandInForward(forward),
+        // A type meant to forward to a shared allocator: its shared impls,
+        // unbounded, so that no use of them adds an error.
+        _ if input.attrs.tagged.is_none()
+            && !input.attrs.tagged_attempted
+            && marks_shared(input) =>
+        {
+            Impls::StandInForward(Forward {
+                page_size: fresh_page_size_param(input.source),
+                bounds: Vec::new(),
+                checks: Vec::new(),
+                shared: true,
+            })
+        }
         _ => Impls::StandIn(match &input.attrs.tagged {
             None if !input.attrs.tagged_attempted => {
                 StandIn::AnySize(fresh_page_size_param(input.source))
@@ -109,6 +128,20 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Plan<'a> {
         }),
     };
     Plan { private, impls }
+}
+
+/// Whether a field of `input` is marked `#[frame_allocator(shared)]`.
+fn marks_shared(input: &Input) -> bool {
+    let shared = |fields: &[Field]| {
+        fields
+            .iter()
+            .any(|field| field.marker.as_ref().is_some_and(|m| m.shared.is_some()))
+    };
+    match &input.shape {
+        Shape::Struct(fields) => shared(fields),
+        Shape::Enum(variants) => variants.iter().any(|variant| shared(&variant.fields)),
+        Shape::Union(_) => false,
+    }
 }
 
 /// The plan if one could be made, which may be so even though an error was
@@ -130,11 +163,20 @@ fn plan<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Impls<'a>> {
                 Shape::Union(_) => Vec::new(),
             };
             for marker in fields.iter().filter_map(|field| field.marker.as_ref()) {
-                errors.at(
-                    marker.span,
-                    "`#[frame_allocator]` on a field has no effect with `tagged(…)`: \
-                     frames come from the tagged method; remove the marker",
-                );
+                if let Some(shared) = marker.shared {
+                    errors.at(
+                        shared,
+                        "`shared` does not go with `tagged(…)`: the tagged impls allocate \
+                         through the type's own method; forward to the shared allocator \
+                         without `tagged(…)`, or remove `#[frame_allocator(shared)]`",
+                    );
+                } else {
+                    errors.at(
+                        marker.span,
+                        "`#[frame_allocator]` on a field has no effect with `tagged(…)`: \
+                         frames come from the tagged method; remove the marker",
+                    );
+                }
             }
             for unsafe_code in attribute_words(input, "expect", "unsafe_code") {
                 errors.spanned(
@@ -173,6 +215,23 @@ fn plan<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Impls<'a>> {
                     targets.push((variant.ident, target));
                 }
             }
+            let shared = targets
+                .iter()
+                .find_map(|(variant, t)| Some((variant, t.shared?)));
+            let plain = targets.iter().find(|(_, t)| t.shared.is_none());
+            if let (Some((shared, span)), Some((plain, _))) = (shared, plain) {
+                errors.at(
+                    span,
+                    format_args!(
+                        "variant `{0}::{shared}` forwards to a shared allocator and \
+                         `{0}::{plain}` does not: one enum implements either \
+                         `SharedFrameAllocator` or `FrameAllocator`; mark every variant's \
+                         field `shared`, or none",
+                        input.ident
+                    ),
+                );
+                return None;
+            }
             (targets.len() == variants.len())
                 .then(|| Impls::Enum(forward(input, targets.iter().map(|(_, t)| t)), targets))
         }
@@ -185,7 +244,9 @@ fn forward<'a, 'b: 'a>(
     targets: impl IntoIterator<Item = &'a Target<'b>>,
 ) -> Forward {
     let (mut seen, mut bounds, mut checks) = (Vec::new(), Vec::new(), Vec::new());
+    let mut shared = false;
     for (index, target) in targets.into_iter().enumerate() {
+        shared |= target.shared.is_some();
         let ty = &target.reach.allocator;
         let key = ty.to_string();
         if !seen.contains(&key) {
@@ -198,6 +259,7 @@ fn forward<'a, 'b: 'a>(
         page_size: fresh_page_size_param(input.source),
         bounds,
         checks,
+        shared,
     }
 }
 
@@ -275,6 +337,9 @@ fn target<'a>(
         .marker
         .as_ref()
         .and_then(|marker| marker.lock.as_ref());
+    if let Some(shared) = chosen.marker.as_ref().and_then(|marker| marker.shared) {
+        return shared_target(input, what, chosen, shared, errors);
+    }
     match reach::reach(chosen.ty, lock) {
         Ok(reach)
             if reach
@@ -299,12 +364,53 @@ fn target<'a>(
             probe: (!mentions_parameters(reach.allocator.clone(), input.generics))
                 .then(|| elide_lifetimes(reach.allocator.clone(), input.generics)),
             reach,
+            shared: None,
         }),
         Err(message) => {
             errors.spanned(chosen.ty, message);
             None
         }
     }
+}
+
+/// The target of a field marked `shared`: used through `&self` as it is,
+/// no holder taken off (`&A` is a shared allocator when `A` is one).
+fn shared_target<'a>(
+    input: &Input,
+    what: &str,
+    chosen: &'a Field<'a>,
+    shared: Span,
+    errors: &mut Errors,
+) -> Option<Target<'a>> {
+    // Used through `&self` as it is: no holder is taken off (`&A` is a
+    // shared allocator when `A` is one).
+    if reach::surely_not_an_allocator(chosen.ty) {
+        errors.spanned(
+            chosen.ty,
+            format_args!(
+                "`{}` is not a shared frame allocator: {what} forwards to its field `{}`, \
+                 marked `shared`, which must implement `SharedFrameAllocator<S>` for some \
+                 page size `S`",
+                pretty(&chosen.ty.to_token_stream().to_string()),
+                chosen.name(),
+            ),
+        );
+        return None;
+    }
+    let allocator = chosen.ty.to_token_stream();
+    Some(Target {
+        member: &chosen.member,
+        ty: chosen.ty,
+        probe: (!mentions_parameters(allocator.clone(), input.generics))
+            .then(|| elide_lifetimes(allocator.clone(), input.generics)),
+        reach: Reach {
+            allocator_type: Some(chosen.ty),
+            allocator,
+            derefs: 0,
+            lock: None,
+        },
+        shared: Some(shared),
+    })
 }
 
 fn check_tagged<'a>(

@@ -7,6 +7,7 @@
 use core::marker::PhantomData;
 
 pub use crate::adapters::{from_fn, from_fns, from_state, from_state_fns};
+pub use crate::alloc::shared::{SharedFrameAllocator, SharedFrameDeallocator};
 pub use crate::tagged::TaggedFrameAllocator;
 pub use core;
 pub use x86_64::structures::paging::{
@@ -156,4 +157,98 @@ pub trait Select<T: ?Sized> {
 
 impl<T: ?Sized> Select<T> for Checked<0> {
     type Field = T;
+}
+
+/// Compile-time probe of a field marked `#[frame_allocator(shared)]`: does
+/// `T` implement [`SharedFrameAllocator`] for some page size? Used as
+/// [`FieldProbe`] is, with the traits of [`shared_probe`] and
+/// [`require_shared_allocator`].
+pub struct SharedFieldProbe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+
+impl<T: ?Sized> SharedFieldProbe<T> {
+    /// The probe value.
+    pub const NEW: Self = SharedFieldProbe(PhantomData);
+}
+
+impl<T: ?Sized> Clone for SharedFieldProbe<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for SharedFieldProbe<T> {}
+
+/// The shared probe traits, for a glob import (see [`probe`]).
+pub mod shared_probe {
+    pub use super::{SharedProbe1GiB, SharedProbe2MiB, SharedProbe4KiB, SharedProbeNone};
+}
+
+/// First choice of the shared probe: 4 KiB frames.
+pub trait SharedProbe4KiB {
+    /// Probes.
+    fn probe(self) -> IsAnAllocator;
+}
+
+impl<T: SharedFrameAllocator<Size4KiB> + ?Sized> SharedProbe4KiB for &&&SharedFieldProbe<T> {
+    fn probe(self) -> IsAnAllocator {
+        IsAnAllocator
+    }
+}
+
+/// Second choice of the shared probe: 2 MiB frames.
+pub trait SharedProbe2MiB {
+    /// Probes.
+    fn probe(self) -> IsAnAllocator;
+}
+
+impl<T: SharedFrameAllocator<Size2MiB> + ?Sized> SharedProbe2MiB for &&SharedFieldProbe<T> {
+    fn probe(self) -> IsAnAllocator {
+        IsAnAllocator
+    }
+}
+
+/// Third choice of the shared probe: 1 GiB frames.
+pub trait SharedProbe1GiB {
+    /// Probes.
+    fn probe(self) -> IsAnAllocator;
+}
+
+impl<T: SharedFrameAllocator<Size1GiB> + ?Sized> SharedProbe1GiB for &SharedFieldProbe<T> {
+    fn probe(self) -> IsAnAllocator {
+        IsAnAllocator
+    }
+}
+
+/// Last choice of the shared probe: no page size at all.
+pub trait SharedProbeNone {
+    /// Probes.
+    fn probe(self) -> NotAnAllocator;
+}
+
+impl<T: ?Sized> SharedProbeNone for SharedFieldProbe<T> {
+    fn probe(self) -> NotAnAllocator {
+        NotAnAllocator
+    }
+}
+
+/// Accepts only [`IsAnAllocator`]; the derive's error for a field marked
+/// `#[frame_allocator(shared)]` whose type is not a shared frame allocator.
+#[diagnostic::on_unimplemented(
+    message = "`{T}` is not a shared frame allocator",
+    label = "this field is marked `#[frame_allocator(shared)]`",
+    note = "a `shared` field must implement `SharedFrameAllocator<S>` for at least one page size `S`",
+    note = "for an allocator taking `&mut self`, write `#[frame_allocator]` without `shared`"
+)]
+pub trait FieldIsASharedAllocator<T: ?Sized> {}
+
+impl<T: ?Sized> FieldIsASharedAllocator<T> for IsAnAllocator {}
+
+/// Type-checks the shared probe's verdict for field type `T`; see
+/// [`require_allocator`].
+pub const fn require_shared_allocator<T: ?Sized, V: FieldIsASharedAllocator<T>>(
+    probe: &SharedFieldProbe<T>,
+    verdict: V,
+) {
+    let _ = probe;
+    core::mem::forget(verdict);
 }

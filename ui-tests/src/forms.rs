@@ -264,3 +264,68 @@ pub mod passed_through {
         alloc_from!(|| <FramePool<Size4KiB, 8> as FrameAllocator<Size4KiB>>::allocate_frame(pool))
     }
 }
+
+/// Fields marked `#[frame_allocator(shared)]`: `SharedFrameAllocator` and
+/// `SharedFrameDeallocator` for the type, `FrameAllocator` and
+/// `FrameDeallocator` for a shared reference to it.
+pub mod shared {
+    use framealloc::alloc::AtomicBitmapAllocator;
+    use framealloc::{
+        FrameAllocator, FrameDeallocator, PhysFrame, SharedFrameAllocator, SharedFrameDeallocator,
+        SharedView, Size4KiB,
+    };
+
+    /// A concrete shared allocator beside other fields.
+    #[derive(FrameAllocator)]
+    pub struct Frames<'a> {
+        /// The allocator.
+        #[frame_allocator(shared)]
+        pub bitmap: AtomicBitmapAllocator<'a>,
+        /// Not an allocator.
+        pub cpus: u32,
+    }
+
+    /// A generic one, in a tuple struct, with a `where` clause.
+    #[derive(FrameAllocator)]
+    pub struct Generic<A>(#[frame_allocator(shared)] pub A, pub u8)
+    where
+        A: Sync;
+
+    /// A shared reference to a shared allocator, and a trait object.
+    #[derive(FrameAllocator)]
+    pub enum Either<'a, A: ?Sized> {
+        /// Borrowed.
+        Borrowed(#[frame_allocator(shared)] &'a A),
+        /// A trait object.
+        Object {
+            /// The allocator.
+            #[frame_allocator(shared)]
+            allocator: &'a dyn SharedFrameAllocator<Size4KiB>,
+        },
+    }
+
+    /// An enum with no variants.
+    #[derive(FrameAllocator)]
+    pub enum Never {}
+
+    /// Every way to use the impls.
+    pub fn uses(frames: &Frames<'_>, generic: &Generic<&Frames<'_>>) -> Option<PhysFrame> {
+        let first: Option<PhysFrame> = frames.allocate_frame();
+        let mut by_reference = frames;
+        let second: Option<PhysFrame> = FrameAllocator::allocate_frame(&mut by_reference);
+        let third: Option<PhysFrame> = SharedView::new(generic).allocate_frame();
+        for frame in [first, second, third].into_iter().flatten() {
+            // SAFETY: the frames were just allocated and are not used.
+            unsafe { FrameDeallocator::deallocate_frame(&mut by_reference, frame) };
+        }
+        let mut out = [core::mem::MaybeUninit::<PhysFrame>::uninit(); 2];
+        let taken = SharedFrameAllocator::<Size4KiB>::allocate_frames(generic, &mut out);
+        let mut cursor = 0;
+        let near =
+            SharedFrameAllocator::<Size4KiB>::allocate_frames_near(frames, &mut cursor, &mut out);
+        let _ = (taken, near);
+        // SAFETY: no frames given back.
+        unsafe { SharedFrameDeallocator::<Size4KiB>::deallocate_frames(frames, &[]) };
+        frames.allocate_frame()
+    }
+}
