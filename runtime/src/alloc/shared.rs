@@ -49,10 +49,13 @@
 //!
 //! ## For derives and wrappers
 //!
-//! A type that holds a shared allocator forwards to it by implementing
-//! [`SharedFrameAllocator`] with calls on the field (the `&T` impl below
-//! does exactly that for references); it then gets its [`SharedView`] for
-//! free. The view needs nothing from the type beyond the trait.
+//! A type that holds a shared allocator gets the forwarding impls from
+//! `#[derive(FrameAllocator)]` with `#[frame_allocator(shared)]` on that
+//! field: [`SharedFrameAllocator`] and [`SharedFrameDeallocator`] for the
+//! type (batch methods included) and `FrameAllocator`/`FrameDeallocator`
+//! for `&Type`. Written by hand, the impl is calls on the field, as the `&T`
+//! impl below is for references. Either way the type gets its
+//! [`SharedView`] for free: the view needs nothing beyond the trait.
 
 use core::fmt;
 use core::mem::MaybeUninit;
