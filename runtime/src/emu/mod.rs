@@ -23,6 +23,10 @@
 //! - [`CpuConfig`]: which CPU is emulated (MAXPHYADDR, 1 GiB pages,
 //!   EFER.NXE) and which caches are modelled, so a test can ask whether code
 //!   works on a smaller CPU than the default.
+//! - [`Cpus`]: several CPUs over one physical memory, each with its own CR3,
+//!   TLB and caches, so a test can change a table on one CPU and read on
+//!   another; its [`OtherCpus`] implements
+//!   [`Shootdown`](crate::paging::Shootdown) for TLB-shootdown tests.
 //! - [`PageFault`]: what the CPU would raise instead of touching memory,
 //!   naming the address, the access and the level where the walk stopped.
 //!   Whatever the tables contain, walks and virtual accesses return a value
