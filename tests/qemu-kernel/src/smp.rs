@@ -30,7 +30,7 @@ use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use framealloc::paging::{Mmu, RecursivePageTable};
+use framealloc::paging::{Gather, Invalidations, Mmu, RecursivePageTable, Shootdown};
 use framealloc::x86_64::instructions::port::Port;
 use framealloc::x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use framealloc::x86_64::instructions::tables::load_tss;
@@ -40,7 +40,7 @@ use framealloc::x86_64::registers::model_specific::Efer;
 use framealloc::x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use framealloc::x86_64::structures::idt::InterruptDescriptorTable;
 use framealloc::x86_64::structures::paging::{
-    FrameAllocator, Page, PageTableFlags, PageTableIndex, PhysFrame, Size4KiB,
+    FrameAllocator, FrameDeallocator, Page, PageTableFlags, PageTableIndex, PhysFrame, Size4KiB,
 };
 use framealloc::x86_64::structures::tss::TaskStateSegment;
 use framealloc::x86_64::{PhysAddr, VirtAddr};
@@ -134,7 +134,6 @@ static RESULT_VALUE: AtomicU64 = AtomicU64::new(0);
 static RESULT_FAULT: AtomicU64 = AtomicU64::new(0);
 const FAULTED: u64 = 1 << 63;
 /// The page the shootdown handler invalidates, and its acknowledgements.
-static SHOOTDOWN_PAGE: AtomicU64 = AtomicU64::new(0);
 static SHOOTDOWN_ACKS: AtomicU64 = AtomicU64::new(0);
 
 // The real-mode trampoline, copied to TRAMPOLINE (position-dependent on
@@ -524,11 +523,81 @@ extern "C" fn ap_entry() -> ! {
     }
 }
 
-/// The shootdown IPI's handler on the AP (called by `smp_shootdown_stub`).
+/// The shootdown IPI's handler on the AP (called by `smp_shootdown_stub`):
+/// performs the published [`Invalidations`] on this CPU's TLB through
+/// framealloc's `Mmu` backend, then acknowledges.
 extern "C" fn shootdown_interrupt() {
-    tlb::flush(VirtAddr::new(SHOOTDOWN_PAGE.load(Ordering::Acquire)));
+    // SAFETY: the BSP writes `PUBLISHED` only before sending the IPI and
+    // not again until this handler has acknowledged (`IpiShootdown`).
+    let invalidations = unsafe { *PUBLISHED.0.get() };
+    // SAFETY: ring 0, 4-level paging, the BSP's hierarchy (recursive entry
+    // at RECURSIVE_INDEX); the value is used only to flush this CPU's TLB.
+    match unsafe { Mmu::new() } {
+        Ok(mut mmu) => invalidations.perform(&mut mmu),
+        Err(_) => tlb::flush_all(),
+    }
     apic_write(APIC_EOI, 0);
     SHOOTDOWN_ACKS.fetch_add(1, Ordering::Release);
+}
+
+/// The invalidations of the shootdown in flight, for the AP's handler.
+struct Published(UnsafeCell<Invalidations>);
+
+// SAFETY: written by the BSP only while no shootdown is in flight, read by
+// the AP only in the IPI handler of the shootdown that follows the write
+// (the IPI and the acknowledgement order the accesses).
+unsafe impl Sync for Published {}
+
+static PUBLISHED: Published = Published(UnsafeCell::new(Invalidations::new()));
+
+/// framealloc's [`Shootdown`] by IPI: publish, send [`SHOOTDOWN_VECTOR`] to
+/// the AP, wait for its acknowledgement. A lost IPI or acknowledgement is
+/// recorded in `failed` (the scenario then fails) instead of hanging.
+struct IpiShootdown {
+    failed: Option<&'static str>,
+    sent: u64,
+}
+
+// SAFETY: returns only after the AP, the one other CPU, acknowledged having
+// performed the invalidations (or records the failure, which fails the
+// scenario before anything relies on it).
+unsafe impl Shootdown for IpiShootdown {
+    fn invalidate_others(&mut self, invalidations: &Invalidations) {
+        if invalidations.is_empty() {
+            return;
+        }
+        // SAFETY: no shootdown is in flight (the previous one was
+        // acknowledged before its call returned).
+        unsafe { *PUBLISHED.0.get() = *invalidations };
+        let acks = SHOOTDOWN_ACKS.load(Ordering::Acquire);
+        if let Err(lost) = send_ipi(AP_APIC_ID, u32::from(SHOOTDOWN_VECTOR)) {
+            self.failed = Some(lost);
+            return;
+        }
+        if !spin_until(|| SHOOTDOWN_ACKS.load(Ordering::Acquire) != acks) {
+            self.failed = Some("the AP never acknowledged the shootdown");
+            return;
+        }
+        self.sent += 1;
+    }
+}
+
+/// The frame's next owner: writes [`AFTER`] into every frame it receives,
+/// and notes whether the shootdown had been acknowledged by then.
+struct NextOwner {
+    acks_before: u64,
+    received: Option<PhysFrame>,
+    too_early: bool,
+}
+
+impl FrameDeallocator<Size4KiB> for NextOwner {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
+        if SHOOTDOWN_ACKS.load(Ordering::Acquire) == self.acks_before {
+            self.too_early = true;
+        }
+        self.received = Some(frame);
+        crate::probe::write_phys(frame.start_address(), AFTER);
+    }
 }
 
 /// Has the AP read `addr`; its value, or the fault.
@@ -598,27 +667,50 @@ fn scenario(
         _ => return Err(Detail("the BSP's first read failed", virt)),
     }
 
-    let (unmapped, flush) = table
-        .unmap(page)
-        .map_err(|_| Detail("unmapping the shared page failed", virt))?;
-    flush.flush();
-    if unmapped != frame {
-        return Err(Detail(
-            "unmap returned another frame",
-            unmapped.start_address().as_u64(),
-        ));
-    }
     if shootdown {
-        let acks = SHOOTDOWN_ACKS.load(Ordering::Acquire);
-        SHOOTDOWN_PAGE.store(virt, Ordering::Release);
-        send_ipi(AP_APIC_ID, u32::from(SHOOTDOWN_VECTOR))
-            .map_err(|lost| Detail(lost, u64::from(SHOOTDOWN_VECTOR)))?;
-        if !spin_until(|| SHOOTDOWN_ACKS.load(Ordering::Acquire) != acks) {
-            return Err(Detail("the AP never acknowledged the shootdown", acks));
+        // framealloc's gather: unmap, invalidate here, shoot down by IPI,
+        // and only then hand the frame to its next owner.
+        let mut ipi = IpiShootdown {
+            failed: None,
+            sent: 0,
+        };
+        let mut owner = NextOwner {
+            acks_before: SHOOTDOWN_ACKS.load(Ordering::Acquire),
+            received: None,
+            too_early: false,
+        };
+        let mut gather = Gather::<_, _, Size4KiB, 4>::new(&mut ipi, &mut owner);
+        // SAFETY: the frame is owned by this mapping and used through no
+        // other (the AP's stale translation is what the gather removes).
+        unsafe { gather.unmap_and_free(table, page) }
+            .map_err(|_| Detail("unmapping the shared page failed", virt))?;
+        gather.finish();
+        if let Some(lost) = ipi.failed {
+            return Err(Detail(lost, u64::from(SHOOTDOWN_VECTOR)));
         }
+        if ipi.sent != 1 {
+            return Err(Detail("shootdowns sent", ipi.sent));
+        }
+        if owner.too_early {
+            return Err(Detail("the frame was freed before the shootdown", virt));
+        }
+        if owner.received != Some(frame) {
+            return Err(Detail("the gather freed another frame", virt));
+        }
+    } else {
+        let (unmapped, flush) = table
+            .unmap(page)
+            .map_err(|_| Detail("unmapping the shared page failed", virt))?;
+        flush.flush();
+        if unmapped != frame {
+            return Err(Detail(
+                "unmap returned another frame",
+                unmapped.start_address().as_u64(),
+            ));
+        }
+        // The frame's "new owner" writes it through the identity map.
+        crate::probe::write_phys(frame.start_address(), AFTER);
     }
-    // The frame's "new owner" writes it through the identity map.
-    crate::probe::write_phys(frame.start_address(), AFTER);
     // SAFETY: unmapped: the probe must come back with a fault.
     if unsafe { crate::probe::read_u64(VirtAddr::new(virt)) }.is_ok() {
         return Err(Detail("the BSP still reads the unmapped page", virt));
