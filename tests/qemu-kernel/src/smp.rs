@@ -16,9 +16,11 @@
 //! identity map (as a new owner would), and the AP reads the page again in a
 //! page-fault-guarded probe.
 //!
-//! - `shootdown_ipi`: after the unmap the BSP sends a fixed IPI
-//!   ([`SHOOTDOWN_VECTOR`]) whose handler on the AP runs `invlpg` and
-//!   acknowledges through a shared atomic; the AP's read must fault.
+//! - `shootdown_ipi`: the BSP unmaps through framealloc's `Gather` with a
+//!   `Shootdown` implemented by IPI ([`SHOOTDOWN_VECTOR`]): the published
+//!   `Invalidations` are performed by the AP's handler on its own `Mmu`,
+//!   which acknowledges through a shared atomic; only then does the frame
+//!   reach its next owner. The AP's read must fault.
 //! - `no_shootdown`: no IPI; what the AP reads is recorded (`OBSERVED`).
 //!
 //! Serial lines (besides `BOOT`):
