@@ -83,24 +83,24 @@ pub(crate) enum MapFail {
 }
 
 impl MapFail {
+    /// The `x86_64` error; `already` names the frame of `PageAlreadyMapped`
+    /// from the entry found in use.
     #[cold]
-    pub(crate) fn into_error<S: PageSize>(self, frame: PhysFrame<S>) -> MapToError<S> {
+    pub(crate) fn into_error<S: PageSize>(
+        self,
+        already: impl FnOnce(u64) -> PhysFrame<S>,
+    ) -> MapToError<S> {
         match self {
             MapFail::Huge => MapToError::ParentEntryHugePage,
-            MapFail::AlreadyMapped(_) => MapToError::PageAlreadyMapped(frame),
+            MapFail::AlreadyMapped(entry) => MapToError::PageAlreadyMapped(already(entry)),
             MapFail::NoFrame => MapToError::FrameAllocationFailed,
         }
     }
 
+    /// [`Self::into_error`] naming the frame found in the used entry.
     #[cold]
     pub(crate) fn into_error_existing<S: PageSize>(self) -> MapToError<S> {
-        match self {
-            MapFail::Huge => MapToError::ParentEntryHugePage,
-            MapFail::AlreadyMapped(entry) => MapToError::PageAlreadyMapped(
-                PhysFrame::containing_address(PhysAddr::new(Entry(entry).addr())),
-            ),
-            MapFail::NoFrame => MapToError::FrameAllocationFailed,
-        }
+        self.into_error(|entry| PhysFrame::containing_address(PhysAddr::new(Entry(entry).addr())))
     }
 }
 
