@@ -276,10 +276,16 @@ impl<B: Backend> RecursivePageTable<B> {
             // Only unused entries were filled: nothing cached can be stale
             // (parent upgrades were invalidated as they were made).
             Ok(()) => Ok(RangeFlush::new(self.backend_mut(), FlushScope::Nothing)),
-            Err((done, fail)) => Err(RangeError::Stopped {
-                done,
-                error: fail.into_error(|entry| already_mapped(done, entry)),
-            }),
+            Err((done, fail)) => {
+                let error = match fail {
+                    MapFail::Huge => MapToError::ParentEntryHugePage,
+                    MapFail::NoFrame => MapToError::FrameAllocationFailed,
+                    MapFail::AlreadyMapped(entry) => {
+                        MapToError::PageAlreadyMapped(already_mapped(done, entry))
+                    }
+                };
+                Err(RangeError::Stopped { done, error })
+            }
         }
     }
 
