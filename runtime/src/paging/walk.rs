@@ -111,15 +111,8 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// Adds `WRITABLE` to every entry above `level` on `v`'s path that lacks
-    /// it (all of them are present table pointers: the caller walked them),
-    /// top down, each followed by a full flush, global entries included.
-    ///
-    /// The table code writes a level-`level` table through its recursive
-    /// address, whose translation is the AND of the entries above it, so
-    /// without `WRITABLE` on each the write would fault (CR0.WP). Like a
-    /// map upgrading a parent (see [`Self::flush_upgraded`]), the new right
-    /// must not be shadowed by a translation cached with the old one, for
-    /// the next table's recursive address as for the data below.
+    /// it (present table pointers: the caller walked them), top down, each
+    /// followed by [`Self::flush_upgraded`] (see the module docs).
     #[inline(never)]
     pub(crate) fn make_writable_above(&mut self, level: usize, v: u64) {
         let mut upper = 4;
