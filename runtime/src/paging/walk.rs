@@ -1,11 +1,6 @@
 //! Walking the parent entries above a leaf, and giving `WRITABLE` back to
-//! parents that lack it.
-//!
-//! Every table is written through its recursive address, whose rights are
-//! the AND of the entries above it, so an operation that writes a table
-//! below a parent entry without `WRITABLE` adds it first
-//! ([`make_writable_above`](RecursivePageTable::make_writable_above)),
-//! followed by a full flush (see the `map` module for why a full one).
+//! parents that lack it (the rules for flags on [`RecursivePageTable`]; the
+//! `map` module docs say why a full flush follows).
 
 use x86_64::structures::paging::mapper::{FlagUpdateError, TranslateError, UnmapError};
 
