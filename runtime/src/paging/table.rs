@@ -51,8 +51,9 @@ use super::map::SpareFrames;
 /// - `WRITABLE` on parents: tables are written through their recursive
 ///   address, whose rights are the AND of the entries above, so every
 ///   operation that writes below a parent without `WRITABLE` adds it back
-///   first, then flushes everything ([`Backend::flush_global`]). Write-protect
-///   memory in the leaves.
+///   first, then flushes everything ([`Backend::flush_global`]): a parent's
+///   missing `WRITABLE` does not survive the next change below it, so
+///   write-protect memory in the leaves.
 /// - The recursive entry must be present, writable and supervisor-only
 ///   (checked by [`new`](Self::new)).
 ///
