@@ -9,7 +9,9 @@ use super::memory::PhysMemory;
 use super::psc::CachedTable;
 
 /// Bits 12..52 of an entry: the physical address of a table or 4 KiB frame.
-pub(crate) const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// Same name and value as the paging code's mask, defined again here so the
+/// emulated MMU stays an independent model of the hardware.
+pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// Bit 12 of a 2 MiB or 1 GiB leaf selects the PAT entry; it is not address.
 const HUGE_PAT: u64 = 1 << 12;
 
@@ -301,7 +303,7 @@ pub(crate) fn walk_from(
             (2, true) => LeafSize::Size2MiB,
             (1, _) => LeafSize::Size4KiB,
             _ => {
-                table = entry & ADDRESS_MASK;
+                table = entry & ADDR_MASK;
                 walk.tables[walk.read - 1] = (
                     level,
                     CachedTable {
@@ -314,14 +316,14 @@ pub(crate) fn walk_from(
             }
         };
         let offset_mask = size.bytes() - 1;
-        if entry & ADDRESS_MASK & offset_mask & !HUGE_PAT != 0 {
+        if entry & ADDR_MASK & offset_mask & !HUGE_PAT != 0 {
             return Err(fault(level, FaultCause::ReservedBits));
         }
         walk.leaf = at;
         walk.leaf_dirty = flags.contains(PageTableFlags::DIRTY);
         walk.translation = Translation {
             page: virt.align_down(size.bytes()),
-            frame: PhysAddr::new(entry & ADDRESS_MASK & !offset_mask),
+            frame: PhysAddr::new(entry & ADDR_MASK & !offset_mask),
             size,
             flags: leaf_flags(flags, size, access, config) | effective,
         };

@@ -1,16 +1,9 @@
-//! The one seam between page-table logic and the machine.
-//!
-//! Every read or write of a page-table entry and every TLB invalidation made
-//! by [`RecursivePageTable`](super) goes through a [`Backend`]. Tables are
-//! addressed by their *recursive virtual address* (the address at which the
-//! recursive entry makes a table visible), exactly as the CPU sees them, so
-//! a backend that models the MMU also models what a stale TLB entry for a
-//! table's recursive address does.
-//!
-//! Two backends exist: the hardware one (plain memory accesses at the
-//! recursive addresses, `invlpg` and CR3 reloads), and the emulator's
-//! (`framealloc::emu`, feature `emu`), which routes each access through an
-//! emulated MMU and TLB.
+//! The one seam between page-table logic and the machine: every entry access
+//! and TLB invalidation of [`RecursivePageTable`](super) goes through a
+//! [`Backend`], at the tables' recursive virtual addresses as the CPU sees
+//! them, so an emulated MMU also models a stale TLB entry for a table. The
+//! backends are the hardware [`Mmu`](super::Mmu) and the emulator's
+//! (`framealloc::emu`, feature `emu`).
 
 use x86_64::VirtAddr;
 use x86_64::structures::paging::PhysFrame;

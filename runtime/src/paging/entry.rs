@@ -17,14 +17,12 @@ pub(crate) const WRITABLE: u64 = 1 << 1;
 pub(crate) const USER: u64 = 1 << 2;
 pub(crate) const HUGE: u64 = 1 << 7;
 pub(crate) const GLOBAL: u64 = 1 << 8;
-/// The frame bits of an entry (the emulator's `ADDRESS_MASK` is the same
-/// mask for its MAXPHYADDR).
+/// The frame bits of an entry (the emulator's `ADDR_MASK` is the same mask,
+/// defined again there as an independent model).
 pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
-/// Bits of requested parent flags that never reach a parent entry:
-/// `HUGE_PAGE` (a parent points to a table), `GLOBAL` (see
-/// [`RecursivePageTable::map_to_with_table_flags`](super::RecursivePageTable::map_to_with_table_flags))
-/// and the address bits.
+/// Bits of requested parent flags that never reach a parent entry (the
+/// rules for flags on [`RecursivePageTable`](super::RecursivePageTable)).
 pub(crate) const PARENT_IGNORED: u64 = HUGE | GLOBAL | ADDR_MASK;
 
 /// A page-table entry's value.

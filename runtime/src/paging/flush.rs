@@ -8,19 +8,13 @@ use super::Backend;
 use super::addr::sign_extend;
 
 /// A changed mapping of one page whose old translation may still be cached
-/// in the TLB.
+/// in the TLB, returned by the single-page operations of
+/// [`RecursivePageTable`](super::RecursivePageTable).
 ///
-/// Returned by the single-page operations of
-/// [`RecursivePageTable`](super::RecursivePageTable). It borrows the table's
-/// backend, so the invalidation goes through the same [`Backend`] as the
-/// change (an emulated TLB sees it), and no other change can be made before
-/// the token is used: call [`flush`](Self::flush), or [`ignore`](Self::ignore)
-/// when you know no stale translation can matter.
-///
-/// The maps (`map_to`, `map_allocated`) return one too, as `x86_64`'s do,
-/// although the entry they fill was unused and the CPU never caches a
-/// not-present entry: ignoring a map's token is sound; flushing it costs one
-/// `invlpg`. (Range maps return [`FlushScope::Nothing`] for that reason.)
+/// It borrows the table's [`Backend`], so the invalidation goes through it
+/// and no other change can be made before [`flush`](Self::flush) or
+/// [`ignore`](Self::ignore). A map's token may be ignored (the CPU never
+/// caches a not-present entry); flushing it costs one `invlpg`.
 #[must_use = "the TLB may still hold the old translation: call `flush()` or `ignore()`"]
 pub struct Flush<'a, B: Backend + ?Sized, S: PageSize> {
     backend: &'a mut B,
@@ -60,27 +54,18 @@ impl<B: Backend + ?Sized, S: PageSize> core::fmt::Debug for Flush<'_, B, S> {
 /// full TLB flush (a CR3 reload) instead of one `invlpg` per entry, unless
 /// one of the changed entries is `GLOBAL` (see [`FlushScope`]).
 ///
-/// The value is a documented choice, not a measurement: past a few dozen
-/// pages, reloading CR3 and refilling the TLB is expected to cost less than
-/// one `invlpg` per page, and Linux's x86 code uses a cut-off of the same
-/// order (its default `tlb_single_page_flush_ceiling` is 33). This crate
-/// has no benchmark of the crossover on real hardware.
+/// A documented choice, not a measurement: the same order as Linux's x86
+/// default `tlb_single_page_flush_ceiling` (33).
 pub const FLUSH_ALL_THRESHOLD: u64 = 32;
 
-/// What a range operation asks the TLB to forget.
-///
-/// Only entries that were present before the change can be cached, so a
-/// range that only filled unused entries (every successful
-/// [`map_range`](super::RecursivePageTable::map_range) and its variants)
-/// needs [`Nothing`](Self::Nothing).
+/// What a range operation asks the TLB to forget ([`Nothing`](Self::Nothing)
+/// after a successful range map: only unused entries were filled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushScope {
     /// Nothing: no cached translation changed.
     Nothing,
-    /// `count` entries of `page_size` bytes each, the first at `start`:
-    /// one `invlpg` each. Chosen when `count <= FLUSH_ALL_THRESHOLD`, and
-    /// for any `count` when an old or new entry had `GLOBAL` set, since a
-    /// CR3 reload keeps global translations.
+    /// One `invlpg` per entry: when `count <= FLUSH_ALL_THRESHOLD`, or when
+    /// an old or new entry had `GLOBAL` (a CR3 reload keeps those).
     Pages {
         /// Start of the first changed page.
         start: VirtAddr,
@@ -120,9 +105,7 @@ impl FlushScope {
                 count,
                 page_size,
             } => {
-                // 48-bit offsets, sign-extended: ranges never cross the
-                // canonical hole (rejected up front), but this stays
-                // panic-free regardless.
+                // Wrapping 48-bit offsets: panic-free for any value.
                 let start48 = start.as_u64() & ((1 << 48) - 1);
                 for i in 0..count {
                     let addr = sign_extend(start48.wrapping_add(i.wrapping_mul(page_size)));
@@ -134,12 +117,8 @@ impl FlushScope {
     }
 }
 
-/// The single flush decision of a range operation, bound to the backend.
-///
-/// Nothing when only unused entries were filled; otherwise per-page
-/// invalidation when the range changed at most [`FLUSH_ALL_THRESHOLD`]
-/// entries or any global one, one full flush above that (see
-/// [`FlushScope`]).
+/// The single flush decision ([`FlushScope`]) of a range operation, bound to
+/// the backend.
 #[must_use = "the TLB may still hold old translations: call `flush()` or `ignore()`"]
 pub struct RangeFlush<'a, B: Backend + ?Sized> {
     backend: &'a mut B,

@@ -13,13 +13,10 @@ use super::Backend;
 
 /// [`Mmu::new`] found CR4.PCIDE set.
 ///
-/// With process-context identifiers on, a CR3 write as `x86_64`'s
-/// `tlb::flush_all` performs it (the frame and the two cache bits read back,
-/// the other eleven PCID bits dropped) switches the CPU to another PCID
-/// instead of flushing the current one, and the TLB entries of the old PCID
-/// stay behind. The flushes of this crate and the `MapperFlushAll` tokens of
-/// `x86_64` both rely on that reload, so the hardware backend refuses to run
-/// under PCIDE rather than flush the wrong context.
+/// With PCIDs on, the CR3 reload of `x86_64`'s `tlb::flush_all` (which the
+/// flushes here and `MapperFlushAll` rely on) writes back only the frame and
+/// two flag bits, so it switches to another PCID instead of flushing the
+/// current one, whose TLB entries stay behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PcidEnabled;
 
@@ -65,17 +62,11 @@ impl core::error::Error for PcidEnabled {}
 /// mmu.zero_table(VirtAddr::new(0x1000)); // error: call to unsafe function
 /// ```
 ///
-/// `FLUSH` selects what TLB invalidation does: with `true` (the default)
-/// [`flush_page`](Backend::flush_page) executes `invlpg` and
-/// [`flush_all`](Backend::flush_all) reloads CR3,
-/// [`flush_global`](Backend::flush_global) toggles CR4.PGE (or reloads CR3
-/// when PGE is clear), and the level-4 frame is
-/// read from CR3. With `false` ([`Mmu::without_flushes`]) invalidation does
-/// nothing and the level-4 frame is the one given at construction: the same
-/// table code, runnable in user space over a window mapped with `mmap` (for
-/// benchmarks), where `invlpg` and CR3 are out of reach. `x86_64`'s
-/// `Mapper` is implemented for both; with `NoFlushMmu` its `MapperFlush`
-/// tokens must be ignored, not flushed (their `flush` runs `invlpg`).
+/// With `FLUSH = true` (the default) invalidation is `invlpg`, a CR3 reload
+/// and a CR4.PGE toggle, and the level-4 frame is read from CR3. With `false`
+/// ([`Mmu::without_flushes`]) invalidation does nothing and the level-4 frame
+/// is the one given: the same table code in user space over an `mmap`ed
+/// window (benchmarks), where `MapperFlush` tokens must be ignored.
 ///
 /// [`RecursivePageTable`]: super::RecursivePageTable
 #[derive(Debug, PartialEq, Eq)]

@@ -83,24 +83,24 @@ pub(crate) enum MapFail {
 }
 
 impl MapFail {
+    /// The `x86_64` error; `already` names the frame of `PageAlreadyMapped`
+    /// from the entry found in use.
     #[cold]
-    pub(crate) fn into_error<S: PageSize>(self, frame: PhysFrame<S>) -> MapToError<S> {
+    pub(crate) fn into_error<S: PageSize>(
+        self,
+        already: impl FnOnce(u64) -> PhysFrame<S>,
+    ) -> MapToError<S> {
         match self {
             MapFail::Huge => MapToError::ParentEntryHugePage,
-            MapFail::AlreadyMapped(_) => MapToError::PageAlreadyMapped(frame),
+            MapFail::AlreadyMapped(entry) => MapToError::PageAlreadyMapped(already(entry)),
             MapFail::NoFrame => MapToError::FrameAllocationFailed,
         }
     }
 
+    /// [`Self::into_error`] naming the frame found in the used entry.
     #[cold]
     pub(crate) fn into_error_existing<S: PageSize>(self) -> MapToError<S> {
-        match self {
-            MapFail::Huge => MapToError::ParentEntryHugePage,
-            MapFail::AlreadyMapped(entry) => MapToError::PageAlreadyMapped(
-                PhysFrame::containing_address(PhysAddr::new(Entry(entry).addr())),
-            ),
-            MapFail::NoFrame => MapToError::FrameAllocationFailed,
-        }
+        self.into_error(|entry| PhysFrame::containing_address(PhysAddr::new(Entry(entry).addr())))
     }
 }
 
@@ -277,9 +277,7 @@ pub(crate) fn pieces(
 
 impl<B: Backend> RecursivePageTable<B> {
     /// The bits every parent entry on a mapped path must carry: the
-    /// requested ones plus `PRESENT | WRITABLE` (see
-    /// [`map_to_with_table_flags`](Self::map_to_with_table_flags) for why
-    /// `WRITABLE`).
+    /// requested ones plus `PRESENT | WRITABLE` (see the module docs).
     #[inline(always)]
     pub(crate) fn parent_bits(flags: PageTableFlags) -> u64 {
         (flags.bits() & !PARENT_IGNORED) | PRESENT | WRITABLE
@@ -491,15 +489,12 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// Number of page-table frames held after a map failed for lack of
-    /// frames (at most 3; used by the next table creation, handed back by
-    /// [`clean_up`](Self::clean_up)).
+    /// frames (at most 3), used by the next table creation.
     ///
-    /// Spare frames are only ever handed back by `clean_up` (and the
-    /// `clean_up_*` variants and `unmap_range_and_free` with reclaim), to
-    /// the deallocator given there, which need not be the allocator they came
-    /// from: pass one that accepts them. Dropping the table (or calling
-    /// [`into_backend`](Self::into_backend)) while it holds spares loses
-    /// those frames; call `clean_up` first if they matter.
+    /// Only `clean_up` (its variants, and `unmap_range_and_free` with
+    /// reclaim) hands them back, to the deallocator given there, which must
+    /// accept them. Dropping the table or calling
+    /// [`into_backend`](Self::into_backend) with spares held loses them.
     pub fn spare_frames(&self) -> usize {
         self.spare.len
     }

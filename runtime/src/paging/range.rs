@@ -114,6 +114,11 @@ fn span<S: PageSize, E>(pages: PageRange<S>) -> Result<(u64, u64), RangeError<E>
     Ok((start & LOW_48, count))
 }
 
+/// The frame named by a used entry (for `PageAlreadyMapped`).
+fn in_entry<S: PageSize>(_: u64, entry: u64) -> PhysFrame<S> {
+    PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
+}
+
 /// Refuses, before any change, a frame range shorter than `count` pages.
 #[inline]
 fn enough_frames<S: PageSize>(
@@ -136,12 +141,9 @@ fn enough_frames<S: PageSize>(
 
 impl<B: Backend> RecursivePageTable<B> {
     /// Maps each page of `pages` to the frame at the same position of
-    /// `frames`, with `flags` (parent entries as in
-    /// [`map_to`](Self::map_to)), creating tables with `allocator`.
-    ///
-    /// Each table on the way is walked once; the returned [`RangeFlush`]
-    /// is one decision for the whole range (see
-    /// [`FLUSH_ALL_THRESHOLD`](super::FLUSH_ALL_THRESHOLD)).
+    /// `frames`, with `flags` (parents as in [`map_to`](Self::map_to)),
+    /// creating tables with `allocator`. The [`RangeFlush`] is one decision
+    /// for the range (see [`FLUSH_ALL_THRESHOLD`](super::FLUSH_ALL_THRESHOLD)).
     ///
     /// # Errors
     ///
@@ -202,8 +204,7 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// Maps each page of `pages` to a frame taken from `allocator` (which
-    /// also supplies page tables). Read the frames back with
-    /// [`translate_page`](Self::translate_page) or [`mappings`](Self::mappings).
+    /// also supplies page tables); [`mappings`](Self::mappings) reads them back.
     ///
     /// # Errors
     ///
@@ -225,9 +226,7 @@ impl<B: Backend> RecursivePageTable<B> {
     {
         let (start48, count) = span(pages)?;
         let mut source = Allocated { allocator };
-        self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
-            PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
-        })
+        self.finish_map::<S, _>(start48, count, flags, &mut source, in_entry)
     }
 
     /// [`map_range_allocated`](Self::map_range_allocated) with two
@@ -254,13 +253,10 @@ impl<B: Backend> RecursivePageTable<B> {
     {
         let (start48, count) = span(pages)?;
         let mut source = Split { data, tables };
-        self.finish_map::<S, _>(start48, count, flags, &mut source, |_, entry| {
-            PhysFrame::containing_address(PhysAddr::new(entry & ADDR_MASK))
-        })
+        self.finish_map::<S, _>(start48, count, flags, &mut source, in_entry)
     }
 
-    /// Runs a map and turns its outcome into a token or an error (flushing
-    /// the done part first).
+    /// Runs a map and turns its outcome into a token or an error.
     fn finish_map<S: EntrySize, D: DataFrames<S>>(
         &mut self,
         start48: u64,
@@ -293,20 +289,15 @@ impl<B: Backend> RecursivePageTable<B> {
         }
     }
 
-    /// Maps `pages` to `frames` with the largest pages (up to `largest`)
-    /// that alignment allows: a 1 GiB page wherever the virtual and physical
-    /// addresses are both 1 GiB aligned and at least 1 GiB remains, else
-    /// 2 MiB likewise, else 4 KiB.
+    /// Maps `pages` to `frames` with the largest pages up to `largest`: a
+    /// 1 GiB (else 2 MiB, else 4 KiB) page wherever the virtual and physical
+    /// addresses are both aligned to it and that much remains.
     ///
     /// # Errors
     ///
-    /// As [`map_range`](Self::map_range), with `done` counted in 4 KiB pages.
-    /// The error is typed for 4 KiB pages whatever the size of the page that
-    /// failed: `PageAlreadyMapped(frame)` names, as `x86_64`'s `map_to` does,
-    /// the frame that was to be mapped, here the first 4 KiB frame of the
-    /// failing page (`frames.start + done`), which for a 2 MiB or 1 GiB page
-    /// is the start of that huge frame. `ParentEntryHugePage` and
-    /// `FrameAllocationFailed` mean what they mean for that page's size.
+    /// As [`map_range`](Self::map_range), with `done` counted in 4 KiB pages
+    /// and the error typed for 4 KiB pages whatever the failing page's size:
+    /// `PageAlreadyMapped` names its first frame (`frames.start + done`).
     ///
     /// # Safety
     ///
@@ -381,19 +372,11 @@ impl<B: Backend> RecursivePageTable<B> {
         match failure {
             // Only unused entries were filled: nothing to invalidate.
             None => Ok(RangeFlush::new(self.backend_mut(), FlushScope::Nothing)),
-            Some(fail) => {
-                let error = match fail {
-                    MapFail::Huge => MapToError::ParentEntryHugePage,
-                    MapFail::NoFrame => MapToError::FrameAllocationFailed,
-                    MapFail::AlreadyMapped(_) => MapToError::PageAlreadyMapped(
-                        PhysFrame::containing_address(phys + done4k * Size4KiB::SIZE),
-                    ),
-                };
-                Err(RangeError::Stopped {
-                    done: done4k,
-                    error,
-                })
-            }
+            Some(fail) => Err(RangeError::Stopped {
+                done: done4k,
+                error: fail
+                    .into_error(|_| PhysFrame::containing_address(phys + done4k * Size4KiB::SIZE)),
+            }),
         }
     }
 
@@ -425,12 +408,9 @@ impl<B: Backend> RecursivePageTable<B> {
 
     // ------------------------------------------------------------ unmap
 
-    /// Unmaps every page of `pages`, passing each frame to `on_frame` as its
-    /// entry is cleared.
-    ///
-    /// The frames may still be reachable through the TLB until the returned
-    /// token is flushed: do not reuse them before. To free them safely in
-    /// one call, use [`unmap_range_and_free`](Self::unmap_range_and_free).
+    /// Unmaps every page of `pages`, passing each frame to `on_frame`. The
+    /// frames stay reachable through the TLB until the token is flushed (or
+    /// use [`unmap_range_and_free`](Self::unmap_range_and_free)).
     ///
     /// # Errors
     ///
@@ -449,16 +429,11 @@ impl<B: Backend> RecursivePageTable<B> {
         self.finish_rewrite::<S, _>(start, count, global, result)
     }
 
-    /// Unmaps every page of `pages`, invalidates the TLB (one decision for
-    /// the range), then hands every frame to `deallocator`; with `reclaim`,
-    /// also frees the page tables that became empty (as
-    /// [`clean_up_addr_range`](Self::clean_up_addr_range), recursive-address
-    /// invalidation included). Returns the number of tables freed.
-    ///
-    /// Frames are freed only after the invalidation, so no stale
-    /// translation can reach a frame that has a new owner. (Entries are first
-    /// made non-present, keeping their address; a second pass over the same
-    /// tables clears them and frees the frames.)
+    /// Unmaps every page of `pages`, invalidates the TLB, then hands every
+    /// frame to `deallocator` (so no stale translation reaches a frame with a
+    /// new owner); with `reclaim`, also frees the tables that became empty,
+    /// as [`clean_up_addr_range`](Self::clean_up_addr_range). Returns the
+    /// number of tables freed.
     ///
     /// # Errors
     ///
@@ -544,8 +519,7 @@ impl<B: Backend> RecursivePageTable<B> {
         self.finish_rewrite::<S, _>(start, count, global, result)
     }
 
-    /// The end of a range unmap or update: the flush token for the whole
-    /// range, or the flush of the part done and the error.
+    /// The token for the whole range, or the done part flushed and the error.
     fn finish_rewrite<S: EntrySize, E>(
         &mut self,
         start: VirtAddr,

@@ -1,4 +1,12 @@
 //! Reclaim of empty page tables, with the TLB invalidation `x86_64` omits.
+//!
+//! The scan does not go through the range walker of `runs`: that walker
+//! cuts a range into runs of leaf entries of one level, while reclaim is a
+//! post-order walk of the tree (levels 4 to 2 at once) whose answer for a
+//! child table, "now empty", decides whether its parent entry is cleared.
+//! Each visited table's entries within the range are already one run, so the
+//! walker would add a `Run` per table and save no code. The recursion is
+//! const-generic per level, so no per-entry level test remains.
 
 use x86_64::PhysAddr;
 use x86_64::structures::paging::page::PageRangeInclusive;
@@ -13,12 +21,9 @@ impl<B: Backend> RecursivePageTable<B> {
     /// `deallocator`, and returns how many were freed. Spare frames kept
     /// from failed maps are handed back too (and not counted).
     ///
-    /// For each freed table the parent entry is cleared, then the table's
-    /// recursive address is invalidated, and only then is the frame
-    /// deallocated: the TLB can no longer reach the frame through the old
-    /// address when it is reused, and a table later created at that address
-    /// is written to its new frame. (`x86_64`'s `CleanUp` skips that
-    /// invalidation.)
+    /// A freed table's recursive address is invalidated before its frame is
+    /// deallocated (`x86_64`'s `CleanUp` skips that), so no stale translation
+    /// reaches the frame or a table later created at that address.
     ///
     /// # Safety
     ///
@@ -86,8 +91,6 @@ impl<B: Backend> RecursivePageTable<B> {
     where
         D: FrameDeallocator<Size4KiB> + ?Sized,
     {
-        // One instance per level, so each scanning loop is compiled for its
-        // own level (no level tests per entry).
         // SAFETY: forwarded contract.
         unsafe {
             match level {
@@ -140,16 +143,13 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// Unlinks and frees the empty table that `v`'s level-`level` entry
-    /// (`entry`) points to. Kept out of the scanning loop of
-    /// [`Self::clean_level`], which visits far more entries than it frees.
+    /// (`entry`) points to (cold: the scan visits far more than it frees).
     #[cold]
     #[inline(never)]
     unsafe fn free_child<D>(&mut self, level: usize, v: u64, entry: u64, deallocator: &mut D)
     where
         D: FrameDeallocator<Size4KiB> + ?Sized,
     {
-        // The entry is written through the level-`level` table's recursive
-        // address: every entry above it must be writable.
         self.make_writable_above(level, v);
         self.write(level, v, 0);
         let child = self.table(level - 1, v);

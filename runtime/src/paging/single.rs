@@ -22,24 +22,19 @@ impl<B: Backend> RecursivePageTable<B> {
     // ---------------------------------------------------------------- map
 
     /// Maps `page` to `frame` with `flags`, creating missing tables with
-    /// frames from `allocator`.
-    ///
-    /// Parent entries: the `PRESENT`/`WRITABLE`/`USER_ACCESSIBLE` bits of
-    /// `flags` are the requested parent flags, as in `x86_64`'s
-    /// `Mapper::map_to`; see
-    /// [`map_to_with_table_flags`](Self::map_to_with_table_flags) for exactly
-    /// what is added to new and existing parent entries.
+    /// frames from `allocator`. The `PRESENT`/`WRITABLE`/`USER_ACCESSIBLE`
+    /// bits of `flags` are the parent flags, as in `x86_64`'s `Mapper::map_to`
+    /// (see [`map_to_with_table_flags`](Self::map_to_with_table_flags)).
     ///
     /// # Errors
     ///
-    /// As `x86_64`: `PageAlreadyMapped(frame)` if the page's entry is in use,
-    /// `ParentEntryHugePage` if a parent entry maps a huge page (or is in use
-    /// but not present, or `page` lies in the recursive window, or `S` is
-    /// 4 KiB and `flags` has `HUGE_PAGE`: see the rules for flags on
-    /// [`RecursivePageTable`]), `FrameAllocationFailed` if a table was
-    /// needed and `allocator` had none. On error nothing was written; table frames taken before the
-    /// allocator ran dry are kept and used by the next table creation, or
-    /// handed back by [`clean_up`](Self::clean_up).
+    /// As `x86_64`: `PageAlreadyMapped(frame)` if the page's entry is in use;
+    /// `ParentEntryHugePage` if a parent maps a huge page or is in use but not
+    /// present, `page` is in the recursive window, or `S` is 4 KiB and `flags`
+    /// has `HUGE_PAGE`; `FrameAllocationFailed` if `allocator` had no table
+    /// frame. On error nothing was written; table frames already taken are
+    /// spares (used by the next table creation, handed back by
+    /// [`clean_up`](Self::clean_up)).
     ///
     /// # Safety
     ///
@@ -66,15 +61,11 @@ impl<B: Backend> RecursivePageTable<B> {
 
     /// [`map_to`](Self::map_to) with explicit flags for parent entries.
     ///
-    /// Every parent entry on the path, new or existing, ends up with
-    /// `parent_table_flags | PRESENT | WRITABLE` set; other bits of an
-    /// existing entry are kept. `GLOBAL` is ignored (a global parent would
-    /// keep the recursive translations of the tables below it alive across
-    /// an address-space switch), as are `HUGE_PAGE` and address bits.
-    /// Unlike `x86_64`, `WRITABLE` is added to existing entries too: the
-    /// table below is written through that entry. Adding bits to an existing
-    /// entry is followed by a full flush, global entries included
-    /// ([`Backend::flush_global`]).
+    /// Every parent entry on the path, new or existing, gets
+    /// `parent_table_flags | PRESENT | WRITABLE` added (unlike `x86_64`, also
+    /// `WRITABLE` on existing entries), never `GLOBAL`, `HUGE_PAGE` or address
+    /// bits (see the rules for flags on [`RecursivePageTable`]). Adding bits to
+    /// an existing entry is followed by [`Backend::flush_global`].
     ///
     /// # Errors
     ///
@@ -103,28 +94,20 @@ impl<B: Backend> RecursivePageTable<B> {
         let want = Self::parent_bits(parent_table_flags);
         match self.map_entry::<S, A>(v, leaf, want, allocator) {
             Ok(()) => Ok(Flush::new(&mut self.backend, page)),
-            Err(fail) => Err(fail.into_error(frame)),
+            Err(fail) => Err(fail.into_error(|_| frame)),
         }
     }
 
     /// Maps `page` to a frame taken from `allocator` (which also supplies
-    /// any page tables needed) and returns that frame.
-    ///
-    /// Tables are allocated first, the page's frame last, so no frame is
-    /// taken when the mapping cannot be made.
+    /// the page tables, taken first) and returns that frame.
     ///
     /// # Errors
     ///
-    /// As [`map_to`](Self::map_to), except for `PageAlreadyMapped` and
-    /// `FrameAllocationFailed`. `x86_64`'s `map_to` names in
-    /// `PageAlreadyMapped` the frame it was asked to map; here no frame is
-    /// taken before the checks, so it names the address found in the used
-    /// entry instead, rounded down to `S`: the frame the page is mapped to
-    /// when the entry maps a page of size `S`, but, for a huge `S` whose
-    /// entry points to a page table (smaller pages are mapped there), that
-    /// table's frame rounded down, which is not a mapped page.
+    /// As [`map_to`](Self::map_to), but `PageAlreadyMapped` names the address
+    /// in the used entry rounded down to `S` (for a huge `S` whose entry is a
+    /// table pointer, that table's frame, not a mapped page), and
     /// `FrameAllocationFailed` also covers the page's own frame. On error
-    /// nothing was written.
+    /// nothing was written and no data frame was taken.
     ///
     /// # Safety
     ///
@@ -146,12 +129,9 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// [`map_allocated`](Self::map_allocated) with two allocators: the
-    /// page's frame comes from `data`, page tables from `tables`.
-    ///
-    /// For allocators that tell frames apart by purpose, such as a
-    /// region-typed one viewed twice with
-    /// [`tagged`](crate::TaggedFrameAllocator::tagged) (data frames tagged
-    /// one way, tables another), or a pool reserved for page tables.
+    /// page's frame comes from `data`, page tables from `tables` (for example
+    /// two [`tagged`](crate::TaggedFrameAllocator::tagged) views, or a pool
+    /// reserved for tables).
     ///
     /// # Errors
     ///
@@ -309,18 +289,17 @@ impl<B: Backend> RecursivePageTable<B> {
 
     // ---------------------------------------------------------- flags
 
-    /// Replaces the flags of `page`'s mapping (keeping its frame).
+    /// Replaces the flags of `page`'s mapping (keeping its frame; address
+    /// bits of `flags` are ignored).
     ///
     /// # Errors
     ///
-    /// `PageNotMapped` if a parent is not present or the entry is unused;
-    /// `ParentEntryHugePage` if a parent maps a huge page, if `page` lies in
-    /// the recursive window, if `S` is a huge size and the entry is a
-    /// present page-table pointer (where `x86_64` would turn that table into
-    /// a huge mapping of it), or if `S` is 4 KiB and `flags` has
-    /// `HUGE_PAGE`; `PageNotMapped` also if `S` is a huge size and the entry
-    /// is a non-present table pointer (no `HUGE_PAGE`). Address bits of
-    /// `flags` are ignored. On error nothing was written.
+    /// `PageNotMapped` if a parent is not present or the entry is unused (or,
+    /// for a huge `S`, a non-present table pointer); `ParentEntryHugePage` if
+    /// a parent maps a huge page, `page` is in the recursive window, `S` is
+    /// huge and the entry is a present table pointer (`x86_64` would turn the
+    /// table into a huge page), or `S` is 4 KiB and `flags` has `HUGE_PAGE`.
+    /// On error nothing was written.
     ///
     /// # Safety
     ///
@@ -358,14 +337,12 @@ impl<B: Backend> RecursivePageTable<B> {
     /// path to `addr` (keeping the table it points to), as `x86_64`'s
     /// `Mapper::set_flags_p*_entry`.
     ///
-    /// `GLOBAL`, `HUGE_PAGE` and address bits of `flags` are ignored (the
-    /// rule for parent flags, see [`RecursivePageTable`]); entries above it
-    /// without `WRITABLE` get it back first. The TLB is invalidated here,
-    /// global entries included ([`Backend::flush_global`]): a CR3 reload,
-    /// which is what `x86_64`'s `MapperFlushAll` performs, would keep the
-    /// `GLOBAL` translations cached through the old entry, with its old
-    /// rights. (The `MapperFlushAll` the `Mapper` impl returns is therefore
-    /// redundant; flushing or ignoring it are both correct.)
+    /// `GLOBAL`, `HUGE_PAGE` and address bits of `flags` are ignored, and
+    /// entries above without `WRITABLE` get it back (the rules for flags on
+    /// [`RecursivePageTable`]). The TLB is invalidated here with
+    /// [`Backend::flush_global`], since the CR3 reload of `x86_64`'s
+    /// `MapperFlushAll` keeps global translations with their old rights (so
+    /// the `MapperFlushAll` of the `Mapper` impl may be flushed or ignored).
     ///
     /// # Errors
     ///
@@ -422,10 +399,7 @@ impl<B: Backend> RecursivePageTable<B> {
             self.make_writable_above(level, v);
         }
         self.write(level, v, (entry & ADDR_MASK) | (flags & !PARENT_IGNORED));
-        // Translations cached through the old entry may have more rights
-        // than it now grants, or fewer; global ones (data pages with
-        // `GLOBAL`) survive the CR3 reload of `x86_64`'s `MapperFlushAll`,
-        // so drop everything here.
+        // Cached rights may be more or fewer than the new entry's (see above).
         self.backend.flush_global();
         Ok(())
     }
@@ -456,17 +430,14 @@ impl<B: Backend> RecursivePageTable<B> {
         frame_of::<S>(entry & ADDR_MASK).map_err(TranslateError::InvalidFrameAddress)
     }
 
-    /// What `addr` translates to: frame, offset in it and the leaf entry's
-    /// flags, for pages of every size, as `x86_64`'s `Translate::translate`
-    /// (which panics on a huge level-4 entry; this reports it as not mapped).
+    /// What `addr` translates to (frame, offset, the leaf's flags) at every
+    /// page size, as `x86_64`'s `Translate::translate`, which panics on a
+    /// huge level-4 entry (here `NotMapped`).
     ///
-    /// One rule at every size, the one of [`translate_page`](Self::translate_page),
-    /// [`update_flags`](Self::update_flags) and `x86_64`: the leaf is the
-    /// level-1 entry, or a level-2 or level-3 entry with `HUGE_PAGE`; a leaf
-    /// that is not zero is `Mapped`, present or not (its `flags` say which:
-    /// a non-present entry may hold a frame its owner parked there); the
-    /// entries above the leaf must be present table pointers, or the
-    /// address is `NotMapped`. The MMU itself maps only present leaves.
+    /// The leaf is the level-1 entry or a level-2/3 entry with `HUGE_PAGE`,
+    /// and the entries above it must be present table pointers. A non-zero
+    /// leaf is `Mapped` even when not present (its `flags` tell; the MMU maps
+    /// only present leaves), as in [`translate_page`](Self::translate_page).
     #[inline]
     pub fn translate(&self, addr: VirtAddr) -> TranslateResult {
         let v = addr.as_u64();

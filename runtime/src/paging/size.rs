@@ -9,16 +9,10 @@ mod sealed {
     impl Sealed for super::Size1GiB {}
 }
 
-/// A page size that one page-table entry maps directly: 4 KiB pages in a
-/// level-1 table, 2 MiB pages in a level-2 table, 1 GiB pages in a level-3
-/// table.
-///
-/// (The emulator's `framealloc::emu::LeafSize` is a different thing: the
-/// size of a cached translation, as a value.)
-///
-/// Implemented for [`Size4KiB`], [`Size2MiB`] and [`Size1GiB`] only; the
-/// generic operations of [`RecursivePageTable`](super::RecursivePageTable)
-/// take any of them.
+/// A page size that one page-table entry maps directly, the one bound of the
+/// generic operations of [`RecursivePageTable`](super::RecursivePageTable):
+/// [`Size4KiB`], [`Size2MiB`] and [`Size1GiB`] only. (Not the emulator's
+/// `LeafSize`, the size of a cached translation as a value.)
 ///
 /// ```
 /// use framealloc::paging::EntrySize;

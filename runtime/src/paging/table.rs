@@ -17,64 +17,49 @@ use super::map::SpareFrames;
 /// A 4-level page table reached through a recursive entry of its level-4
 /// table, over a [`Backend`] (the real MMU or an emulated one).
 ///
-/// Every page table of the hierarchy is visible at a *recursive address*:
-/// with recursive index `r`, the level-1 table covering address `v` sits at
-/// `r:p4(v):p3(v):p2(v)`, the level-2 table at `r:r:p4(v):p3(v)`, and so on.
-/// These addresses are computed directly from the page number, so an
-/// operation reads one entry per level and no other memory.
+/// With recursive index `r`, the level-1 table covering `v` is visible at
+/// the *recursive address* `r:p4(v):p3(v):p2(v)`, the level-2 table at
+/// `r:r:p4(v):p3(v)`, and so on, so an operation reads one entry per level.
 ///
 /// Beyond `x86_64::structures::paging::RecursivePageTable`:
 ///
-/// - generic over the [`Backend`], so the same code runs on the CPU
-///   ([`Mmu`](super::Mmu)) and on the host under an emulated MMU and TLB;
-/// - flush tokens ([`Flush`](super::Flush)) that go through the backend;
-/// - a newly created table's recursive address is invalidated before the
-///   table is zeroed through it, and [`clean_up`](Self::clean_up) invalidates
-///   the recursive address of every table it frees *before* handing the
-///   frame to the deallocator, so no stale translation survives a reclaim;
-/// - failed operations leave the tables exactly as they were (`x86_64` may
-///   leave parent flags changed or half-built paths behind), and never panic;
+/// - generic over the [`Backend`]: the CPU ([`Mmu`](super::Mmu)) or an
+///   emulated MMU and TLB, with flush tokens ([`Flush`](super::Flush)) that
+///   go through it;
+/// - a new table's recursive address is invalidated before the table is
+///   zeroed through it, and [`clean_up`](Self::clean_up) invalidates a freed
+///   table's before handing its frame back;
+/// - a failed operation leaves the tables as they were and never panics;
 /// - range operations, map-with-allocation and a mapping dump.
 ///
-/// The native methods below mirror `x86_64`'s `Mapper`/`Translate` and return
-/// the same error types with the same meaning. On the hardware backend
-/// ([`Mmu`](super::Mmu) and [`NoFlushMmu`](super::NoFlushMmu)) the table
-/// also implements `x86_64`'s `Mapper<Size4KiB | Size2MiB | Size1GiB>`, so
-/// it drops into kernel code written for `x86_64`; `Translate` and
-/// `CleanUp` are implemented on every backend. `Mapper` is not implemented
-/// over the emulator: its `MapperFlush::flush` executes `invlpg` itself,
-/// which the emulated TLB would never see (and which faults outside ring
-/// 0). To run code written against `x86_64`'s traits on the host, use
-/// `x86_64`'s own `OffsetPageTable` over ordinary memory, as
-/// `runtime/examples/tour.rs` does, and `.ignore()` its flushes.
+/// The methods mirror `x86_64`'s `Mapper`/`Translate`, with the same error
+/// types and meanings. `Translate` and `CleanUp` are implemented on every
+/// backend, `Mapper<Size4KiB | Size2MiB | Size1GiB>` only on
+/// [`Mmu`](super::Mmu) and [`NoFlushMmu`](super::NoFlushMmu): its
+/// `MapperFlush::flush` runs `invlpg` itself, which an emulated TLB never
+/// sees. On the host, code written against those traits can use `x86_64`'s
+/// `OffsetPageTable` over ordinary memory, as `runtime/examples/tour.rs` does.
 ///
 /// # Rules for flags
 ///
-/// - Leaf flags: bits 12–51 are the frame in every entry, so address bits
-///   in `flags` are ignored. `HUGE_PAGE` is implied for 2 MiB and 1 GiB
-///   pages and refused for 4 KiB pages with `ParentEntryHugePage` (bit 7 of
-///   a level-1 entry is PAT; such an entry could not be unmapped or
-///   reclaimed as a 4 KiB page; `x86_64` panics there).
-/// - Parent flags: `GLOBAL`, `HUGE_PAGE` and address bits never reach a
-///   parent entry (see
-///   [`map_to_with_table_flags`](Self::map_to_with_table_flags) for why
-///   `GLOBAL` would leak page tables across address spaces).
-/// - `WRITABLE` on parents: every table is written through its recursive
-///   address, whose rights are the AND of the entries above it, so every
-///   operation that writes below a parent entry without `WRITABLE` (map,
-///   unmap, flag updates, ranges, [`clean_up`](Self::clean_up),
-///   [`set_parent_flags`](Self::set_parent_flags) of a lower level) adds
-///   `WRITABLE` back to it first, followed by a full flush that drops
-///   global entries too, instead of faulting. Write-protect memory in the
-///   leaves; a parent entry's missing `WRITABLE` does not survive the next
-///   change below it.
+/// - Leaf flags: address bits in `flags` are ignored. `HUGE_PAGE` is implied
+///   for 2 MiB and 1 GiB pages and refused for 4 KiB pages with
+///   `ParentEntryHugePage` (bit 7 of a level-1 entry is PAT; `x86_64` panics).
+/// - Parent flags: `GLOBAL` (with CR4.PGE it would keep a space's tables
+///   reachable through their recursive addresses after a switch),
+///   `HUGE_PAGE` and address bits never reach a parent entry.
+/// - `WRITABLE` on parents: tables are written through their recursive
+///   address, whose rights are the AND of the entries above, so every
+///   operation that writes below a parent without `WRITABLE` adds it back
+///   first, then flushes everything ([`Backend::flush_global`]): a parent's
+///   missing `WRITABLE` does not survive the next change below it, so
+///   write-protect memory in the leaves.
 /// - The recursive entry must be present, writable and supervisor-only
 ///   (checked by [`new`](Self::new)).
 ///
-/// Addresses inside the recursive window itself (level-4 index equal to the
-/// recursive index) are page tables: mapping, unmapping or changing flags
-/// there fails with `ParentEntryHugePage`, since the recursive entry maps the
-/// whole window like one huge page.
+/// The recursive window itself (level-4 index = recursive index) holds the
+/// page tables: mapping, unmapping or changing flags there fails with
+/// `ParentEntryHugePage`.
 ///
 /// # Examples
 ///
@@ -198,22 +183,13 @@ impl<B: Backend> RecursivePageTable<B> {
     /// The table of `backend`'s active address space, reached through entry
     /// `recursive_index` of its level-4 table.
     ///
-    /// Checks that the index is usable (not 0, not 511: see
-    /// [`InvalidRecursiveTable`]) and that the entry points, present,
-    /// writable, supervisor-only and not huge, to
-    /// [`Backend::level_4_frame`]. The entry is read with
-    /// [`Backend::read_level_4_entry`]:
-    ///
-    /// - on the emulator by physical address, so any table can be checked,
-    ///   and a table that is not recursive at the index is reported as
-    ///   [`InvalidRecursiveTable::NotRecursive`];
-    /// - on the hardware backend through the recursive window of the index,
-    ///   the only way the CPU can reach it. What this checks: given that the
-    ///   window is mapped (the constructor contract of
-    ///   [`Mmu::new`](super::Mmu::new)), that the entry read there is the
-    ///   recursive one with the right bits. What it cannot check: whether the
-    ///   window is mapped at all (if not, the read faults), and that the
-    ///   tables stay recursive afterwards.
+    /// Checks that the index is neither 0 nor 511 and that the entry, read
+    /// with [`Backend::read_level_4_entry`], points present, writable,
+    /// supervisor-only and not huge to [`Backend::level_4_frame`]. The
+    /// emulator reads it by physical address, so any table can be checked;
+    /// the hardware backend reads through the recursive window, which
+    /// [`Mmu::new`](super::Mmu::new)'s contract requires to be mapped (if it
+    /// is not, the read faults).
     ///
     /// # Errors
     ///
@@ -329,14 +305,10 @@ impl<B: Backend> RecursivePageTable<B> {
         self.table(level as usize, addr.as_u64())
     }
 
-    // The entry accessors below are crate-private and safe to call, under
-    // an invariant every caller in `paging` keeps: an entry at `level` is
+    // Invariant of the crate-private accessors below: an entry at `level` is
     // accessed only after every entry above it on `v`'s path was read as a
-    // present table pointer (level 4 needs nothing), and the tables are not
-    // changed by anything else meanwhile (the constructors' contracts). So
-    // the address is the recursive address of an entry of an existing table,
-    // as `Backend`'s accessors require. Writes only store values this module
-    // tree computed under the public methods' contracts.
+    // present table pointer, and nothing else changes the tables meanwhile
+    // (the constructors' contracts), as `Backend`'s accessors require.
 
     /// Reads `v`'s entry at `level` (see the invariant above).
     #[inline(always)]

@@ -45,16 +45,10 @@ pub struct PageTables<'a, B: Backend> {
 }
 
 impl<B: Backend> RecursivePageTable<B> {
-    /// Every page table of the hierarchy, parents before their children in
-    /// ascending virtual order: the level-4 table, then each level-3 table
-    /// followed by the tables below it, and so on. The recursive entry is
-    /// not followed (it would list the level-4 table again), tables
-    /// reached through entries that are not present are not listed (they
-    /// cannot be read), and spare frames (see
-    /// [`spare_frames`](Self::spare_frames)) are not tables.
-    ///
-    /// Each table is read once, through its recursive address; the listing
-    /// reflects the tables as they are while it runs.
+    /// Every page table of the hierarchy, each parent before its children,
+    /// in ascending virtual order. Not listed: the recursive entry's target
+    /// again, tables behind non-present entries, and
+    /// [`spare_frames`](Self::spare_frames).
     ///
     /// ```
     /// # #[cfg(feature = "emu")] {
@@ -125,9 +119,7 @@ impl<B: Backend> Iterator for PageTables<'_, B> {
             if level == 4 && self.table.in_window(v) {
                 continue;
             }
-            // The entries above `level` on `v`'s path are the present table
-            // pointers this walk descended through, so the read is the
-            // table's invariant access.
+            // The walk descended through present table pointers (invariant).
             let entry = self.table.read(level, v);
             if !Entry(entry).is_table() {
                 continue;

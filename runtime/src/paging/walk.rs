@@ -1,11 +1,6 @@
 //! Walking the parent entries above a leaf, and giving `WRITABLE` back to
-//! parents that lack it.
-//!
-//! Every table is written through its recursive address, whose rights are
-//! the AND of the entries above it, so an operation that writes a table
-//! below a parent entry without `WRITABLE` adds it first
-//! ([`make_writable_above`](RecursivePageTable::make_writable_above)),
-//! followed by a full flush (see the `map` module for why a full one).
+//! parents that lack it (the rules for flags on [`RecursivePageTable`]; the
+//! `map` module docs say why a full flush follows).
 
 use x86_64::structures::paging::mapper::{FlagUpdateError, TranslateError, UnmapError};
 
@@ -111,15 +106,8 @@ impl<B: Backend> RecursivePageTable<B> {
     }
 
     /// Adds `WRITABLE` to every entry above `level` on `v`'s path that lacks
-    /// it (all of them are present table pointers: the caller walked them),
-    /// top down, each followed by a full flush, global entries included.
-    ///
-    /// The table code writes a level-`level` table through its recursive
-    /// address, whose translation is the AND of the entries above it, so
-    /// without `WRITABLE` on each the write would fault (CR0.WP). Like a
-    /// map upgrading a parent (see [`Self::flush_upgraded`]), the new right
-    /// must not be shadowed by a translation cached with the old one, for
-    /// the next table's recursive address as for the data below.
+    /// it (present table pointers: the caller walked them), top down, each
+    /// followed by [`Self::flush_upgraded`] (see the module docs).
     #[inline(never)]
     pub(crate) fn make_writable_above(&mut self, level: usize, v: u64) {
         let mut upper = 4;

@@ -1,22 +1,13 @@
 //! `x86_64`'s `Mapper`, `Translate` and `CleanUp` for [`RecursivePageTable`],
 //! so it drops into code written against `x86_64`.
 //!
-//! `Mapper` is implemented over the hardware backend only: its
-//! `MapperFlush::flush` executes `invlpg` directly, which only means
-//! something on the real MMU. It is implemented for
-//! [`NoFlushMmu`](super::NoFlushMmu) too, so the very same impls can be run
-//! in user space over an `mmap`ed window (`runtime/tests/paging_hardware.rs`
-//! does); there, call `MapperFlush::ignore`, never `flush` (`invlpg` is a
-//! privileged instruction and faults outside ring 0), and the `Flush`
-//! decisions of the native API are no-ops anyway. `Translate` and `CleanUp` do not hand out flush
-//! tokens (`CleanUp` invalidates through the backend itself) and are
-//! implemented for every backend.
-//!
-//! `set_flags_p4_entry`/`p3`/`p2` go through
-//! [`RecursivePageTable::set_parent_flags`], which invalidates the TLB
-//! itself, global entries included (a CR3 reload, all `MapperFlushAll`
-//! performs, would keep them); the `MapperFlushAll` they return is then
-//! redundant, and flushing or ignoring it are both correct.
+//! `Mapper` is implemented over the hardware backend only, since its
+//! `MapperFlush::flush` executes `invlpg` itself; over
+//! [`NoFlushMmu`](super::NoFlushMmu) in user space (as
+//! `runtime/tests/paging_hardware.rs` does) call `MapperFlush::ignore`, never
+//! `flush`. `set_flags_p*_entry` invalidate the TLB themselves (see
+//! [`RecursivePageTable::set_parent_flags`]). `Translate` and `CleanUp` hand
+//! out no tokens and are implemented for every backend.
 
 use x86_64::VirtAddr;
 use x86_64::structures::paging::mapper::{
@@ -87,8 +78,7 @@ macro_rules! mapper_impl {
                 page: Page<$size>,
                 flags: PageTableFlags,
             ) -> Result<MapperFlushAll, FlagUpdateError> {
-                self.set_parent_entry(4, page.start_address().as_u64(), flags.bits())?;
-                Ok(MapperFlushAll::new())
+                set_flags(self, true, 4, page.start_address(), flags)
             }
 
             unsafe fn set_flags_p3_entry(
@@ -96,11 +86,7 @@ macro_rules! mapper_impl {
                 page: Page<$size>,
                 flags: PageTableFlags,
             ) -> Result<MapperFlushAll, FlagUpdateError> {
-                if !$p3_ok {
-                    return Err(FlagUpdateError::ParentEntryHugePage);
-                }
-                self.set_parent_entry(3, page.start_address().as_u64(), flags.bits())?;
-                Ok(MapperFlushAll::new())
+                set_flags(self, $p3_ok, 3, page.start_address(), flags)
             }
 
             unsafe fn set_flags_p2_entry(
@@ -108,11 +94,7 @@ macro_rules! mapper_impl {
                 page: Page<$size>,
                 flags: PageTableFlags,
             ) -> Result<MapperFlushAll, FlagUpdateError> {
-                if !$p2_ok {
-                    return Err(FlagUpdateError::ParentEntryHugePage);
-                }
-                self.set_parent_entry(2, page.start_address().as_u64(), flags.bits())?;
-                Ok(MapperFlushAll::new())
+                set_flags(self, $p2_ok, 2, page.start_address(), flags)
             }
 
             #[inline]
@@ -124,6 +106,22 @@ macro_rules! mapper_impl {
             }
         }
     };
+}
+
+/// The body of `set_flags_p*_entry`: `ok` is false where the level is not
+/// a parent of pages of the impl's size.
+fn set_flags<const FLUSH: bool>(
+    table: &mut RecursivePageTable<Mmu<FLUSH>>,
+    ok: bool,
+    level: usize,
+    addr: VirtAddr,
+    flags: PageTableFlags,
+) -> Result<MapperFlushAll, FlagUpdateError> {
+    if !ok {
+        return Err(FlagUpdateError::ParentEntryHugePage);
+    }
+    table.set_parent_entry(level, addr.as_u64(), flags.bits())?;
+    Ok(MapperFlushAll::new())
 }
 
 mapper_impl!(Size4KiB, true, true);
