@@ -16,23 +16,84 @@ use framealloc::x86_64::structures::tss::TaskStateSegment;
 use crate::println;
 use crate::serial::{Exit, exit};
 
-/// A `static` that is written once, during single-threaded start-up.
-struct Once<T>(UnsafeCell<T>);
-
-// SAFETY: the kernel runs on one CPU with interrupts disabled; the contents
-// are written only in `init`, before anything reads them.
-unsafe impl<T> Sync for Once<T> {}
-
 const IST_SIZE: usize = 16 * 1024;
 
 #[repr(align(16))]
 struct Stack(#[allow(dead_code, reason = "only its address is used")] [u8; IST_SIZE]);
 
-static PAGE_FAULT_STACK: Once<Stack> = Once(UnsafeCell::new(Stack([0; IST_SIZE])));
-static DOUBLE_FAULT_STACK: Once<Stack> = Once(UnsafeCell::new(Stack([0; IST_SIZE])));
-static TSS: Once<TaskStateSegment> = Once(UnsafeCell::new(TaskStateSegment::new()));
-static GDT: Once<GlobalDescriptorTable> = Once(UnsafeCell::new(GlobalDescriptorTable::new()));
-static IDT: Once<InterruptDescriptorTable> = Once(UnsafeCell::new(InterruptDescriptorTable::new()));
+/// The descriptor tables of one CPU: its GDT, its TSS with the page-fault and
+/// double-fault IST stacks, and its IDT. One `static` per CPU.
+pub struct CpuTables {
+    page_fault_stack: UnsafeCell<Stack>,
+    double_fault_stack: UnsafeCell<Stack>,
+    tss: UnsafeCell<TaskStateSegment>,
+    gdt: UnsafeCell<GlobalDescriptorTable>,
+    idt: UnsafeCell<InterruptDescriptorTable>,
+}
+
+// SAFETY: a value is written only by `load`, which its one CPU calls once
+// with interrupts disabled before anything else uses it; afterwards only
+// that CPU (the hardware) reads it.
+unsafe impl Sync for CpuTables {}
+
+impl CpuTables {
+    pub const fn new() -> Self {
+        CpuTables {
+            page_fault_stack: UnsafeCell::new(Stack([0; IST_SIZE])),
+            double_fault_stack: UnsafeCell::new(Stack([0; IST_SIZE])),
+            tss: UnsafeCell::new(TaskStateSegment::new()),
+            gdt: UnsafeCell::new(GlobalDescriptorTable::new()),
+            idt: UnsafeCell::new(InterruptDescriptorTable::new()),
+        }
+    }
+
+    /// Fills and loads this CPU's GDT (with the TSS and its IST stacks) and
+    /// IDT: the kernel's exception handlers, plus what `more` adds (the
+    /// second CPU's interrupt vectors).
+    ///
+    /// # Safety
+    ///
+    /// Called once, by the CPU that will use these tables, with interrupts
+    /// disabled, before anything else refers to them.
+    pub unsafe fn load(&'static self, more: impl FnOnce(&mut InterruptDescriptorTable)) {
+        let top = |stack: &UnsafeCell<Stack>| VirtAddr::from_ptr(stack.get()) + IST_SIZE as u64;
+        // SAFETY: the caller's contract: nothing else refers to these
+        // tables yet, and after this function only the CPU reads them.
+        unsafe {
+            let tss = &mut *self.tss.get();
+            tss.interrupt_stack_table[0] = top(&self.page_fault_stack);
+            tss.interrupt_stack_table[1] = top(&self.double_fault_stack);
+            let gdt = &mut *self.gdt.get();
+            let code = gdt.append(Descriptor::kernel_code_segment());
+            let data = gdt.append(Descriptor::kernel_data_segment());
+            let tss_selector = gdt.append(Descriptor::tss_segment(&*self.tss.get()));
+            (*self.gdt.get()).load();
+            CS::set_reg(code);
+            SS::set_reg(data);
+            DS::set_reg(data);
+            ES::set_reg(data);
+            load_tss(tss_selector);
+
+            let idt = &mut *self.idt.get();
+            let addr = |f: unsafe extern "C" fn()| VirtAddr::new(f as usize as u64);
+            idt.divide_error.set_handler_addr(addr(exception_de));
+            idt.invalid_opcode.set_handler_addr(addr(exception_ud));
+            idt.general_protection_fault
+                .set_handler_addr(addr(exception_gp));
+            idt.page_fault
+                .set_handler_addr(addr(exception_pf))
+                .set_stack_index(0);
+            idt.double_fault
+                .set_handler_addr(addr(exception_df))
+                .set_stack_index(1);
+            more(idt);
+            (*self.idt.get()).load();
+        }
+    }
+}
+
+/// The first CPU's tables.
+static BSP: CpuTables = CpuTables::new();
 
 /// Registers saved by the exception stubs, then the CPU's exception frame.
 #[repr(C)]
@@ -154,41 +215,8 @@ extern "C" fn exception(frame: &mut FaultFrame) {
     exit(Exit::Failed);
 }
 
-fn stack_top(stack: &Once<Stack>) -> VirtAddr {
-    VirtAddr::from_ptr(stack.0.get()) + IST_SIZE as u64
-}
-
-/// Loads the GDT (with the TSS and its IST stacks) and the IDT.
+/// Loads the first CPU's GDT (with the TSS and its IST stacks) and IDT.
 pub fn init() {
-    // SAFETY: single-threaded start-up; nothing else refers to these statics
-    // yet, and after this function they are only read (by the CPU).
-    unsafe {
-        let tss = &mut *TSS.0.get();
-        tss.interrupt_stack_table[0] = stack_top(&PAGE_FAULT_STACK);
-        tss.interrupt_stack_table[1] = stack_top(&DOUBLE_FAULT_STACK);
-        let gdt = &mut *GDT.0.get();
-        let code = gdt.append(Descriptor::kernel_code_segment());
-        let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss_selector = gdt.append(Descriptor::tss_segment(&*TSS.0.get()));
-        (*GDT.0.get()).load();
-        CS::set_reg(code);
-        SS::set_reg(data);
-        DS::set_reg(data);
-        ES::set_reg(data);
-        load_tss(tss_selector);
-
-        let idt = &mut *IDT.0.get();
-        let addr = |f: unsafe extern "C" fn()| VirtAddr::new(f as usize as u64);
-        idt.divide_error.set_handler_addr(addr(exception_de));
-        idt.invalid_opcode.set_handler_addr(addr(exception_ud));
-        idt.general_protection_fault
-            .set_handler_addr(addr(exception_gp));
-        idt.page_fault
-            .set_handler_addr(addr(exception_pf))
-            .set_stack_index(0);
-        idt.double_fault
-            .set_handler_addr(addr(exception_df))
-            .set_stack_index(1);
-        (*IDT.0.get()).load();
-    }
+    // SAFETY: single-threaded start-up, interrupts disabled; called once.
+    unsafe { BSP.load(|_| ()) };
 }

@@ -34,20 +34,16 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use framealloc::paging::{Gather, Invalidations, Mmu, RecursivePageTable, Shootdown};
 use framealloc::x86_64::instructions::port::Port;
-use framealloc::x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
-use framealloc::x86_64::instructions::tables::load_tss;
 use framealloc::x86_64::instructions::{interrupts, tlb};
 use framealloc::x86_64::registers::control::{Cr0, Cr3, Cr4};
 use framealloc::x86_64::registers::model_specific::Efer;
-use framealloc::x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
-use framealloc::x86_64::structures::idt::InterruptDescriptorTable;
 use framealloc::x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Page, PageTableFlags, PageTableIndex, PhysFrame, Size4KiB,
 };
-use framealloc::x86_64::structures::tss::TaskStateSegment;
 use framealloc::x86_64::{PhysAddr, VirtAddr};
 use scenarios::{FRAMES_BASE, Fault, Frames, MAX_FRAMES, RECURSIVE_INDEX};
 
+use crate::cpu::CpuTables;
 use crate::println;
 use crate::serial::{Exit, exit};
 
@@ -100,27 +96,19 @@ const AFTER: u64 = 0x4e45_574f_574e_0002;
 /// A `static` written by one CPU before another is told to use it.
 struct Shared<T>(UnsafeCell<T>);
 
-// SAFETY: each value is written by the BSP before the AP starts (stacks) or
-// only by the AP in `ap_entry` before it reports itself alive, and only read
-// afterwards (the CPU reads the GDT, TSS and IDT).
+// SAFETY: the one value (the AP's stack) is handed to the AP by the BSP
+// before the AP starts, and used by the AP alone from then on.
 unsafe impl<T> Sync for Shared<T> {}
 
 const AP_STACK_SIZE: usize = 64 * 1024;
-const AP_IST_SIZE: usize = 16 * 1024;
 
 #[repr(align(16))]
 struct Stack<const N: usize>(#[allow(dead_code, reason = "only its address is used")] [u8; N]);
 
 static AP_STACK: Shared<Stack<AP_STACK_SIZE>> = Shared(UnsafeCell::new(Stack([0; AP_STACK_SIZE])));
-static AP_PAGE_FAULT_STACK: Shared<Stack<AP_IST_SIZE>> =
-    Shared(UnsafeCell::new(Stack([0; AP_IST_SIZE])));
-static AP_DOUBLE_FAULT_STACK: Shared<Stack<AP_IST_SIZE>> =
-    Shared(UnsafeCell::new(Stack([0; AP_IST_SIZE])));
-static AP_TSS: Shared<TaskStateSegment> = Shared(UnsafeCell::new(TaskStateSegment::new()));
-static AP_GDT: Shared<GlobalDescriptorTable> =
-    Shared(UnsafeCell::new(GlobalDescriptorTable::new()));
-static AP_IDT: Shared<InterruptDescriptorTable> =
-    Shared(UnsafeCell::new(InterruptDescriptorTable::new()));
+
+/// The AP's GDT, TSS, IST stacks and IDT.
+static AP_TABLES: CpuTables = CpuTables::new();
 
 /// Set by the AP: its APIC id + 1 (0: not up yet).
 static AP_ALIVE: AtomicU64 = AtomicU64::new(0);
@@ -264,12 +252,6 @@ unsafe extern "C" {
     static ap_trampoline_end: u8;
     fn smp_shootdown_stub();
     fn smp_spurious_stub();
-    // The kernel's exception stubs (`cpu.rs`): the AP shares their handler.
-    fn exception_de();
-    fn exception_ud();
-    fn exception_df();
-    fn exception_gp();
-    fn exception_pf();
 }
 
 /// Whether the command line holds the word `smp`.
@@ -464,40 +446,15 @@ fn start_ap() -> Result<(), &'static str> {
 
 /// The AP's 64-bit entry (from the trampoline, interrupts off).
 extern "C" fn ap_entry() -> ! {
-    // SAFETY: only this CPU touches the AP_* tables, once, before it
-    // reports itself alive; afterwards the CPU only reads them.
+    // SAFETY: only this CPU loads AP_TABLES, once, interrupts off, before
+    // it reports itself alive. The IDT shares the kernel's exception handler
+    // (so `probe` accesses recover on this CPU too).
     unsafe {
-        let tss = &mut *AP_TSS.0.get();
-        tss.interrupt_stack_table[0] =
-            VirtAddr::new(AP_PAGE_FAULT_STACK.0.get() as u64 + AP_IST_SIZE as u64);
-        tss.interrupt_stack_table[1] =
-            VirtAddr::new(AP_DOUBLE_FAULT_STACK.0.get() as u64 + AP_IST_SIZE as u64);
-        let gdt = &mut *AP_GDT.0.get();
-        let code = gdt.append(Descriptor::kernel_code_segment());
-        let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss_selector = gdt.append(Descriptor::tss_segment(&*AP_TSS.0.get()));
-        (*AP_GDT.0.get()).load();
-        CS::set_reg(code);
-        SS::set_reg(data);
-        DS::set_reg(data);
-        ES::set_reg(data);
-        load_tss(tss_selector);
-
-        let idt = &mut *AP_IDT.0.get();
-        let addr = |f: unsafe extern "C" fn()| VirtAddr::new(f as usize as u64);
-        idt.divide_error.set_handler_addr(addr(exception_de));
-        idt.invalid_opcode.set_handler_addr(addr(exception_ud));
-        idt.general_protection_fault
-            .set_handler_addr(addr(exception_gp));
-        idt.page_fault
-            .set_handler_addr(addr(exception_pf))
-            .set_stack_index(0);
-        idt.double_fault
-            .set_handler_addr(addr(exception_df))
-            .set_stack_index(1);
-        idt[SHOOTDOWN_VECTOR].set_handler_addr(addr(smp_shootdown_stub));
-        idt[SPURIOUS_VECTOR].set_handler_addr(addr(smp_spurious_stub));
-        (*AP_IDT.0.get()).load();
+        AP_TABLES.load(|idt| {
+            let addr = |f: unsafe extern "C" fn()| VirtAddr::new(f as usize as u64);
+            idt[SHOOTDOWN_VECTOR].set_handler_addr(addr(smp_shootdown_stub));
+            idt[SPURIOUS_VECTOR].set_handler_addr(addr(smp_spurious_stub));
+        });
     }
     let id = apic_enable();
     AP_CR3.store(
