@@ -77,15 +77,10 @@ use core::sync::atomic::{
 use x86_64::PhysAddr;
 use x86_64::structures::paging::{PageSize, PhysFrame, Size2MiB, Size4KiB};
 
-use super::bitmap::DeallocError;
+use super::bitmap::{CHUNK_FRAMES, CHUNK_WORDS, DeallocError, span};
 use super::memory_map::{FRAME_SIZE, MemoryMap};
 use super::shared::{SharedFrameAllocator, SharedFrameDeallocator, SharedView};
 use super::sync::{AtomicU64, Ordering};
-
-/// 4 KiB frames per 2 MiB chunk.
-const CHUNK_FRAMES: u64 = Size2MiB::SIZE / Size4KiB::SIZE;
-/// Bitmap words per 2 MiB chunk.
-const CHUNK_WORDS: usize = (CHUNK_FRAMES / 64) as usize;
 
 /// Why an [`AtomicBitmapAllocator`] could not load a map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,20 +163,6 @@ impl Geometry {
     const fn chunks(&self) -> usize {
         self.words / CHUNK_WORDS
     }
-}
-
-/// The span (first frame, bitmap words) of `map`'s usable regions, rounded
-/// out to 2 MiB.
-fn span(map: &MemoryMap<'_>) -> (u64, usize) {
-    let mut usable = map.usable();
-    let Some(first) = usable.next() else {
-        return (0, 0);
-    };
-    let last = usable.last().unwrap_or(first);
-    let start = first.start / Size2MiB::SIZE * Size2MiB::SIZE;
-    let end = last.end.next_multiple_of(Size2MiB::SIZE);
-    let words = usize::try_from((end - start) / FRAME_SIZE / 64).unwrap_or(usize::MAX);
-    (start / FRAME_SIZE, words)
 }
 
 /// The lowest `max` set bits of `bits` (all of them if there are fewer).

@@ -55,9 +55,9 @@ use x86_64::structures::paging::{
 use super::memory_map::{FRAME_SIZE, MemoryMap};
 
 /// 4 KiB frames per 2 MiB chunk.
-const CHUNK_FRAMES: u64 = Size2MiB::SIZE / Size4KiB::SIZE;
+pub(super) const CHUNK_FRAMES: u64 = Size2MiB::SIZE / Size4KiB::SIZE;
 /// Bitmap words per 2 MiB chunk.
-const CHUNK_WORDS: usize = (CHUNK_FRAMES / 64) as usize;
+pub(super) const CHUNK_WORDS: usize = (CHUNK_FRAMES / 64) as usize;
 
 /// Why a [`BitmapAllocator`] could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,8 +217,9 @@ const fn layout(words: usize) -> [usize; 5] {
 }
 
 /// The span of frames (first frame, bitmap words) covering `map`'s usable
-/// regions, rounded out to 2 MiB.
-fn span(map: &MemoryMap<'_>) -> (u64, usize) {
+/// regions, rounded out to 2 MiB. Shared with the atomic bitmap, which
+/// covers the same span.
+pub(super) fn span(map: &MemoryMap<'_>) -> (u64, usize) {
     let mut usable = map.usable();
     let Some(first) = usable.next() else {
         return (0, 0);
