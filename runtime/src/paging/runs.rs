@@ -199,10 +199,6 @@ impl<B: Backend> RecursivePageTable<B> {
     ) -> Result<(), Stop<UnmapError>> {
         for run in self.runs::<S>(start48, count) {
             let writable = self.prepare_rewrite::<S, _>(run)?;
-            let run = Run {
-                table: self.table(S::LEVEL, run.v),
-                ..run
-            };
             let (table, first, len) = (run.table, run.first, run.len as usize);
             // The checks of `leaf_frame_for_unmap` over the whole run: every
             // entry present, with the huge bit of its level, aligned.
@@ -305,10 +301,6 @@ impl<B: Backend> RecursivePageTable<B> {
     ) -> Result<(), Stop<FlagUpdateError>> {
         for run in self.runs::<S>(start48, count) {
             let writable = self.prepare_rewrite::<S, _>(run)?;
-            let run = Run {
-                table: self.table(S::LEVEL, run.v),
-                ..run
-            };
             let (table, first, len) = (run.table, run.first, run.len as usize);
             // No entry unused, and above level 1 none without `HUGE_PAGE`
             // (a table, present or not: see `not_a_page`).
