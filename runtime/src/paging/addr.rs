@@ -9,6 +9,7 @@
 //! across the canonical hole without a jump, and [`sign_extend`]s them back.
 
 use x86_64::VirtAddr;
+use x86_64::structures::paging::page_table::PageTableLevel;
 
 use super::{Backend, RecursivePageTable};
 
@@ -82,6 +83,16 @@ impl<B: Backend> RecursivePageTable<B> {
     #[inline(always)]
     pub(crate) fn in_window(&self, v: u64) -> bool {
         self.entry_address(4, v).as_u64() == self.window_entry
+    }
+}
+
+/// The `PageTableLevel` of a level number in `1..=4`.
+pub(crate) const fn level_of(level: usize) -> PageTableLevel {
+    match level {
+        1 => PageTableLevel::One,
+        2 => PageTableLevel::Two,
+        3 => PageTableLevel::Three,
+        _ => PageTableLevel::Four,
     }
 }
 

@@ -7,7 +7,7 @@ use x86_64::structures::paging::PhysFrame;
 use x86_64::structures::paging::page_table::PageTableLevel;
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::addr::sign_extend;
+use super::addr::{level_of, sign_extend};
 use super::entry::{ADDR_MASK, Entry};
 use super::{Backend, RecursivePageTable};
 
@@ -143,13 +143,3 @@ impl<B: Backend> Iterator for PageTables<'_, B> {
 }
 
 impl<B: Backend> FusedIterator for PageTables<'_, B> {}
-
-/// The `PageTableLevel` of a level number in `1..=4`.
-fn level_of(level: usize) -> PageTableLevel {
-    match level {
-        1 => PageTableLevel::One,
-        2 => PageTableLevel::Two,
-        3 => PageTableLevel::Three,
-        _ => PageTableLevel::Four,
-    }
-}

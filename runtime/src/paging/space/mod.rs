@@ -125,7 +125,6 @@ use x86_64::VirtAddr;
 
 #[cfg(doc)]
 use super::RecursivePageTable;
-use x86_64::structures::paging::page_table::PageTableLevel;
 use x86_64::structures::paging::{PageTableIndex, PhysFrame};
 
 mod ops;
@@ -135,18 +134,9 @@ mod view;
 pub use switch::SwitchSpace;
 pub use view::{InactiveSpace, SlotBackend};
 
-use super::addr::sign_extend;
+use super::addr::{level_of, sign_extend};
 use super::entry::{ADDR_MASK, GLOBAL, HUGE, PRESENT, USER, WRITABLE};
 
-/// The `PageTableLevel` of a level number in `1..=4`.
-const fn level_of(level: usize) -> PageTableLevel {
-    match level {
-        1 => PageTableLevel::One,
-        2 => PageTableLevel::Two,
-        3 => PageTableLevel::Three,
-        _ => PageTableLevel::Four,
-    }
-}
 /// A set of level-4 indices (the entries an [`AddressSpace`] shares with
 /// the space it was created from).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
